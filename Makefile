@@ -1,0 +1,58 @@
+# The one entry point. `make run` and `make test` are all a new user needs.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+HOST ?= 127.0.0.1
+PORT ?= 8000
+
+.PHONY: run test lint format check bench clean help
+
+help:
+	@echo "make run    install everything and start the server on http://$(HOST):$(PORT)"
+	@echo "make test   install test tools and run the whole suite"
+	@echo "make lint   ruff lint + format check"
+	@echo "make check  Django system checks"
+
+# --- installation -------------------------------------------------------
+
+# Debian's python3 may come without venv/pip; install them when missing.
+$(BIN)/python:
+	@$(PYTHON) -m venv --help >/dev/null 2>&1 && $(PYTHON) -c 'import ensurepip' 2>/dev/null \
+	  || (echo "Installing python3-venv (Debian)..." && (apt-get update -qq || true) && apt-get install -y -qq python3-venv python3-pip)
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+
+$(VENV)/.runtime-installed: requirements.txt | $(BIN)/python
+	$(BIN)/pip install -q -r requirements.txt
+	touch $@
+
+$(VENV)/.dev-installed: requirements.txt requirements-dev.txt | $(BIN)/python
+	$(BIN)/pip install -q -r requirements-dev.txt
+	touch $@ $(VENV)/.runtime-installed
+
+# --- the two commands ---------------------------------------------------
+
+run: $(VENV)/.runtime-installed
+	$(BIN)/python manage.py migrate --noinput
+	$(BIN)/daphne -b $(HOST) -p $(PORT) localai_site.asgi:application
+
+test: $(VENV)/.dev-installed
+	$(BIN)/python -m pytest
+
+# --- tools ----------------------------------------------------------------
+
+lint: $(VENV)/.dev-installed
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(VENV)/.dev-installed
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+check: $(VENV)/.dev-installed
+	$(BIN)/python manage.py check
+	$(BIN)/python manage.py makemigrations --check --dry-run
+
+clean:
+	rm -rf $(VENV) staticfiles .pytest_cache

@@ -1,0 +1,28 @@
+"""Inference backends: the small interface every kind of backend implements.
+
+Today there is one kind (`OllamaBackend`). Later kinds (several Ollama hosts
+with routing and failover, an embedded llama.cpp model) implement the same
+`InferenceBackend` protocol, so viewsets and consumers never change.
+"""
+
+from apis.backends.base import (
+    ChatChunk,
+    ChatRequest,
+    ChatResult,
+    EmbedResult,
+    InferenceBackend,
+    ModelInfo,
+    ToolCall,
+    normalize_model_name,
+)
+
+__all__ = [
+    "ChatChunk",
+    "ChatRequest",
+    "ChatResult",
+    "EmbedResult",
+    "InferenceBackend",
+    "ModelInfo",
+    "ToolCall",
+    "normalize_model_name",
+]

@@ -1,0 +1,70 @@
+"""Liveness and readiness probes for orchestrators and load balancers."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+from asgiref.sync import sync_to_async
+from django.core.cache import cache
+from django.db import connection
+from django.http import HttpRequest, JsonResponse
+
+from apis import inference
+from apis.errors import APIError, error_body
+
+# A readiness probe must answer fast even when a dependency hangs.
+CHECK_TIMEOUT_SECONDS = 3.0
+
+
+async def healthz(request: HttpRequest) -> JsonResponse:
+    """The process is alive. No I/O."""
+    return JsonResponse({"status": "ok"})
+
+
+def _database_check() -> None:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
+        cursor.fetchone()
+
+
+async def _cache_check() -> None:
+    key = f"readyz:{uuid.uuid4().hex}"
+    await cache.aset(key, "1", timeout=5)
+    if await cache.aget(key) != "1":
+        raise RuntimeError("value written was not read back")
+    await cache.adelete(key)
+
+
+async def _run(name: str, check) -> tuple[str, str | None]:  # type: ignore[no-untyped-def]
+    try:
+        await asyncio.wait_for(check(), timeout=CHECK_TIMEOUT_SECONDS)
+    except TimeoutError:
+        return name, f"no answer within {CHECK_TIMEOUT_SECONDS:g} s"
+    except APIError as exc:
+        return name, exc.message
+    except Exception as exc:  # any failure means not ready; say which
+        return name, f"{type(exc).__name__}: {exc}"
+    return name, None
+
+
+async def readyz(request: HttpRequest) -> JsonResponse:
+    """Database, cache and backend reachable: 200; otherwise 503 naming what failed."""
+    results = await asyncio.gather(
+        _run("database", sync_to_async(_database_check)),
+        _run("cache", _cache_check),
+        _run("backend", inference.backend_version),
+    )
+    checks = {name: ("ok" if problem is None else "failing") for name, problem in results}
+    failing = [(name, problem) for name, problem in results if problem is not None]
+    if not failing:
+        return JsonResponse({"status": "ok", "checks": checks})
+    error = APIError(
+        "Not ready: " + "; ".join(f"{name}: {problem}" for name, problem in failing),
+        code="not_ready",
+        details=[{"check": name, "problem": problem} for name, problem in failing],
+    )
+    error.type = "service_unavailable_error"
+    body = error_body(error)
+    body["checks"] = checks
+    return JsonResponse(body, status=503)

@@ -1,0 +1,167 @@
+"""Serializers of the native API (`/v1/`): input validation and output shapes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from rest_framework import serializers
+
+from apis.backends import ModelInfo
+
+
+def human_size(size_bytes: int) -> str:
+    """Decimal units, as Ollama prints them: 9123456789 -> '9.1GB'."""
+    for unit, factor in (("TB", 10**12), ("GB", 10**9), ("MB", 10**6), ("KB", 10**3)):
+        if size_bytes >= factor:
+            return f"{size_bytes / factor:.1f}{unit}"
+    return f"{size_bytes}B"
+
+
+# --- models ---------------------------------------------------------------
+
+
+class ModelSerializer(serializers.Serializer):
+    """A model as the native API shows it."""
+
+    id = serializers.CharField(help_text="Model id as the backend names it.")
+    name = serializers.CharField(source="id")
+    size = serializers.SerializerMethodField(help_text="Size on disk, decimal units.")
+    size_bytes = serializers.IntegerField()
+    family = serializers.CharField()
+    parameter_size = serializers.CharField()
+    quantization_level = serializers.CharField()
+    modified_at = serializers.DateTimeField(allow_null=True)
+
+    def get_size(self, model: ModelInfo) -> str:
+        return human_size(model.size_bytes)
+
+
+# --- chat -------------------------------------------------------------------
+
+
+class ChatMessageSerializer(serializers.Serializer):
+    role = serializers.ChoiceField(choices=["system", "user", "assistant"])
+    content = serializers.CharField(allow_blank=True, trim_whitespace=False)
+
+
+class ChatInputSerializer(serializers.Serializer):
+    """`POST /v1/chat/completions` body."""
+
+    model = serializers.CharField(
+        required=False, max_length=256, help_text="Defaults to DEFAULT_CHAT_MODEL."
+    )
+    messages = ChatMessageSerializer(many=True, allow_empty=False)
+    temperature = serializers.FloatField(min_value=0.0, max_value=2.0, default=0.7)
+    max_tokens = serializers.IntegerField(
+        min_value=1, max_value=32768, required=False, allow_null=True
+    )
+    stream = serializers.BooleanField(default=False)
+
+    def validate_model(self, value: str) -> str:
+        return value.strip() or settings.DEFAULT_CHAT_MODEL
+
+    def validate_messages(self, value: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        if len(value) > settings.MAX_CHAT_MESSAGES:
+            raise serializers.ValidationError(
+                f"At most {settings.MAX_CHAT_MESSAGES} messages (MAX_CHAT_MESSAGES)."
+            )
+        return value
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        attrs.setdefault("model", settings.DEFAULT_CHAT_MODEL)
+        return attrs
+
+
+class UsageSerializer(serializers.Serializer):
+    prompt_tokens = serializers.IntegerField()
+    completion_tokens = serializers.IntegerField()
+    total_tokens = serializers.IntegerField()
+
+
+class AssistantMessageSerializer(serializers.Serializer):
+    role = serializers.CharField(default="assistant")
+    content = serializers.CharField()
+
+
+class ChatOutputSerializer(serializers.Serializer):
+    """A whole chat answer."""
+
+    id = serializers.CharField()
+    model = serializers.CharField()
+    created = serializers.DateTimeField()
+    message = AssistantMessageSerializer()
+    finish_reason = serializers.CharField(allow_null=True)
+    usage = UsageSerializer()
+
+
+class ChatStreamEventSerializer(serializers.Serializer):
+    """One `data:` event of a streamed answer (the last one has `done: true`)."""
+
+    id = serializers.CharField()
+    model = serializers.CharField()
+    created = serializers.DateTimeField()
+    message = AssistantMessageSerializer()
+    done = serializers.BooleanField()
+    finish_reason = serializers.CharField(required=False, allow_null=True)
+    usage = UsageSerializer(required=False)
+
+
+# --- embeddings -------------------------------------------------------------
+
+
+class EmbeddingInputField(serializers.Field):
+    """A non-empty string, or a non-empty list of non-empty strings."""
+
+    default_error_messages = {
+        "invalid": "Must be a string or a list of strings.",
+        "empty": "Must not be empty.",
+        "empty_item": "Item {index} is an empty string.",
+        "too_many": "At most {limit} inputs per request (MAX_EMBEDDING_INPUTS).",
+        "too_long": "Input {index} is longer than {limit} characters (MAX_EMBEDDING_INPUT_CHARS).",
+    }
+
+    def to_internal_value(self, data: Any) -> list[str]:
+        items = [data] if isinstance(data, str) else data
+        if not isinstance(items, list) or not all(isinstance(item, str) for item in items):
+            self.fail("invalid")
+        if not items:
+            self.fail("empty")
+        if len(items) > settings.MAX_EMBEDDING_INPUTS:
+            self.fail("too_many", limit=settings.MAX_EMBEDDING_INPUTS)
+        for index, item in enumerate(items):
+            if not item:
+                if isinstance(data, str):
+                    self.fail("empty")
+                self.fail("empty_item", index=index)
+            if len(item) > settings.MAX_EMBEDDING_INPUT_CHARS:
+                self.fail("too_long", index=index, limit=settings.MAX_EMBEDDING_INPUT_CHARS)
+        return items
+
+    def to_representation(self, value: Any) -> Any:
+        return value
+
+
+class EmbeddingInputSerializer(serializers.Serializer):
+    """`POST /v1/embeddings` body."""
+
+    model = serializers.CharField(
+        required=False, max_length=256, help_text="Defaults to DEFAULT_EMBEDDING_MODEL."
+    )
+    input = EmbeddingInputField(help_text="A string or a list of strings.")
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        if not attrs.get("model", "").strip():
+            attrs["model"] = settings.DEFAULT_EMBEDDING_MODEL
+        return attrs
+
+
+class EmbeddingUsageSerializer(serializers.Serializer):
+    prompt_tokens = serializers.IntegerField()
+    total_tokens = serializers.IntegerField()
+
+
+class EmbeddingOutputSerializer(serializers.Serializer):
+    model = serializers.CharField()
+    embeddings = serializers.ListField(child=serializers.ListField(child=serializers.FloatField()))
+    usage = EmbeddingUsageSerializer()

@@ -1,0 +1,170 @@
+"""The native REST API (`/v1/`): thin async viewsets over `apis.inference`.
+
+Each action validates its input serializer, calls the service, and renders
+an output serializer. Streaming answers are async generators (under ASGI a
+sync iterator would be buffered whole before the first byte).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Any
+
+from adrf.viewsets import ViewSet
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from apis import inference
+from apis.backends import ChatChunk, ChatRequest
+from apis.errors import APIError, error_body
+from apis.metering import UsageMeter, meter_for
+from apis.serializers import (
+    ChatInputSerializer,
+    ChatOutputSerializer,
+    EmbeddingInputSerializer,
+    ModelSerializer,
+)
+from apis.streaming import sse_event, sse_response, stream_primed
+
+
+class ModelViewSet(ViewSet):
+    """`GET /v1/models`, `GET /v1/models/<model_id>`."""
+
+    lookup_field = "model_id"
+    # Model ids carry ':', '.', '/' and '-' (hf.co/org/name:Q4_K_M).
+    lookup_value_regex = r"[^\s?#]+"
+    endpoint_group = "models"
+
+    async def list(self, request: Request) -> Response:
+        models = await inference.models_list()
+        return Response(ModelSerializer(models, many=True).data)
+
+    async def retrieve(self, request: Request, model_id: str) -> Response:
+        model = await inference.model_get(model_id=model_id)
+        return Response(ModelSerializer(model).data)
+
+
+def chat_request_from(data: dict[str, Any]) -> ChatRequest:
+    """The backend request for a validated native chat body."""
+    options: dict[str, Any] = {"temperature": data["temperature"]}
+    if data.get("max_tokens") is not None:
+        options["num_predict"] = data["max_tokens"]
+    return ChatRequest(
+        model=data["model"],
+        messages=[{"role": m["role"], "content": m["content"]} for m in data["messages"]],
+        options=options,
+    )
+
+
+def _usage(prompt_tokens: int, completion_tokens: int) -> dict[str, int]:
+    return {
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": completion_tokens,
+        "total_tokens": prompt_tokens + completion_tokens,
+    }
+
+
+class ChatCompletionViewSet(ViewSet):
+    """`POST /v1/chat/completions`, whole or streamed."""
+
+    endpoint_group = "chat"
+
+    async def create(self, request: Request) -> Any:
+        serializer = ChatInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        chat = chat_request_from(serializer.validated_data)
+        meter = meter_for(request)
+        meter.model = chat.model
+        completion_id = str(uuid.uuid4())
+        created = datetime.now(UTC)
+
+        if serializer.validated_data["stream"]:
+            chunks = await stream_primed(inference.chat_stream(request=chat))
+            return sse_response(
+                _chat_events(chunks, completion_id=completion_id, created=created,
+                             model=chat.model, meter=meter)
+            )
+
+        result = await inference.chat_complete(request=chat)
+        meter.charge(
+            model=chat.model,
+            prompt_tokens=result.prompt_tokens,
+            completion_tokens=result.completion_tokens,
+        )
+        output = ChatOutputSerializer(
+            {
+                "id": completion_id,
+                "model": chat.model,
+                "created": created,
+                "message": {"role": "assistant", "content": result.content},
+                "finish_reason": result.done_reason,
+                "usage": _usage(result.prompt_tokens, result.completion_tokens),
+            }
+        )
+        return Response(output.data)
+
+
+async def _chat_events(
+    chunks: AsyncIterator[ChatChunk],
+    *,
+    completion_id: str,
+    created: datetime,
+    model: str,
+    meter: UsageMeter,
+) -> AsyncIterator[bytes]:
+    """SSE events: one per backend chunk, a final `done` event, `[DONE]`.
+
+    A backend failure after the stream began ends it with an error event and
+    no `[DONE]`, so clients can tell a failure from a finished answer.
+    """
+    head = {"id": completion_id, "model": model, "created": created.isoformat()}
+    try:
+        async for chunk in chunks:
+            event: dict[str, Any] = {
+                **head,
+                "message": {"role": "assistant", "content": chunk.content},
+                "done": chunk.done,
+            }
+            if chunk.done:
+                meter.charge(
+                    model=model,
+                    prompt_tokens=chunk.prompt_tokens,
+                    completion_tokens=chunk.completion_tokens,
+                )
+                event["finish_reason"] = chunk.done_reason
+                event["usage"] = _usage(chunk.prompt_tokens, chunk.completion_tokens)
+            yield sse_event(event)
+    except APIError as exc:
+        meter.error_code = exc.code
+        yield sse_event(error_body(exc))
+        return
+    yield sse_event("[DONE]")
+
+
+class EmbeddingViewSet(ViewSet):
+    """`POST /v1/embeddings`: every input in ONE backend call."""
+
+    endpoint_group = "embeddings"
+
+    async def create(self, request: Request) -> Response:
+        serializer = EmbeddingInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        model, inputs = serializer.validated_data["model"], serializer.validated_data["input"]
+        meter = meter_for(request)
+        meter.model = model
+        result = await inference.embeddings_create(model=model, inputs=inputs)
+        meter.charge(model=model, prompt_tokens=result.prompt_tokens)
+        # Shaped as EmbeddingOutputSerializer; built directly because running
+        # thousands of floats through FloatField costs more than the backend call.
+        return Response(
+            {
+                "model": model,
+                "embeddings": result.embeddings,
+                "usage": {
+                    "prompt_tokens": result.prompt_tokens,
+                    "total_tokens": result.prompt_tokens,
+                },
+            }
+        )
