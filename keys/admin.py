@@ -1,3 +1,1 @@
-from django.contrib import admin
-
-# Register your models here.
+"""The operator's cockpit for API keys (filled in below the services)."""

@@ -2,5 +2,11 @@ from django.apps import AppConfig
 
 
 class KeysConfig(AppConfig):
-    default_auto_field = 'django.db.models.BigAutoField'
-    name = 'keys'
+    name = "keys"
+    verbose_name = "API keys"
+
+    def ready(self) -> None:
+        from keys import usage
+
+        # Usage records buffered in memory are written when the process exits.
+        usage.install_exit_flush()

@@ -1,3 +1,132 @@
-from django.db import models
+"""API keys and the usage they record.
 
-# Create your models here.
+Only a lookup prefix and a SHA-256 hash of each key are stored; the raw key
+exists once, in the answer to whoever created it (see `keys.services`).
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+# Endpoint groups a key can be limited to. Every API view declares one as its
+# `endpoint_group`; rate-limit defaults are per group too.
+ENDPOINT_GROUPS: tuple[tuple[str, str], ...] = (
+    ("models", "Models (list, details)"),
+    ("chat", "Chat completions (REST and WebSocket)"),
+    ("embeddings", "Embeddings"),
+)
+ENDPOINT_GROUP_NAMES: frozenset[str] = frozenset(name for name, _ in ENDPOINT_GROUPS)
+
+
+class ApiKeyStatus(models.TextChoices):
+    ACTIVE = "active", "active"
+    REVOKED = "revoked", "revoked"
+    EXPIRED = "expired", "expired"
+
+
+class ApiKeyQuerySet(models.QuerySet["ApiKey"]):
+    def usable(self) -> ApiKeyQuerySet:
+        """Keys that authenticate right now: not revoked, not expired."""
+        return self.filter(is_active=True).filter(
+            Q(expires_at__isnull=True) | Q(expires_at__gt=timezone.now())
+        )
+
+
+class ApiKey(models.Model):
+    """One API key. Revocation (`is_active=False`) is final."""
+
+    name = models.CharField(max_length=100)
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="api_keys",
+        help_text="Optional: the person responsible for this key.",
+    )
+    prefix = models.CharField(
+        max_length=8,
+        unique=True,
+        editable=False,
+        help_text="Identifies the key in the admin and in logs; the key starts lai_<prefix>_.",
+    )
+    hashed_key = models.CharField(max_length=64, editable=False)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    expires_at = models.DateTimeField(
+        null=True, blank=True, help_text="Empty: the key never expires."
+    )
+    is_active = models.BooleanField(default=True, editable=False)
+    revoked_at = models.DateTimeField(null=True, blank=True, editable=False)
+    rate_limit = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        help_text="Requests per minute per endpoint group. Empty: the defaults "
+        "(chat 60, embeddings 120, others 100).",
+    )
+    tokens_per_minute = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        help_text="Prompt + completion tokens per minute, charged with the backend's "
+        "counts. Empty: no token limit.",
+    )
+    allowed_endpoints = models.JSONField(
+        default=list, blank=True, help_text="Endpoint groups this key may call. Empty: all."
+    )
+    allowed_models = models.JSONField(
+        default=list, blank=True, help_text="Models this key may use. Empty: all."
+    )
+    usage_count = models.PositiveBigIntegerField(default=0, editable=False)
+    last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    objects = ApiKeyQuerySet.as_manager()
+
+    class Meta:
+        verbose_name = "API key"
+        ordering = ("-created_at",)
+        constraints = [
+            # Revoked exactly when revoked_at is set: no way back to active.
+            models.CheckConstraint(
+                condition=Q(is_active=True, revoked_at__isnull=True)
+                | Q(is_active=False, revoked_at__isnull=False),
+                name="keys_apikey_revoked_at_matches_is_active",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} (lai_{self.prefix}_…)"
+
+    @property
+    def status(self) -> ApiKeyStatus:
+        if not self.is_active:
+            return ApiKeyStatus.REVOKED
+        if self.expires_at is not None and self.expires_at <= timezone.now():
+            return ApiKeyStatus.EXPIRED
+        return ApiKeyStatus.ACTIVE
+
+
+class UsageRecord(models.Model):
+    """One authenticated request: what it asked for and what it cost."""
+
+    api_key = models.ForeignKey(ApiKey, on_delete=models.CASCADE, related_name="usage_records")
+    endpoint = models.CharField(max_length=200)
+    model = models.CharField(max_length=200, blank=True)
+    status = models.PositiveSmallIntegerField()
+    prompt_tokens = models.PositiveIntegerField(default=0)
+    completion_tokens = models.PositiveIntegerField(default=0)
+    latency_ms = models.PositiveIntegerField(default=0)
+    error_code = models.CharField(max_length=64, blank=True)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        ordering = ("-created_at",)
+        indexes = [models.Index(fields=["api_key", "-created_at"], name="keys_usage_key_created")]
+
+    def __str__(self) -> str:
+        return f"{self.endpoint} {self.status} ({self.created_at:%Y-%m-%d %H:%M:%S})"
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens

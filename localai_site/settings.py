@@ -140,6 +140,22 @@ MAX_EMBEDDING_INPUTS = env.int("MAX_EMBEDDING_INPUTS", default=512)
 MAX_EMBEDDING_INPUT_CHARS = env.int("MAX_EMBEDDING_INPUT_CHARS", default=100_000)
 MAX_CHAT_MESSAGES = env.int("MAX_CHAT_MESSAGES", default=1000)
 
+# --- API keys, rate limits, usage -------------------------------------------
+
+# Requests per minute per key and endpoint group (a key's own rate_limit
+# overrides them), and per client address for requests without a valid key.
+RATE_LIMITS = {
+    "chat": env.int("RATE_LIMIT_CHAT", default=60),
+    "embeddings": env.int("RATE_LIMIT_EMBEDDINGS", default=120),
+}
+RATE_LIMIT_DEFAULT = env.int("RATE_LIMIT_DEFAULT", default=100)
+RATE_LIMIT_UNAUTHENTICATED = env.int("RATE_LIMIT_UNAUTHENTICATED", default=60)
+# Usage records are buffered per process and written in one transaction at
+# most this many seconds after the request (or at this many records, or at exit).
+USAGE_FLUSH_INTERVAL = env.float("USAGE_FLUSH_INTERVAL", default=1.0)
+USAGE_FLUSH_BATCH_SIZE = env.int("USAGE_FLUSH_BATCH_SIZE", default=500)
+USAGE_BUFFER_MAX = env.int("USAGE_BUFFER_MAX", default=100_000)
+
 # --- REST framework ---------------------------------------------------------
 
 REST_FRAMEWORK = {

@@ -99,5 +99,35 @@ def http(gateway: str) -> Iterator[httpx.Client]:
         yield client
 
 
+# --- API keys, rate limits, usage (keys app) -----------------------------------
+
+
+@pytest.fixture(autouse=True)
+def _fresh_rate_limits_and_usage() -> Iterator[None]:
+    """Every test starts with empty rate-limit counters and no buffered usage."""
+    from keys.ratelimit import rate_limits_reset
+    from keys.usage import usage_discard
+
+    rate_limits_reset()
+    usage_discard()
+    yield
+    usage_discard()
+
+
+@pytest.fixture
+def api_key(db) -> str:
+    """The raw key of a fresh, unrestricted key with limits high enough for any test."""
+    from keys.services import api_key_create
+
+    _, raw_key = api_key_create(name="test key", rate_limit=1_000_000)
+    return raw_key
+
+
+@pytest.fixture
+def auth_headers(api_key: str) -> dict[str, str]:
+    """Headers that authenticate a request with `api_key`."""
+    return {"Authorization": f"Bearer {api_key}"}
+
+
 def pytest_report_header(config: pytest.Config) -> str:
     return f"CI={os.environ.get('CI', '')!r}"

@@ -1,0 +1,365 @@
+"""Everything the gateway does with API keys: create, authenticate, authorize,
+revoke, rate-limit, record usage.
+
+Interfaces (the DRF authentication class, the permission, the usage
+middleware, the WebSocket auth, the admin, the management commands and the
+key-management API) call these functions and nothing below them.
+
+A key reads `lai_<prefix>_<secret><checksum>`: an 8-character lookup prefix
+(stored, unique, shown in the admin and logs), a 38-character random secret
+(226 bits) and a 6-character CRC-32 checksum, all base62. The checksum lets
+typos and garbage be refused without a database query; the database keeps
+the prefix and a SHA-256 hash of the whole key, compared in constant time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import secrets
+import string
+import time
+import zlib
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from apis.backends.base import normalize_model_name
+from apis.errors import AuthenticationError, PermissionDeniedError, RateLimitedError
+from keys import ratelimit, usage
+from keys.models import ENDPOINT_GROUP_NAMES, ApiKey
+from keys.ratelimit import RateLimitStatus
+
+__all__ = [
+    "RateLimitStatus",
+    "api_key_allows_model",
+    "api_key_authenticate",
+    "api_key_authorize",
+    "api_key_create",
+    "api_key_extend",
+    "api_key_issue",
+    "api_key_revoke",
+    "rate_limit_hit",
+    "tokens_charge",
+    "usage_flush",
+    "usage_record",
+]
+
+KEY_PRODUCT_PREFIX = "lai"
+_ALPHABET = string.digits + string.ascii_letters
+_PREFIX_LENGTH = 8
+_SECRET_LENGTH = 38
+_CHECKSUM_LENGTH = 6
+_KEY_RE = re.compile(
+    rf"{KEY_PRODUCT_PREFIX}_([0-9A-Za-z]{{{_PREFIX_LENGTH}}})_"
+    rf"([0-9A-Za-z]{{{_SECRET_LENGTH}}})([0-9A-Za-z]{{{_CHECKSUM_LENGTH}}})"
+)
+
+
+# --- key material -------------------------------------------------------------
+
+
+def _random_base62(length: int) -> str:
+    return "".join(secrets.choice(_ALPHABET) for _ in range(length))
+
+
+def _checksum(body: str) -> str:
+    value = zlib.crc32(body.encode())
+    digits = []
+    for _ in range(_CHECKSUM_LENGTH):
+        value, digit = divmod(value, 62)
+        digits.append(_ALPHABET[digit])
+    return "".join(reversed(digits))
+
+
+def _hash(raw_key: str) -> str:
+    return hashlib.sha256(raw_key.encode()).hexdigest()
+
+
+def _new_key() -> tuple[str, str]:
+    """A fresh (prefix, raw key)."""
+    prefix = _random_base62(_PREFIX_LENGTH)
+    body = f"{KEY_PRODUCT_PREFIX}_{prefix}_{_random_base62(_SECRET_LENGTH)}"
+    return prefix, body + _checksum(body)
+
+
+def api_key_parse(raw_key: str) -> str | None:
+    """The lookup prefix of a well-formed key with a valid checksum, else None."""
+    match = _KEY_RE.fullmatch(raw_key)
+    if match is None:
+        return None
+    body = raw_key[:-_CHECKSUM_LENGTH]
+    if not hmac.compare_digest(_checksum(body), match.group(3)):
+        return None
+    return match.group(1)
+
+
+# --- create, revoke, extend ---------------------------------------------------
+
+
+def _clean_endpoints(endpoints: Iterable[str]) -> list[str]:
+    cleaned = sorted({endpoint.strip() for endpoint in endpoints if endpoint.strip()})
+    unknown = [endpoint for endpoint in cleaned if endpoint not in ENDPOINT_GROUP_NAMES]
+    if unknown:
+        raise ValueError(
+            f"Unknown endpoint group(s): {', '.join(unknown)}. "
+            f"Known: {', '.join(sorted(ENDPOINT_GROUP_NAMES))}."
+        )
+    return cleaned
+
+
+def _clean_models(models: Iterable[str]) -> list[str]:
+    return sorted({normalize_model_name(model) for model in models if model.strip()})
+
+
+def api_key_issue(*, api_key: ApiKey) -> str:
+    """Give an unsaved key its prefix and hash, save it, return the raw key.
+
+    The raw key is returned once and stored nowhere. A prefix collision (one
+    in 62^8 per pair) is retried with a new key.
+    """
+    api_key.allowed_endpoints = _clean_endpoints(api_key.allowed_endpoints or ())
+    api_key.allowed_models = _clean_models(api_key.allowed_models or ())
+    for _ in range(5):
+        prefix, raw_key = _new_key()
+        api_key.prefix, api_key.hashed_key = prefix, _hash(raw_key)
+        try:
+            with transaction.atomic():
+                api_key.save(force_insert=True)
+        except IntegrityError:
+            if ApiKey.objects.filter(prefix=prefix).exists():
+                continue
+            raise
+        return raw_key
+    raise RuntimeError("Could not find a free key prefix after 5 tries")
+
+
+def api_key_create(
+    *,
+    name: str,
+    owner: Any = None,
+    expires_at: datetime | None = None,
+    rate_limit: int | None = None,
+    tokens_per_minute: int | None = None,
+    allowed_endpoints: Iterable[str] = (),
+    allowed_models: Iterable[str] = (),
+) -> tuple[ApiKey, str]:
+    """Create a key; returns `(api_key, raw_key)`. Show the raw key once, keep it nowhere.
+
+    `allowed_endpoints` are endpoint groups (`models`, `chat`, `embeddings`;
+    empty = all, unknown names raise ValueError); `allowed_models` are model
+    names (empty = all). `rate_limit` is requests per minute per endpoint
+    group (None = the defaults).
+    """
+    api_key = ApiKey(
+        name=name,
+        owner=owner,
+        expires_at=expires_at,
+        rate_limit=rate_limit,
+        tokens_per_minute=tokens_per_minute,
+        allowed_endpoints=list(allowed_endpoints),
+        allowed_models=list(allowed_models),
+    )
+    raw_key = api_key_issue(api_key=api_key)
+    return api_key, raw_key
+
+
+def api_key_revoke(*, api_key: ApiKey) -> None:
+    """Revoke a key for good; every worker refuses it from its next request on."""
+    now = timezone.now()
+    ApiKey.objects.filter(pk=api_key.pk, is_active=True).update(is_active=False, revoked_at=now)
+    if api_key.is_active:
+        api_key.is_active, api_key.revoked_at = False, now
+
+
+def api_key_extend(*, api_key: ApiKey, days: int) -> bool:
+    """Push a key's expiry `days` past max(now, current expiry).
+
+    Keys without expiry stay without; revoked keys stay revoked. Returns
+    whether the key changed.
+    """
+    if not api_key.is_active or api_key.expires_at is None:
+        return False
+    api_key.expires_at = max(api_key.expires_at, timezone.now()) + timedelta(days=days)
+    ApiKey.objects.filter(pk=api_key.pk, is_active=True).update(expires_at=api_key.expires_at)
+    return True
+
+
+# --- authenticate, authorize ----------------------------------------------------
+
+
+def api_key_authenticate(*, raw_key: str | None) -> ApiKey:
+    """The key for `raw_key`, or AuthenticationError (missing, unknown, revoked, expired).
+
+    Malformed keys fail without touching the database; everything else costs
+    one indexed query (the owner joined in). Nothing is cached in the
+    process, so a revocation takes effect on every worker at once.
+    """
+    if not raw_key:
+        raise AuthenticationError("Missing API key. Send it as 'Authorization: Bearer <key>'.")
+    prefix = api_key_parse(raw_key)
+    if prefix is None:
+        raise AuthenticationError("Invalid API key.")
+    try:
+        api_key = ApiKey.objects.select_related("owner").get(prefix=prefix)
+    except ApiKey.DoesNotExist:
+        raise AuthenticationError("Invalid API key.") from None
+    if not hmac.compare_digest(api_key.hashed_key, _hash(raw_key)):
+        raise AuthenticationError("Invalid API key.")
+    if not api_key.is_active:
+        raise AuthenticationError("This API key has been revoked.")
+    if api_key.expires_at is not None and api_key.expires_at <= timezone.now():
+        raise AuthenticationError("This API key has expired.")
+    if api_key.owner is not None and not api_key.owner.is_active:
+        raise AuthenticationError("The owner of this API key is deactivated.")
+    return api_key
+
+
+def api_key_allows_model(*, api_key: ApiKey, model: str) -> bool:
+    """Whether the key's model allow-list (empty = all) contains `model`."""
+    if not api_key.allowed_models:
+        return True
+    return normalize_model_name(model) in api_key.allowed_models
+
+
+def api_key_authorize(
+    *, api_key: ApiKey | None, endpoint_group: str, model: str | None = None
+) -> None:
+    """PermissionDeniedError unless the key may call `endpoint_group` (with `model`).
+
+    No I/O: the allow-lists came with the key. A missing key is an
+    AuthenticationError.
+    """
+    if api_key is None:
+        raise AuthenticationError()
+    if api_key.allowed_endpoints and endpoint_group not in api_key.allowed_endpoints:
+        raise PermissionDeniedError(
+            f"This API key may not call the '{endpoint_group}' endpoints "
+            f"(allowed: {', '.join(api_key.allowed_endpoints)}).",
+            code="endpoint_not_allowed",
+        )
+    if model is not None and not api_key_allows_model(api_key=api_key, model=model):
+        raise PermissionDeniedError(
+            f"This API key may not use the model '{model}'.",
+            code="model_not_allowed",
+            param="model",
+        )
+
+
+# --- rate limits ---------------------------------------------------------------
+
+
+def rate_limit_hit(
+    *, api_key: ApiKey | None, group: str, client_addr: str | None = None
+) -> RateLimitStatus:
+    """Count one request; RateLimitedError (with `Retry-After`) when over the limit.
+
+    With a key: the key's `rate_limit`, else the group's default (chat 60,
+    embeddings 120, others 100 per minute), counted per key and group; a key
+    with `tokens_per_minute` is also refused while its token budget for the
+    minute is spent. Without a key: per client address
+    (`RATE_LIMIT_UNAUTHENTICATED`). The status feeds the `x-ratelimit-*`
+    headers; the raised error carries them too.
+    """
+    if api_key is not None:
+        limit = api_key.rate_limit or ratelimit.group_limit(group)
+        identity: tuple[str, ...] = ("key", str(api_key.pk), group)
+    else:
+        limit = settings.RATE_LIMIT_UNAUTHENTICATED
+        identity = ("addr", client_addr or "unknown")
+    allowed, status = ratelimit.requests_hit(identity=identity, limit=limit)
+    if not allowed:
+        raise _limited(
+            status,
+            status.reset_seconds,
+            f"Rate limit exceeded: {limit} requests per minute"
+            + (f" for '{group}'." if api_key is not None else " without a valid API key."),
+        )
+    if api_key is not None and api_key.tokens_per_minute:
+        remaining, reset = ratelimit.tokens_window(
+            identity=("tokens", str(api_key.pk)), limit=api_key.tokens_per_minute
+        )
+        status = RateLimitStatus(
+            limit=status.limit,
+            remaining=status.remaining,
+            reset_seconds=status.reset_seconds,
+            tokens_limit=api_key.tokens_per_minute,
+            tokens_remaining=remaining,
+            tokens_reset_seconds=reset,
+        )
+        if remaining <= 0:
+            raise _limited(
+                status,
+                reset,
+                f"Token rate limit exceeded: {api_key.tokens_per_minute} tokens per minute.",
+            )
+    return status
+
+
+def _limited(status: RateLimitStatus, retry_after: float, message: str) -> RateLimitedError:
+    error = RateLimitedError(retry_after)
+    error.message = f"{message} Try again in {error.retry_after} s."
+    error.headers.update(status.headers())
+    error.rate_limit_status = status  # type: ignore[attr-defined]
+    return error
+
+
+def tokens_charge(*, api_key: ApiKey, tokens: int) -> None:
+    """Charge tokens the backend reported to the key's per-minute token budget."""
+    if api_key.tokens_per_minute and tokens > 0:
+        ratelimit.tokens_add(
+            identity=("tokens", str(api_key.pk)), limit=api_key.tokens_per_minute, tokens=tokens
+        )
+
+
+# --- usage ---------------------------------------------------------------------
+
+
+def usage_record(
+    *,
+    api_key: ApiKey,
+    endpoint: str,
+    model: str,
+    status: int,
+    prompt_tokens: int,
+    completion_tokens: int,
+    latency_ms: int,
+    error_code: str | None = None,
+) -> None:
+    """Write one usage record now and bump the key's `usage_count` / `last_used_at`.
+
+    One transaction, no read-modify-write. Also charges the tokens to the
+    key's token budget. (The HTTP middleware batches the same writes through
+    `keys.usage`; call this from code that has no batching of its own, e.g.
+    a WebSocket consumer via `database_sync_to_async`.)
+    """
+    tokens_charge(api_key=api_key, tokens=prompt_tokens + completion_tokens)
+    usage.usage_write(
+        [
+            usage.PendingUsage(
+                api_key_id=api_key.pk,
+                endpoint=endpoint,
+                model=model,
+                status=status,
+                prompt_tokens=prompt_tokens,
+                completion_tokens=completion_tokens,
+                latency_ms=latency_ms,
+                error_code=error_code,
+            )
+        ]
+    )
+
+
+def usage_flush() -> int:
+    """Write the usage records this process has buffered. Returns how many."""
+    return usage.usage_flush()
+
+
+def monotonic_ms(started: float) -> int:
+    """Milliseconds since `started` (a `time.perf_counter()` value)."""
+    return max(0, round((time.perf_counter() - started) * 1000))

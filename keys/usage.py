@@ -1,0 +1,192 @@
+"""Usage records, written in batches off the request path.
+
+Each API request appends one `PendingUsage` to an in-process buffer (no I/O);
+the buffer is written in ONE transaction (a bulk insert plus one atomic
+`F()` increment per key) when it holds `USAGE_FLUSH_BATCH_SIZE` records, at
+most `USAGE_FLUSH_INTERVAL` seconds after the first unwritten record, when
+the process exits, and whenever `usage_flush()` is called. Outside an event
+loop (WSGI, the test client, management commands) records are written at once.
+Nothing is read and written back: counters move with `F()` expressions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import logging
+import threading
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.db import transaction
+from django.db.models import DateTimeField, F, Value
+from django.db.models.functions import Coalesce, Greatest
+from django.utils import timezone
+
+from keys.models import ApiKey, UsageRecord
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class PendingUsage:
+    """A usage record not yet written."""
+
+    api_key_id: int
+    endpoint: str
+    model: str
+    status: int
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    latency_ms: int = 0
+    error_code: str | None = None
+    created_at: datetime = field(default_factory=timezone.now)
+
+
+_pending: list[PendingUsage] = []
+_pending_lock = threading.Lock()
+# One writer per process at a time: keeps SQLite (and per-key row locks) calm.
+_flush_lock = threading.Lock()
+_scheduled: set[asyncio.AbstractEventLoop] = set()
+_tasks: set[asyncio.Task[None]] = set()
+
+
+def usage_write(records: Iterable[PendingUsage]) -> int:
+    """Write records and bump their keys' counters in one transaction.
+
+    Records of keys deleted meanwhile are dropped (their history went with
+    them). Returns the number written.
+    """
+    records = list(records)
+    if not records:
+        return 0
+    with transaction.atomic():
+        key_ids = {record.api_key_id for record in records}
+        existing = set(ApiKey.objects.filter(pk__in=key_ids).values_list("pk", flat=True))
+        records = [record for record in records if record.api_key_id in existing]
+        UsageRecord.objects.bulk_create(
+            [
+                UsageRecord(
+                    api_key_id=r.api_key_id,
+                    endpoint=r.endpoint[:200],
+                    model=r.model[:200],
+                    status=r.status,
+                    prompt_tokens=r.prompt_tokens,
+                    completion_tokens=r.completion_tokens,
+                    latency_ms=r.latency_ms,
+                    error_code=(r.error_code or "")[:64],
+                    created_at=r.created_at,
+                )
+                for r in records
+            ],
+            batch_size=500,
+        )
+        per_key: dict[int, list[int | datetime]] = defaultdict(lambda: [0, records[0].created_at])
+        for record in records:
+            counts = per_key[record.api_key_id]
+            counts[0] = int(counts[0]) + 1
+            counts[1] = max(counts[1], record.created_at)  # type: ignore[type-var]
+        # Sorted, so two processes flushing at once lock rows in the same order.
+        for key_id in sorted(per_key):
+            count, last = per_key[key_id]
+            last_value = Value(last, output_field=DateTimeField())
+            ApiKey.objects.filter(pk=key_id).update(
+                usage_count=F("usage_count") + count,
+                last_used_at=Greatest(
+                    Coalesce("last_used_at", last_value), last_value, output_field=DateTimeField()
+                ),
+            )
+    return len(records)
+
+
+def usage_flush() -> int:
+    """Write every buffered record now. Returns how many were written.
+
+    On a database error the records go back into the buffer for the next
+    flush (the buffer is capped at `USAGE_BUFFER_MAX`; beyond it the oldest
+    are dropped with an error in the log).
+    """
+    with _flush_lock:
+        with _pending_lock:
+            batch = _pending[:]
+            _pending.clear()
+        if not batch:
+            return 0
+        try:
+            return usage_write(batch)
+        except Exception:
+            logger.exception("Writing %d usage records failed; keeping them for retry", len(batch))
+            with _pending_lock:
+                _pending[:0] = batch
+                overflow = len(_pending) - settings.USAGE_BUFFER_MAX
+                if overflow > 0:
+                    logger.error("Usage buffer full: dropping %d oldest records", overflow)
+                    del _pending[:overflow]
+            return 0
+
+
+def usage_pending() -> int:
+    """How many records wait in this process's buffer."""
+    with _pending_lock:
+        return len(_pending)
+
+
+def usage_discard() -> None:
+    """Drop the buffer without writing it (tests, between test databases)."""
+    with _pending_lock:
+        _pending.clear()
+
+
+def usage_enqueue(record: PendingUsage) -> None:
+    """Buffer one record; make sure a flush follows soon. Never does I/O in a loop."""
+    with _pending_lock:
+        _pending.append(record)
+        size = len(_pending)
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        usage_flush()
+        return
+    if size >= settings.USAGE_FLUSH_BATCH_SIZE or settings.USAGE_FLUSH_INTERVAL <= 0:
+        _start_flush(loop)
+    elif loop not in _scheduled:
+        _scheduled.add(loop)
+        loop.call_later(settings.USAGE_FLUSH_INTERVAL, _timer_fired, loop)
+
+
+def _timer_fired(loop: asyncio.AbstractEventLoop) -> None:
+    _scheduled.discard(loop)
+    _start_flush(loop)
+
+
+def _start_flush(loop: asyncio.AbstractEventLoop) -> None:
+    # Thread-sensitive: the same thread as the request's ORM calls, so one
+    # process never writes from two connections at once.
+    task = loop.create_task(sync_to_async(usage_flush)())
+    _tasks.add(task)
+    task.add_done_callback(_tasks.discard)
+
+
+_exit_flush_installed = False
+
+
+def _flush_at_exit() -> None:
+    try:
+        written = usage_flush()
+    except Exception:  # the database may be gone already; say so, don't crash exit
+        logger.exception("Usage records could not be written at exit")
+        return
+    if written:
+        logger.info("Wrote %d buffered usage records at exit", written)
+
+
+def install_exit_flush() -> None:
+    """Write the buffer when the interpreter exits (graceful shutdown)."""
+    global _exit_flush_installed
+    if not _exit_flush_installed:
+        atexit.register(_flush_at_exit)
+        _exit_flush_installed = True
