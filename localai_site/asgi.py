@@ -10,10 +10,20 @@ from django.core.asgi import get_asgi_application
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "localai_site.settings")
 django_asgi_app = get_asgi_application()
 
-from channels.routing import ProtocolTypeRouter  # noqa: E402
+from channels.auth import AuthMiddlewareStack  # noqa: E402
+from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
+
+from realtime.middleware import ChatAuthMiddleware, OriginValidator  # noqa: E402
+from realtime.routing import websocket_urlpatterns  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
+        # Browser Origins outside ALLOWED_HOSTS are refused (HTTP 403); clients
+        # sending no Origin (scripts) pass. Then the session user is resolved,
+        # then the key or session decides who the connection acts for.
+        "websocket": OriginValidator(
+            AuthMiddlewareStack(ChatAuthMiddleware(URLRouter(websocket_urlpatterns)))
+        ),
     }
 )

@@ -140,6 +140,18 @@ MAX_EMBEDDING_INPUTS = env.int("MAX_EMBEDDING_INPUTS", default=512)
 MAX_EMBEDDING_INPUT_CHARS = env.int("MAX_EMBEDDING_INPUT_CHARS", default=100_000)
 MAX_CHAT_MESSAGES = env.int("MAX_CHAT_MESSAGES", default=1000)
 
+# --- WebSocket chat and the chat page ----------------------------------------
+
+# Seconds without a client message before the server sends an `idle_timeout`
+# error and closes with 4408 (0 disables). A connection receiving an answer is
+# never idle; the protocol-level pings of daphne/uvicorn detect dead peers.
+WS_IDLE_TIMEOUT = env.float("WS_IDLE_TIMEOUT", default=300.0)
+# Largest client frame; bigger ones get a `request_too_large` error event.
+WS_MAX_MESSAGE_BYTES = env.int("WS_MAX_MESSAGE_BYTES", default=64 * 1024)
+LOGIN_URL = "realtime:login"
+LOGIN_REDIRECT_URL = "/"
+LOGOUT_REDIRECT_URL = "/"
+
 # --- API keys, rate limits, usage -------------------------------------------
 
 # Requests per minute per key and endpoint group (a key's own rate_limit

@@ -10,4 +10,6 @@ urlpatterns = [
     path("readyz", probes.readyz, name="readyz"),
     path("v1/", include("apis.urls")),
     path("admin/", admin.site.urls),
+    # The browser chat page at `/`, its model list, sign-in and sign-out.
+    path("", include("realtime.urls")),
 ]

@@ -2,5 +2,6 @@ from django.apps import AppConfig
 
 
 class RealtimeConfig(AppConfig):
-    default_auto_field = 'django.db.models.BigAutoField'
-    name = 'realtime'
+    default_auto_field = "django.db.models.BigAutoField"
+    name = "realtime"
+    verbose_name = "WebSocket chat"

@@ -1,0 +1,330 @@
+"""The WebSocket chat consumer (`/ws/chat/<session_id>`).
+
+Protocol (README, "WebSocket chat"): client frames `chat`, `cancel`, `clear`,
+`ping`, `history`; server frames `user_message`, `assistant_start`,
+`assistant_chunk`, `assistant_end`, `cleared`, `pong`, `history`, `error`.
+
+Authentication happened before this consumer runs (realtime.middleware); an
+unauthenticated connection is closed with 4401 before any backend call.
+Frames are dispatched one at a time, so a generation runs in its own task:
+that is what lets `cancel`, `ping` and a disconnect reach us mid-answer.
+Cancelling the task closes the backend stream (and so the HTTP request to
+Ollama).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from typing import Any
+
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncWebsocketConsumer
+from django.conf import settings
+
+from apis import inference
+from apis.backends import ChatRequest
+from apis.errors import APIError, AuthenticationError, as_api_error
+from realtime import auth
+from realtime.models import ChatSession
+from realtime.protocol import (
+    CLOSE_FORBIDDEN,
+    CLOSE_IDLE,
+    CLOSE_NOT_FOUND,
+    CLOSE_RATE_LIMITED,
+    CLOSE_UNAUTHENTICATED,
+    SUBPROTOCOL,
+    GenerationInProgressError,
+    IdleTimeoutError,
+    NothingToCancelError,
+    chat_frame_validate,
+    error_frame,
+    frame_parse,
+    usage_payload,
+)
+from realtime.services import (
+    ChatOwner,
+    chat_history_clear,
+    chat_history_list,
+    chat_session_get_or_create,
+    chat_turn_save,
+)
+
+logger = logging.getLogger(__name__)
+
+# Status recorded for a generation the client stopped (cancel or disconnect),
+# as HTTP servers log a request whose client went away.
+STATUS_CLIENT_CLOSED = 499
+
+
+def _close_code_for(exc: APIError) -> int:
+    return {401: CLOSE_UNAUTHENTICATED, 403: CLOSE_FORBIDDEN, 429: CLOSE_RATE_LIMITED}.get(
+        exc.status, CLOSE_UNAUTHENTICATED
+    )
+
+
+class ChatConsumer(AsyncWebsocketConsumer):
+    """One chat connection of one owner (API key or user) on one session id."""
+
+    owner: ChatOwner
+    chat_session: ChatSession
+
+    async def connect(self) -> None:
+        self.session_id: str = self.scope["url_route"]["kwargs"]["session_id"]
+        self._generation: asyncio.Task[None] | None = None
+        self._stop_reason: str | None = None
+        self._idle_task: asyncio.Task[None] | None = None
+        self._last_activity = time.monotonic()
+        # Answer with the non-secret subprotocol only (a browser that offered
+        # `bearer.<key>` must never get the key echoed back).
+        offered = self.scope.get("subprotocols") or []
+        await self.accept(subprotocol=SUBPROTOCOL if SUBPROTOCOL in offered else None)
+
+        # Accept-then-close: a close before accept becomes an HTTP 403 and the
+        # client would never see the 4401 code.
+        failure: APIError | None = self.scope.get("chat_auth_error")
+        owner: ChatOwner | None = self.scope.get("chat_owner")
+        if failure is not None or owner is None:
+            failure = failure or AuthenticationError()
+            await self._send_frame(error_frame(failure))
+            await self.close(code=_close_code_for(failure))
+            return
+        self.owner = owner
+        self.chat_session = await database_sync_to_async(chat_session_get_or_create)(
+            owner=owner, session_id=self.session_id
+        )
+        if settings.WS_IDLE_TIMEOUT > 0:
+            self._idle_task = asyncio.create_task(self._idle_watch())
+
+    async def disconnect(self, code: int) -> None:
+        if self._idle_task is not None:
+            self._idle_task.cancel()
+        # The client is gone: stop generating, which closes the backend request.
+        await self._generation_stop(reason="disconnect")
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        self._last_activity = time.monotonic()
+        if not hasattr(self, "owner"):
+            return  # closing an unauthenticated connection; ignore what it sends
+        try:
+            frame = frame_parse(text_data, bytes_data)
+            handler = getattr(self, f"_on_{frame['type']}")
+            await handler(frame)
+        except APIError as exc:
+            await self._send_frame(error_frame(exc))
+            if isinstance(exc, AuthenticationError):
+                await self.close(code=CLOSE_UNAUTHENTICATED)
+
+    # --- client frames ---------------------------------------------------------
+
+    async def _on_ping(self, frame: dict[str, Any]) -> None:
+        await self._send_frame({"type": "pong"})
+
+    async def _on_history(self, frame: dict[str, Any]) -> None:
+        messages = await database_sync_to_async(chat_history_list)(chat_session=self.chat_session)
+        await self._send_frame(
+            {"type": "history", "session_id": self.session_id, "messages": messages}
+        )
+
+    async def _on_clear(self, frame: dict[str, Any]) -> None:
+        # Clearing mid-answer stops the answer first, so it is not saved after.
+        await self._generation_stop(reason="cancel")
+        await database_sync_to_async(chat_history_clear)(chat_session=self.chat_session)
+        await self._send_frame({"type": "cleared"})
+
+    async def _on_cancel(self, frame: dict[str, Any]) -> None:
+        if not self._generating():
+            raise NothingToCancelError()
+        await self._generation_stop(reason="cancel")
+
+    async def _on_chat(self, frame: dict[str, Any]) -> None:
+        fields = chat_frame_validate(frame)
+        if self._generating():
+            raise GenerationInProgressError()
+        model = fields.get("model") or settings.DEFAULT_CHAT_MODEL
+        # A revoked or expired key stops working from its next message on;
+        # every chat message counts against the owner's chat limit.
+        await database_sync_to_async(auth.chat_owner_recheck)(
+            owner=self.owner, raw_key=self.scope.get("chat_raw_key")
+        )
+        await database_sync_to_async(auth.chat_owner_authorize)(owner=self.owner, model=model)
+        await database_sync_to_async(auth.chat_rate_limit_hit)(owner=self.owner)
+
+        content: str = fields["message"]
+        options: dict[str, Any] = {}
+        if "temperature" in fields:
+            options["temperature"] = fields["temperature"]
+        if fields.get("max_tokens") is not None:
+            options["num_predict"] = fields["max_tokens"]
+        history = await database_sync_to_async(chat_history_list)(
+            chat_session=self.chat_session, limit=max(settings.MAX_CHAT_MESSAGES - 1, 0)
+        )
+        request = ChatRequest(
+            model=model,
+            messages=[*history, {"role": "user", "content": content}],
+            options=options,
+        )
+        await self._send_frame({"type": "user_message", "content": content})
+        self._stop_reason = None
+        self._generation = asyncio.create_task(
+            self._generate(request=request, user_content=content)
+        )
+
+    # --- generation -------------------------------------------------------------
+
+    def _generating(self) -> bool:
+        return self._generation is not None and not self._generation.done()
+
+    async def _generation_stop(self, *, reason: str) -> None:
+        """Cancel the generation in progress (if any) and wait until it has cleaned up."""
+        task = self._generation
+        if task is None or task.done():
+            return
+        self._stop_reason = reason
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    async def _generate(self, *, request: ChatRequest, user_content: str) -> None:
+        """Stream one answer: assistant_start, assistant_chunk..., then assistant_end or error.
+
+        Exactly one `assistant_end` (possibly `cancelled`) or `error` follows
+        every `assistant_start`. The turn is stored when it produced an answer
+        (also a partial one the client cancelled); a failed turn is not.
+        """
+        started = time.monotonic()
+        pieces: list[str] = []
+        prompt_tokens = completion_tokens = 0
+        finish_reason: str | None = None
+        status, error_code = 200, None
+        stream = inference.chat_stream(request=request)
+        try:
+            await self._send_frame({"type": "assistant_start", "model": request.model})
+            async for chunk in stream:
+                if chunk.content:
+                    pieces.append(chunk.content)
+                    await self._send_frame({"type": "assistant_chunk", "content": chunk.content})
+                if chunk.done:
+                    finish_reason = chunk.done_reason
+                    prompt_tokens, completion_tokens = chunk.prompt_tokens, chunk.completion_tokens
+            full_response = "".join(pieces)
+            await database_sync_to_async(chat_turn_save)(
+                chat_session=self.chat_session,
+                user_content=user_content,
+                assistant_content=full_response,
+                model=request.model,
+                prompt_tokens=prompt_tokens,
+                completion_tokens=completion_tokens,
+            )
+            await self._send_frame(
+                {
+                    "type": "assistant_end",
+                    "full_response": full_response,
+                    "model": request.model,
+                    "finish_reason": finish_reason,
+                    "cancelled": False,
+                    "usage": usage_payload(prompt_tokens, completion_tokens),
+                }
+            )
+        except asyncio.CancelledError:
+            # Stopped by `cancel`, `clear` or a disconnect (never by anything else).
+            task = asyncio.current_task()
+            if task is not None:
+                task.uncancel()
+            status, error_code = STATUS_CLIENT_CLOSED, "cancelled"
+            await stream.aclose()  # type: ignore[attr-defined]
+            await self._generation_cancelled(
+                request=request, user_content=user_content, pieces=pieces
+            )
+        except Exception as exc:
+            error = as_api_error(exc)
+            status, error_code = error.status, error.code
+            await self._send_frame(error_frame(error))
+        finally:
+            await stream.aclose()  # type: ignore[attr-defined]
+            await self._usage_record(
+                model=request.model,
+                status=status,
+                prompt_tokens=prompt_tokens,
+                completion_tokens=completion_tokens,
+                latency_ms=round((time.monotonic() - started) * 1000),
+                error_code=error_code,
+            )
+
+    async def _generation_cancelled(
+        self, *, request: ChatRequest, user_content: str, pieces: list[str]
+    ) -> None:
+        partial = "".join(pieces)
+        if partial:
+            await database_sync_to_async(chat_turn_save)(
+                chat_session=self.chat_session,
+                user_content=user_content,
+                assistant_content=partial,
+                model=request.model,
+                cancelled=True,
+            )
+        if self._stop_reason == "cancel":
+            await self._send_frame(
+                {
+                    "type": "assistant_end",
+                    "full_response": partial,
+                    "model": request.model,
+                    "finish_reason": "cancelled",
+                    "cancelled": True,
+                    "usage": None,
+                }
+            )
+
+    async def _usage_record(self, **fields: Any) -> None:
+        try:
+            await database_sync_to_async(auth.chat_usage_record)(owner=self.owner, **fields)
+        except Exception:  # accounting must never break the conversation
+            logger.exception("Could not record WebSocket chat usage for %s", self.owner.label)
+
+    # --- plumbing ------------------------------------------------------------------
+
+    async def _send_frame(self, frame: dict[str, Any]) -> None:
+        await self.send(text_data=json.dumps(frame, separators=(",", ":")))
+
+    async def _idle_watch(self) -> None:
+        """Close a connection that sent nothing for WS_IDLE_TIMEOUT seconds.
+
+        A connection that is receiving an answer is not idle.
+        """
+        timeout = float(settings.WS_IDLE_TIMEOUT)
+        while True:
+            remaining = self._last_activity + timeout - time.monotonic()
+            if remaining > 0:
+                await asyncio.sleep(remaining)
+                continue
+            if self._generating():
+                self._last_activity = time.monotonic()
+                continue
+            await self._send_frame(
+                error_frame(
+                    IdleTimeoutError(
+                        f"Closing the connection: no message for {timeout:g} s (WS_IDLE_TIMEOUT). "
+                        'Send {"type": "ping"} to keep it open.'
+                    )
+                )
+            )
+            await self.close(code=CLOSE_IDLE)
+            return
+
+
+class NotFoundConsumer(AsyncWebsocketConsumer):
+    """Any other WebSocket path: accept, say so, close 4404 (instead of a crash)."""
+
+    async def connect(self) -> None:
+        await self.accept()
+        error = APIError(
+            "No WebSocket endpoint here; the chat is at /ws/chat/<session_id> "
+            "(session_id: 1-128 letters, digits, '.', '_' or '-').",
+            code="not_found",
+        )
+        error.status, error.type = 404, "not_found_error"
+        await self.send(text_data=json.dumps(error_frame(error)))
+        await self.close(code=CLOSE_NOT_FOUND)
