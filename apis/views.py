@@ -27,6 +27,7 @@ from apis.serializers import (
     ModelSerializer,
 )
 from apis.streaming import sse_event, sse_response, stream_primed
+from keys.services import api_key_allows_model, api_key_authorize
 
 
 class ModelViewSet(ViewSet):
@@ -39,9 +40,12 @@ class ModelViewSet(ViewSet):
 
     async def list(self, request: Request) -> Response:
         models = await inference.models_list()
+        # A key limited to some models sees only those.
+        models = [m for m in models if api_key_allows_model(api_key=request.auth, model=m.id)]
         return Response(ModelSerializer(models, many=True).data)
 
     async def retrieve(self, request: Request, model_id: str) -> Response:
+        api_key_authorize(api_key=request.auth, endpoint_group=self.endpoint_group, model=model_id)
         model = await inference.model_get(model_id=model_id)
         return Response(ModelSerializer(model).data)
 
@@ -75,6 +79,9 @@ class ChatCompletionViewSet(ViewSet):
         serializer = ChatInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         chat = chat_request_from(serializer.validated_data)
+        api_key_authorize(
+            api_key=request.auth, endpoint_group=self.endpoint_group, model=chat.model
+        )
         meter = meter_for(request)
         meter.model = chat.model
         completion_id = str(uuid.uuid4())
@@ -152,6 +159,7 @@ class EmbeddingViewSet(ViewSet):
         serializer = EmbeddingInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         model, inputs = serializer.validated_data["model"], serializer.validated_data["input"]
+        api_key_authorize(api_key=request.auth, endpoint_group=self.endpoint_group, model=model)
         meter = meter_for(request)
         meter.model = model
         result = await inference.embeddings_create(model=model, inputs=inputs)

@@ -1,0 +1,142 @@
+"""Rate-limit headers on every API response and one usage record per request.
+
+Outermost middleware: it sees the final response of every request, error
+responses included. The DRF authentication and permission classes leave
+`request.api_key` and `request.rate_limit_status`; views (and streams, at
+their final chunk) fill `apis.metering.meter_for(request)`. A usage record is
+taken when the response is complete: for a streamed answer when its stream
+ends, is cancelled by a client disconnect, or fails.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from typing import Any
+
+from asgiref.sync import iscoroutinefunction, markcoroutinefunction
+from django.http import HttpRequest, HttpResponseBase
+
+from apis.metering import meter_for
+from keys.models import ApiKey
+from keys.services import tokens_charge
+from keys.usage import PendingUsage, usage_enqueue
+
+_ERROR_BODY_LIMIT = 64 * 1024
+
+
+def _error_code(response: HttpResponseBase) -> str | None:
+    """The envelope's `error.code` of an error response, if it has one."""
+    if response.status_code < 400 or response.streaming:
+        return None
+    data: Any = getattr(response, "data", None)
+    if data is None:
+        content = getattr(response, "content", b"")
+        if not content or len(content) > _ERROR_BODY_LIMIT:
+            return None
+        try:
+            data = json.loads(content)
+        except ValueError:
+            return None
+    if isinstance(data, dict) and isinstance(data.get("error"), dict):
+        code = data["error"].get("code")
+        return str(code) if code else None
+    return None
+
+
+def _record(
+    request: HttpRequest, api_key: ApiKey, status: int, started: float, error_code: str | None
+) -> None:
+    meter = meter_for(request)
+    usage_enqueue(
+        PendingUsage(
+            api_key_id=api_key.pk,
+            endpoint=request.path,
+            model=meter.model,
+            status=status,
+            prompt_tokens=meter.prompt_tokens,
+            completion_tokens=meter.completion_tokens,
+            latency_ms=max(0, round((time.perf_counter() - started) * 1000)),
+            error_code=meter.error_code or error_code,
+        )
+    )
+    tokens_charge(api_key=api_key, tokens=meter.total_tokens)
+
+
+async def _metered_async(
+    content: AsyncIterator[bytes],
+    request: HttpRequest,
+    api_key: ApiKey,
+    status: int,
+    started: float,
+) -> AsyncIterator[bytes]:
+    finished = False
+    try:
+        async for chunk in content:
+            yield chunk
+        finished = True
+    finally:
+        # A stream that did not run to its end was cut: say so in the record.
+        meter = meter_for(request)
+        if not finished and meter.error_code is None:
+            meter.error_code = "client_disconnected"
+        _record(request, api_key, status, started, None)
+
+
+def _metered_sync(
+    content: Iterator[bytes], request: HttpRequest, api_key: ApiKey, status: int, started: float
+) -> Iterator[bytes]:
+    finished = False
+    try:
+        yield from content
+        finished = True
+    finally:
+        meter = meter_for(request)
+        if not finished and meter.error_code is None:
+            meter.error_code = "client_disconnected"
+        _record(request, api_key, status, started, None)
+
+
+def _finish(request: HttpRequest, response: HttpResponseBase, started: float) -> HttpResponseBase:
+    status = getattr(request, "rate_limit_status", None)
+    if status is not None:
+        for name, value in status.headers().items():
+            response[name] = value
+    api_key: ApiKey | None = getattr(request, "api_key", None)
+    if api_key is None:
+        return response
+    if response.streaming:
+        content = response.streaming_content  # type: ignore[attr-defined]
+        if response.is_async:  # type: ignore[attr-defined]
+            metered: Any = _metered_async(content, request, api_key, response.status_code, started)
+        else:
+            metered = _metered_sync(content, request, api_key, response.status_code, started)
+        response.streaming_content = metered  # type: ignore[attr-defined]
+    else:
+        _record(request, api_key, response.status_code, started, _error_code(response))
+    return response
+
+
+class ApiUsageMiddleware:
+    """Adds `x-ratelimit-*` headers and records usage of key-authenticated requests."""
+
+    sync_capable = True
+    async_capable = True
+
+    def __init__(self, get_response: Callable[[HttpRequest], Any]) -> None:
+        self.get_response = get_response
+        self.is_async = iscoroutinefunction(get_response)
+        if self.is_async:
+            markcoroutinefunction(self)
+
+    def __call__(self, request: HttpRequest) -> HttpResponseBase | Awaitable[HttpResponseBase]:
+        if self.is_async:
+            return self.__acall__(request)
+        started = time.perf_counter()
+        return _finish(request, self.get_response(request), started)
+
+    async def __acall__(self, request: HttpRequest) -> HttpResponseBase:
+        started = time.perf_counter()
+        response = await self.get_response(request)
+        return _finish(request, response, started)
