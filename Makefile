@@ -37,7 +37,14 @@ run: $(VENV)/.runtime-installed
 	$(BIN)/python manage.py migrate --noinput
 	$(BIN)/daphne -b $(HOST) -p $(PORT) localai_site.asgi:application
 
-test: $(VENV)/.dev-installed
+# The browser tests drive Debian's Chromium through Playwright's Python package
+# (from requirements-dev.txt); Playwright's own browser download is never used.
+/usr/bin/chromium:
+	@echo "Installing Debian's chromium for the browser tests..."
+	apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium
+
+test: $(VENV)/.dev-installed /usr/bin/chromium
 	$(BIN)/python -m pytest
 
 # --- tools ----------------------------------------------------------------

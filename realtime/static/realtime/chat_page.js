@@ -215,7 +215,8 @@ function connect() {
 
 function updateKeyStatus() {
   if (!els.keyForm) return;
-  els.keyStatus.textContent = apiKey ? `Using a pasted key (${apiKey.slice(0, 8)}…)` : "";
+  // Only the key's non-secret lookup part (lai_<prefix>) is ever shown.
+  els.keyStatus.textContent = apiKey ? `Using a pasted key (${apiKey.slice(0, 12)}…)` : "";
   els.forgetKey.hidden = !apiKey;
 }
 
