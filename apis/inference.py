@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from functools import cache
+from typing import Any
 
 from django.conf import settings
 from django.core.signals import setting_changed
@@ -18,12 +19,19 @@ from apis.backends import (
     ChatRequest,
     ChatResult,
     EmbedResult,
+    GenerateChunk,
+    GenerateRequest,
+    GenerateResult,
     InferenceBackend,
+    ModelDescription,
     ModelInfo,
+    ModelManager,
+    ProgressUpdate,
+    RunningModel,
     normalize_model_name,
 )
 from apis.backends.ollama import OllamaBackend
-from apis.errors import ModelNotFoundError
+from apis.errors import BadRequestError, ModelNotFoundError
 
 
 @cache
@@ -75,11 +83,82 @@ def chat_stream(*, request: ChatRequest) -> AsyncIterator[ChatChunk]:
     return backend_get().chat_stream(request)
 
 
+def generate_stream(*, request: GenerateRequest) -> AsyncIterator[GenerateChunk]:
+    """A raw prompt completion as it is produced; same contract as `chat_stream`."""
+    return backend_get().generate_stream(request)
+
+
+async def generate_complete(*, request: GenerateRequest) -> GenerateResult:
+    """A whole raw prompt completion with the backend's token counts."""
+    return await backend_get().generate(request)
+
+
 async def embeddings_create(
-    *, model: str, inputs: list[str], dimensions: int | None = None
+    *,
+    model: str,
+    inputs: list[str],
+    dimensions: int | None = None,
+    truncate: bool | None = None,
+    options: dict[str, Any] | None = None,
+    keep_alive: float | str | None = None,
+    normalize: bool = True,
 ) -> EmbedResult:
-    """One vector per input, in order, from ONE backend call."""
-    return await backend_get().embed(model=model, inputs=inputs, dimensions=dimensions)
+    """One vector per input, in order, from ONE backend call.
+
+    `normalize=False` asks for the model's raw vectors (Ollama's legacy
+    embeddings endpoint); the backend may then need one call per input.
+    """
+    return await backend_get().embed(
+        model=model,
+        inputs=inputs,
+        dimensions=dimensions,
+        truncate=truncate,
+        options=options,
+        keep_alive=keep_alive,
+        normalize=normalize,
+    )
+
+
+async def models_running() -> list[RunningModel]:
+    """Models loaded in the backend's memory now."""
+    return await backend_get().running_models()
+
+
+async def model_describe(*, model_id: str, verbose: bool = False) -> ModelDescription:
+    """Everything the backend knows about one model; `ModelNotFoundError` if unknown."""
+    return await backend_get().describe_model(model=model_id, verbose=verbose)
+
+
+def _model_manager() -> ModelManager:
+    backend = backend_get()
+    if not isinstance(backend, ModelManager):
+        raise BadRequestError("This inference backend cannot manage models.", code="not_supported")
+    return backend
+
+
+def model_pull(*, model_id: str, insecure: bool = False) -> AsyncIterator[ProgressUpdate]:
+    """Fetch a model from its registry; progress as it goes."""
+    return _model_manager().model_pull(model=model_id, insecure=insecure)
+
+
+def model_push(*, model_id: str, insecure: bool = False) -> AsyncIterator[ProgressUpdate]:
+    """Upload a model to its registry; progress as it goes."""
+    return _model_manager().model_push(model=model_id, insecure=insecure)
+
+
+def model_create(*, model_id: str, spec: dict[str, Any]) -> AsyncIterator[ProgressUpdate]:
+    """Build a model from `spec` (`from`, `files`, `system`, ...); progress as it goes."""
+    return _model_manager().model_create(model=model_id, spec=spec)
+
+
+async def model_delete(*, model_id: str) -> None:
+    """Remove a model from the backend; `ModelNotFoundError` if unknown."""
+    await _model_manager().model_delete(model=model_id)
+
+
+async def model_copy(*, source: str, destination: str) -> None:
+    """Copy a model under a new name; `ModelNotFoundError` if `source` is unknown."""
+    await _model_manager().model_copy(source=source, destination=destination)
 
 
 async def backend_version() -> str:

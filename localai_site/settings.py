@@ -41,6 +41,7 @@ INSTALLED_APPS = [
     "apis",
     "keys",
     "realtime",
+    "compat",
 ]
 
 MIDDLEWARE = [

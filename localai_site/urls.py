@@ -9,6 +9,16 @@ urlpatterns = [
     path("healthz", probes.healthz, name="healthz"),
     path("readyz", probes.readyz, name="readyz"),
     path("v1/", include("apis.urls")),
+    # OpenAI's API for the openai SDKs and LangChain; Ollama's own API (and
+    # its OpenAI mirror under /ollama/v1/) for Ollama clients. Same service.
+    path("openai/v1/", include("compat.openai_urls")),
+    path(
+        "ollama/v1/",
+        include(("compat.openai_urls", "openai_compat"), namespace="ollama_openai_compat"),
+    ),
+    path("ollama/", include("compat.ollama_urls")),
+    # The key-management API (staff only), before the admin's catch-all.
+    path("", include("keys.urls")),
     path("admin/", admin.site.urls),
     # The browser chat page at `/`, its model list, sign-in and sign-out.
     path("", include("realtime.urls")),

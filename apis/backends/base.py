@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 
 def normalize_model_name(name: str) -> str:
@@ -35,6 +35,16 @@ class ModelInfo:
     digest: str = ""
     modified_at: datetime | None = None
     capabilities: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Timings:
+    """How long the backend spent, in nanoseconds; 0 means "not reported"."""
+
+    total_ns: int = 0
+    load_ns: int = 0
+    prompt_ns: int = 0
+    completion_ns: int = 0
 
 
 @dataclass(slots=True)
@@ -75,6 +85,7 @@ class ChatChunk:
     done_reason: str | None = None
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    timings: Timings = field(default_factory=Timings)
 
 
 @dataclass(slots=True)
@@ -88,6 +99,58 @@ class ChatResult:
     tool_calls: list[ToolCall] = field(default_factory=list)
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    timings: Timings = field(default_factory=Timings)
+
+
+@dataclass(slots=True)
+class GenerateRequest:
+    """A raw prompt completion (no chat template of the caller's making).
+
+    `images` are base64 strings; `context` is the token memory a previous
+    answer returned (backends without one ignore it); `raw` skips the model's
+    prompt template; `suffix` asks for fill-in-the-middle.
+    """
+
+    model: str
+    prompt: str = ""
+    suffix: str | None = None
+    system: str | None = None
+    template: str | None = None
+    context: list[int] | None = None
+    raw: bool | None = None
+    images: list[str] = field(default_factory=list)
+    options: dict[str, Any] = field(default_factory=dict)
+    format: str | dict[str, Any] | None = None
+    think: bool | str | None = None
+    keep_alive: float | str | None = None
+
+
+@dataclass(slots=True)
+class GenerateChunk:
+    """One piece of a streamed completion; the last one has `done=True` and counts."""
+
+    text: str = ""
+    thinking: str | None = None
+    done: bool = False
+    done_reason: str | None = None
+    context: list[int] | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    timings: Timings = field(default_factory=Timings)
+
+
+@dataclass(slots=True)
+class GenerateResult:
+    """A whole completion, with the backend's own token counts."""
+
+    model: str
+    text: str
+    thinking: str | None = None
+    done_reason: str | None = None
+    context: list[int] | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    timings: Timings = field(default_factory=Timings)
 
 
 @dataclass(slots=True)
@@ -97,6 +160,46 @@ class EmbedResult:
     model: str
     embeddings: list[list[float]]
     prompt_tokens: int = 0
+    timings: Timings = field(default_factory=Timings)
+
+
+@dataclass(slots=True)
+class RunningModel:
+    """A model loaded in memory right now (`model.size_bytes` is its memory size)."""
+
+    model: ModelInfo
+    size_vram: int = 0
+    expires_at: datetime | None = None
+    context_length: int = 0
+
+
+@dataclass(slots=True)
+class ModelDescription:
+    """Everything the backend knows about one model.
+
+    `model_info` is the model file's metadata (architecture, context length,
+    ...); `extra` holds any further backend-specific fields, passed on as is.
+    """
+
+    model: ModelInfo
+    parent_model: str = ""
+    template: str = ""
+    system: str = ""
+    license: str = ""
+    parameters: str = ""
+    modelfile: str = ""
+    model_info: dict[str, Any] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class ProgressUpdate:
+    """One step of a long model operation (pull, push, create)."""
+
+    status: str
+    digest: str | None = None
+    total: int | None = None
+    completed: int | None = None
 
 
 class InferenceBackend(Protocol):
@@ -111,12 +214,62 @@ class InferenceBackend(Protocol):
         the backend request (so the backend stops generating)."""
         ...
 
+    async def generate(self, request: GenerateRequest) -> GenerateResult: ...
+
+    def generate_stream(self, request: GenerateRequest) -> AsyncIterator[GenerateChunk]:
+        """Like `chat_stream`, for a raw prompt completion."""
+        ...
+
     async def embed(
-        self, *, model: str, inputs: list[str], dimensions: int | None = None
-    ) -> EmbedResult: ...
+        self,
+        *,
+        model: str,
+        inputs: list[str],
+        dimensions: int | None = None,
+        truncate: bool | None = None,
+        options: dict[str, Any] | None = None,
+        keep_alive: float | str | None = None,
+        normalize: bool = True,
+    ) -> EmbedResult:
+        """One vector per input. `normalize=False` asks for raw (not
+        L2-normalised) vectors, as Ollama's legacy embeddings endpoint gives."""
+        ...
+
+    async def running_models(self) -> list[RunningModel]:
+        """Models loaded in memory now, latest expiry first."""
+        ...
+
+    async def describe_model(self, *, model: str, verbose: bool = False) -> ModelDescription:
+        """Details of one model; raises `ModelNotFoundError` when unknown."""
+        ...
 
     async def version(self) -> str:
         """The backend's version; also the cheapest reachability probe."""
         ...
 
     async def aclose(self) -> None: ...
+
+
+@runtime_checkable
+class ModelManager(Protocol):
+    """Optional: backends that can fetch, build, copy and remove models.
+
+    Kept apart from `InferenceBackend` because not every backend can (an
+    embedded single-file model cannot pull). Long operations stream progress.
+    """
+
+    def model_pull(
+        self, *, model: str, insecure: bool = False
+    ) -> AsyncIterator[ProgressUpdate]: ...
+
+    def model_push(
+        self, *, model: str, insecure: bool = False
+    ) -> AsyncIterator[ProgressUpdate]: ...
+
+    def model_create(self, *, model: str, spec: dict[str, Any]) -> AsyncIterator[ProgressUpdate]:
+        """`spec` holds the build instructions (`from`, `files`, `system`, ...)."""
+        ...
+
+    async def model_delete(self, *, model: str) -> None: ...
+
+    async def model_copy(self, *, source: str, destination: str) -> None: ...

@@ -8,6 +8,8 @@ whole calls) into the gateway's own errors.
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import json
 import logging
 import weakref
@@ -24,7 +26,14 @@ from apis.backends.base import (
     ChatRequest,
     ChatResult,
     EmbedResult,
+    GenerateChunk,
+    GenerateRequest,
+    GenerateResult,
+    ModelDescription,
     ModelInfo,
+    ProgressUpdate,
+    RunningModel,
+    Timings,
     ToolCall,
 )
 from apis.errors import (
@@ -140,6 +149,7 @@ class OllamaBackend:
             done_reason=response.done_reason,
             prompt_tokens=response.prompt_eval_count or 0,
             completion_tokens=response.eval_count or 0,
+            timings=_timings(response),
         )
 
     async def chat_stream(self, request: ChatRequest) -> AsyncIterator[ChatChunk]:
@@ -159,6 +169,7 @@ class OllamaBackend:
                     done_reason=part.done_reason,
                     prompt_tokens=part.prompt_eval_count or 0,
                     completion_tokens=part.eval_count or 0,
+                    timings=_timings(part),
                 )
         except Exception as exc:
             raise self._translate(exc, request.model) from exc
@@ -167,11 +178,69 @@ class OllamaBackend:
             # connection closes (client gone, cancel, or error).
             await parts.aclose()
 
-    async def embed(
-        self, *, model: str, inputs: list[str], dimensions: int | None = None
-    ) -> EmbedResult:
+    async def generate(self, request: GenerateRequest) -> GenerateResult:
         try:
-            response = await self._client().embed(model=model, input=inputs, dimensions=dimensions)
+            response = await self._client().generate(stream=False, **_generate_kwargs(request))
+        except Exception as exc:
+            raise self._translate(exc, request.model) from exc
+        return GenerateResult(
+            model=request.model,
+            text=response.response or "",
+            thinking=response.thinking,
+            done_reason=response.done_reason,
+            context=list(response.context) if response.context is not None else None,
+            prompt_tokens=response.prompt_eval_count or 0,
+            completion_tokens=response.eval_count or 0,
+            timings=_timings(response),
+        )
+
+    async def generate_stream(self, request: GenerateRequest) -> AsyncIterator[GenerateChunk]:
+        client = self._client()
+        try:
+            parts = await client.generate(stream=True, **_generate_kwargs(request))
+        except Exception as exc:
+            raise self._translate(exc, request.model) from exc
+        try:
+            async for part in parts:
+                yield GenerateChunk(
+                    text=part.response or "",
+                    thinking=part.thinking,
+                    done=bool(part.done),
+                    done_reason=part.done_reason,
+                    context=list(part.context) if part.context is not None else None,
+                    prompt_tokens=part.prompt_eval_count or 0,
+                    completion_tokens=part.eval_count or 0,
+                    timings=_timings(part),
+                )
+        except Exception as exc:
+            raise self._translate(exc, request.model) from exc
+        finally:
+            await parts.aclose()
+
+    async def embed(
+        self,
+        *,
+        model: str,
+        inputs: list[str],
+        dimensions: int | None = None,
+        truncate: bool | None = None,
+        options: dict[str, Any] | None = None,
+        keep_alive: float | str | None = None,
+        normalize: bool = True,
+    ) -> EmbedResult:
+        if not normalize:
+            return await self._embed_raw(
+                model=model, inputs=inputs, options=options, keep_alive=keep_alive
+            )
+        try:
+            response = await self._client().embed(
+                model=model,
+                input=inputs,
+                dimensions=dimensions,
+                truncate=truncate,
+                options=options or None,
+                keep_alive=keep_alive,
+            )
         except Exception as exc:
             raise self._translate(exc, model) from exc
         embeddings = [list(vector) for vector in response.embeddings]
@@ -180,8 +249,129 @@ class OllamaBackend:
                 f"The backend returned {len(embeddings)} vectors for {len(inputs)} inputs."
             )
         return EmbedResult(
-            model=model, embeddings=embeddings, prompt_tokens=response.prompt_eval_count or 0
+            model=model,
+            embeddings=embeddings,
+            prompt_tokens=response.prompt_eval_count or 0,
+            timings=_timings(response),
         )
+
+    async def _embed_raw(
+        self,
+        *,
+        model: str,
+        inputs: list[str],
+        options: dict[str, Any] | None,
+        keep_alive: float | str | None,
+    ) -> EmbedResult:
+        # Ollama's legacy endpoint: one prompt per call, vectors as the model
+        # produced them (not normalised), no token count.
+        embeddings: list[list[float]] = []
+        for prompt in inputs:
+            try:
+                response = await self._client().embeddings(
+                    model=model, prompt=prompt, options=options or None, keep_alive=keep_alive
+                )
+            except Exception as exc:
+                raise self._translate(exc, model) from exc
+            embeddings.append(list(response.embedding))
+        return EmbedResult(model=model, embeddings=embeddings)
+
+    async def running_models(self) -> list[RunningModel]:
+        try:
+            response = await self._client().ps()
+        except Exception as exc:
+            raise self._translate(exc) from exc
+        return [
+            RunningModel(
+                model=_model_info(m),
+                size_vram=int(m.size_vram or 0),
+                expires_at=m.expires_at if isinstance(m.expires_at, datetime) else None,
+                context_length=m.context_length or 0,
+            )
+            for m in response.models
+        ]
+
+    async def describe_model(self, *, model: str, verbose: bool = False) -> ModelDescription:
+        # The raw body: ollama-python's ShowResponse drops fields (`system`,
+        # `projector_info`, `tensors`, ...) that Ollama clients may want.
+        body: dict[str, Any] = {"model": model}
+        if verbose:
+            body["verbose"] = True
+        try:
+            response = await self._client()._request_raw("POST", "/api/show", json=body)
+            data = response.json()
+            if not isinstance(data, dict):
+                raise ValueError("not an object")
+        except Exception as exc:
+            raise self._translate(exc, model) from exc
+        return _model_description(model, data)
+
+    # --- ModelManager --------------------------------------------------------
+
+    async def model_pull(
+        self, *, model: str, insecure: bool = False
+    ) -> AsyncIterator[ProgressUpdate]:
+        async for update in self._progress(
+            lambda: self._client().pull(model=model, insecure=insecure, stream=True), model
+        ):
+            yield update
+
+    async def model_push(
+        self, *, model: str, insecure: bool = False
+    ) -> AsyncIterator[ProgressUpdate]:
+        async for update in self._progress(
+            lambda: self._client().push(model=model, insecure=insecure, stream=True), model
+        ):
+            yield update
+
+    async def model_create(
+        self, *, model: str, spec: dict[str, Any]
+    ) -> AsyncIterator[ProgressUpdate]:
+        kwargs = {
+            "quantize": spec.get("quantize"),
+            "from_": spec.get("from"),
+            "files": spec.get("files"),
+            "adapters": spec.get("adapters"),
+            "template": spec.get("template"),
+            "license": spec.get("license"),
+            "system": spec.get("system"),
+            "parameters": spec.get("parameters"),
+            "messages": spec.get("messages"),
+        }
+        async for update in self._progress(
+            lambda: self._client().create(model=model, stream=True, **kwargs), model
+        ):
+            yield update
+
+    async def model_delete(self, *, model: str) -> None:
+        try:
+            await self._client().delete(model)
+        except Exception as exc:
+            raise self._translate(exc, model) from exc
+
+    async def model_copy(self, *, source: str, destination: str) -> None:
+        try:
+            await self._client().copy(source, destination)
+        except Exception as exc:
+            raise self._translate(exc, source) from exc
+
+    async def _progress(self, start: Any, model: str) -> AsyncIterator[ProgressUpdate]:
+        try:
+            parts = await start()
+        except Exception as exc:
+            raise self._translate(exc, model) from exc
+        try:
+            async for part in parts:
+                yield ProgressUpdate(
+                    status=part.status or "",
+                    digest=part.digest,
+                    total=part.total,
+                    completed=part.completed,
+                )
+        except Exception as exc:
+            raise self._translate(exc, model) from exc
+        finally:
+            await parts.aclose()
 
     async def version(self) -> str:
         try:
@@ -197,10 +387,40 @@ class OllamaBackend:
             await client.close()
 
 
+def _decoded_images(images: list[Any]) -> list[bytes]:
+    """Base64 strings to bytes, strictly.
+
+    ollama-python treats an image *string* that names an existing file as a
+    path and uploads that file; handing it bytes means no string a caller
+    sends can ever make the gateway read its own files.
+    """
+    decoded: list[bytes] = []
+    for index, image in enumerate(images):
+        if isinstance(image, bytes):
+            decoded.append(image)
+            continue
+        try:
+            decoded.append(base64.b64decode(str(image), validate=True))
+        except (binascii.Error, ValueError):
+            raise BadRequestError(
+                f"Image {index} is not valid base64 data.", param="images"
+            ) from None
+    return decoded
+
+
+def _safe_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [
+        {**message, "images": _decoded_images(message["images"])}
+        if message.get("images")
+        else message
+        for message in messages
+    ]
+
+
 def _chat_kwargs(request: ChatRequest) -> dict[str, Any]:
     kwargs: dict[str, Any] = {
         "model": request.model,
-        "messages": request.messages,
+        "messages": _safe_messages(request.messages),
         "options": request.options or None,
         "format": request.format,
         "tools": request.tools,
@@ -208,6 +428,72 @@ def _chat_kwargs(request: ChatRequest) -> dict[str, Any]:
         "keep_alive": request.keep_alive,
     }
     return {key: value for key, value in kwargs.items() if value is not None}
+
+
+def _generate_kwargs(request: GenerateRequest) -> dict[str, Any]:
+    kwargs: dict[str, Any] = {
+        "model": request.model,
+        "prompt": request.prompt,
+        "suffix": request.suffix,
+        "system": request.system,
+        "template": request.template,
+        "context": request.context,
+        "raw": request.raw,
+        "images": _decoded_images(request.images) or None,
+        "options": request.options or None,
+        "format": request.format,
+        "think": request.think,
+        "keep_alive": request.keep_alive,
+    }
+    return {key: value for key, value in kwargs.items() if value is not None}
+
+
+def _timings(response: Any) -> Timings:
+    return Timings(
+        total_ns=response.total_duration or 0,
+        load_ns=response.load_duration or 0,
+        prompt_ns=getattr(response, "prompt_eval_duration", None) or 0,
+        completion_ns=getattr(response, "eval_duration", None) or 0,
+    )
+
+
+def _model_description(model: str, data: dict[str, Any]) -> ModelDescription:
+    details = data.get("details") or {}
+    modified_at = data.get("modified_at")
+    known = {
+        "details", "modified_at", "capabilities", "template", "system", "license",
+        "parameters", "modelfile", "model_info",
+    }  # fmt: skip
+    try:
+        modified = datetime.fromisoformat(modified_at) if modified_at else None
+    except (TypeError, ValueError):
+        modified = None
+    return ModelDescription(
+        model=ModelInfo(
+            id=model,
+            family=details.get("family") or "",
+            families=tuple(details.get("families") or ()),
+            parameter_size=details.get("parameter_size") or "",
+            quantization_level=details.get("quantization_level") or "",
+            format=details.get("format") or "",
+            modified_at=modified,
+            capabilities=tuple(data.get("capabilities") or ()),
+        ),
+        parent_model=details.get("parent_model") or "",
+        template=data.get("template") or "",
+        system=data.get("system") or "",
+        license=_text(data.get("license")),
+        parameters=data.get("parameters") or "",
+        modelfile=data.get("modelfile") or "",
+        model_info=dict(data.get("model_info") or {}),
+        extra={key: value for key, value in data.items() if key not in known},
+    )
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, list):
+        return "\n".join(str(item) for item in value)
+    return str(value or "")
 
 
 def _tool_calls(calls: Any) -> list[ToolCall]:

@@ -1,0 +1,305 @@
+"""Ollama shapes <-> the inference service's typed requests and results.
+
+Pure functions and async generators, no I/O. Responses follow Ollama's own
+server (`spec/wire.md` A): `created_at` RFC 3339 in UTC, metrics as integer
+nanoseconds and counts, omitted when zero (Go's `omitempty`), NDJSON lines
+with no blank lines and no terminator, and a failure after the first line as
+one last `{"error": "..."}` line.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Any
+
+from apis.backends import (
+    ChatChunk,
+    ChatRequest,
+    ChatResult,
+    GenerateChunk,
+    GenerateRequest,
+    GenerateResult,
+    ModelDescription,
+    ModelInfo,
+    ProgressUpdate,
+    RunningModel,
+    Timings,
+    ToolCall,
+)
+from apis.errors import APIError, BackendError
+from apis.metering import UsageMeter
+
+
+def rfc3339(value: datetime | None = None) -> str:
+    """`2025-10-26T17:21:21.196249Z`, as Ollama stamps its answers."""
+    value = (value or datetime.now(UTC)).astimezone(UTC)
+    return value.isoformat().replace("+00:00", "Z")
+
+
+def ndjson_line(payload: dict[str, Any]) -> bytes:
+    return json.dumps(payload, separators=(",", ":")).encode() + b"\n"
+
+
+def error_line(exc: APIError) -> bytes:
+    """The line Ollama writes when a stream fails after it began."""
+    return ndjson_line({"error": exc.message})
+
+
+def _metrics(prompt_tokens: int, completion_tokens: int, timings: Timings) -> dict[str, int]:
+    metrics = {
+        "total_duration": timings.total_ns,
+        "load_duration": timings.load_ns,
+        "prompt_eval_count": prompt_tokens,
+        "prompt_eval_duration": timings.prompt_ns,
+        "eval_count": completion_tokens,
+        "eval_duration": timings.completion_ns,
+    }
+    return {key: value for key, value in metrics.items() if value}
+
+
+# --- requests -------------------------------------------------------------------
+
+
+def chat_request_from(data: dict[str, Any]) -> ChatRequest:
+    """The backend request for a validated `/api/chat` body."""
+    messages: list[dict[str, Any]] = []
+    for message in data.get("messages") or []:
+        native = {key: value for key, value in message.items() if value not in (None, "", [])}
+        native["role"] = message["role"]
+        native.setdefault("content", "")
+        messages.append(native)
+    return ChatRequest(
+        model=data["model"],
+        messages=messages,
+        options=dict(data.get("options") or {}),
+        format=data.get("format"),
+        tools=data.get("tools") or None,
+        think=data.get("think"),
+        keep_alive=data.get("keep_alive"),
+    )
+
+
+def generate_request_from(data: dict[str, Any]) -> GenerateRequest:
+    """The backend request for a validated `/api/generate` body."""
+    return GenerateRequest(
+        model=data["model"],
+        prompt=data.get("prompt") or "",
+        suffix=data.get("suffix") or None,
+        system=data.get("system") or None,
+        template=data.get("template") or None,
+        context=data.get("context") or None,
+        raw=data.get("raw"),
+        images=list(data.get("images") or []),
+        options=dict(data.get("options") or {}),
+        format=data.get("format"),
+        think=data.get("think"),
+        keep_alive=data.get("keep_alive"),
+    )
+
+
+# --- models ---------------------------------------------------------------------
+
+
+def _details(model: ModelInfo, parent_model: str = "") -> dict[str, Any]:
+    return {
+        "parent_model": parent_model,
+        "format": model.format,
+        "family": model.family,
+        "families": list(model.families) or None,
+        "parameter_size": model.parameter_size,
+        "quantization_level": model.quantization_level,
+    }
+
+
+def tag_entry(model: ModelInfo) -> dict[str, Any]:
+    """One model as `/api/tags` lists it."""
+    entry: dict[str, Any] = {
+        "name": model.id,
+        "model": model.id,
+        "modified_at": rfc3339(model.modified_at) if model.modified_at else None,
+        "size": model.size_bytes,
+        "digest": model.digest,
+        "details": _details(model),
+    }
+    if model.capabilities:
+        entry["capabilities"] = list(model.capabilities)
+    return {key: value for key, value in entry.items() if value is not None}
+
+
+def running_entry(running: RunningModel) -> dict[str, Any]:
+    """One model as `/api/ps` lists it."""
+    model = running.model
+    entry: dict[str, Any] = {
+        "name": model.id,
+        "model": model.id,
+        "size": model.size_bytes,
+        "digest": model.digest,
+        "details": _details(model),
+        "expires_at": rfc3339(running.expires_at) if running.expires_at else None,
+        "size_vram": running.size_vram,
+        "context_length": running.context_length,
+    }
+    return {key: value for key, value in entry.items() if value is not None}
+
+
+def show_body(description: ModelDescription) -> dict[str, Any]:
+    """`/api/show`: empty strings omitted, `model_info` always present."""
+    model = description.model
+    body: dict[str, Any] = {
+        "license": description.license,
+        "modelfile": description.modelfile,
+        "parameters": description.parameters,
+        "template": description.template,
+        "system": description.system,
+    }
+    body = {key: value for key, value in body.items() if value}
+    body["details"] = _details(model, description.parent_model)
+    body["model_info"] = description.model_info
+    if model.capabilities:
+        body["capabilities"] = list(model.capabilities)
+    if model.modified_at:
+        body["modified_at"] = rfc3339(model.modified_at)
+    for key, value in description.extra.items():
+        body.setdefault(key, value)
+    return body
+
+
+def progress_line(update: ProgressUpdate) -> dict[str, Any]:
+    line: dict[str, Any] = {"status": update.status}
+    if update.digest:
+        line["digest"] = update.digest
+    if update.total is not None:
+        line["total"] = update.total
+    if update.completed is not None:
+        line["completed"] = update.completed
+    return line
+
+
+# --- responses ------------------------------------------------------------------
+
+
+def _tool_calls(calls: list[ToolCall], first_index: int = 0) -> list[dict[str, Any]]:
+    converted = []
+    for offset, call in enumerate(calls):
+        item: dict[str, Any] = {
+            "function": {
+                "index": first_index + offset,
+                "name": call.name,
+                "arguments": call.arguments,
+            }
+        }
+        if call.id:
+            item = {"id": call.id, **item}
+        converted.append(item)
+    return converted
+
+
+def _message(
+    content: str, thinking: str | None, tool_calls: list[ToolCall], first_tool_index: int = 0
+) -> dict[str, Any]:
+    message: dict[str, Any] = {"role": "assistant", "content": content}
+    if thinking:
+        message["thinking"] = thinking
+    if tool_calls:
+        message["tool_calls"] = _tool_calls(tool_calls, first_tool_index)
+    return message
+
+
+def chat_body(result: ChatResult, *, model: str) -> dict[str, Any]:
+    """A whole `/api/chat` answer."""
+    return {
+        "model": model,
+        "created_at": rfc3339(),
+        "message": _message(result.content, result.thinking, result.tool_calls),
+        "done": True,
+        "done_reason": result.done_reason or "stop",
+        **_metrics(result.prompt_tokens, result.completion_tokens, result.timings),
+    }
+
+
+def generate_body(result: GenerateResult, *, model: str) -> dict[str, Any]:
+    """A whole `/api/generate` answer."""
+    body: dict[str, Any] = {"model": model, "created_at": rfc3339(), "response": result.text}
+    if result.thinking:
+        body["thinking"] = result.thinking
+    body["done"] = True
+    body["done_reason"] = result.done_reason or "stop"
+    if result.context is not None:
+        body["context"] = result.context
+    body.update(_metrics(result.prompt_tokens, result.completion_tokens, result.timings))
+    return body
+
+
+async def chat_lines(
+    chunks: AsyncIterator[ChatChunk], *, model: str, meter: UsageMeter
+) -> AsyncIterator[bytes]:
+    """`/api/chat` NDJSON: one line per backend chunk as it arrives."""
+    tool_index, done = 0, False
+    try:
+        async for chunk in chunks:
+            line: dict[str, Any] = {
+                "model": model,
+                "created_at": rfc3339(),
+                "message": _message(chunk.content, chunk.thinking, chunk.tool_calls, tool_index),
+                "done": chunk.done,
+            }
+            tool_index += len(chunk.tool_calls)
+            if chunk.done:
+                done = True
+                meter.charge(
+                    model=model,
+                    prompt_tokens=chunk.prompt_tokens,
+                    completion_tokens=chunk.completion_tokens,
+                )
+                line["done_reason"] = chunk.done_reason or "stop"
+                line.update(_metrics(chunk.prompt_tokens, chunk.completion_tokens, chunk.timings))
+            yield ndjson_line(line)
+        if not done:
+            raise BackendError("The backend ended the answer before it was complete.")
+    except APIError as exc:
+        meter.error_code = exc.code
+        yield error_line(exc)
+
+
+async def generate_lines(
+    chunks: AsyncIterator[GenerateChunk], *, model: str, meter: UsageMeter
+) -> AsyncIterator[bytes]:
+    """`/api/generate` NDJSON: one line per backend chunk as it arrives."""
+    done = False
+    try:
+        async for chunk in chunks:
+            line: dict[str, Any] = {"model": model, "created_at": rfc3339(), "response": chunk.text}
+            if chunk.thinking:
+                line["thinking"] = chunk.thinking
+            line["done"] = chunk.done
+            if chunk.done:
+                done = True
+                meter.charge(
+                    model=model,
+                    prompt_tokens=chunk.prompt_tokens,
+                    completion_tokens=chunk.completion_tokens,
+                )
+                line["done_reason"] = chunk.done_reason or "stop"
+                if chunk.context is not None:
+                    line["context"] = chunk.context
+                line.update(_metrics(chunk.prompt_tokens, chunk.completion_tokens, chunk.timings))
+            yield ndjson_line(line)
+        if not done:
+            raise BackendError("The backend ended the answer before it was complete.")
+    except APIError as exc:
+        meter.error_code = exc.code
+        yield error_line(exc)
+
+
+async def progress_lines(
+    updates: AsyncIterator[ProgressUpdate], *, meter: UsageMeter
+) -> AsyncIterator[bytes]:
+    """Pull / push / create progress as NDJSON, as Ollama streams it."""
+    try:
+        async for update in updates:
+            yield ndjson_line(progress_line(update))
+    except APIError as exc:
+        meter.error_code = exc.code
+        yield error_line(exc)

@@ -1,0 +1,570 @@
+"""OpenAI shapes <-> the inference service's typed requests and results.
+
+Pure functions and async generators, no I/O: the views call these and
+`apis.inference`. Mapping (see `spec/wire.md` D.6): `max_tokens` /
+`max_completion_tokens` -> `options.num_predict`, `stop` -> `options.stop`,
+`response_format` -> `format`, tool-call arguments JSON strings <-> objects,
+image data URLs -> `images`, usage from the backend's own token counts.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import secrets
+import string
+import struct
+import time
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+from django.conf import settings
+
+from apis.backends import (
+    ChatChunk,
+    ChatRequest,
+    ChatResult,
+    GenerateChunk,
+    GenerateRequest,
+    GenerateResult,
+    ModelInfo,
+    ToolCall,
+)
+from apis.errors import APIError, BackendError, BadRequestError, error_body
+from apis.metering import UsageMeter
+from apis.streaming import sse_event
+
+# OpenAI's reasoning_effort -> Ollama's `think`.
+_THINK = {"none": False, "minimal": "low", "low": "low", "medium": "medium", "high": "high"}
+_ALPHANUM = string.ascii_lowercase + string.digits
+
+
+def unix_now() -> int:
+    return int(time.time())
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex}"
+
+
+def tool_call_id() -> str:
+    """`call_` + 8 lowercase alphanumerics, as Ollama makes them."""
+    return "call_" + "".join(secrets.choice(_ALPHANUM) for _ in range(8))
+
+
+def usage(prompt_tokens: int, completion_tokens: int) -> dict[str, int]:
+    return {
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": completion_tokens,
+        "total_tokens": prompt_tokens + completion_tokens,
+    }
+
+
+# --- models ---------------------------------------------------------------------
+
+
+def owned_by(model_id: str) -> str:
+    """The namespace of a model name: `library` for official models."""
+    parts = model_id.split(":", 1)[0].split("/")
+    return parts[-2] if len(parts) > 1 else "library"
+
+
+def model_object(model: ModelInfo, *, model_id: str | None = None) -> dict[str, Any]:
+    return {
+        "id": model_id or model.id,
+        "object": "model",
+        "created": int(model.modified_at.timestamp()) if model.modified_at else 0,
+        "owned_by": owned_by(model.id),
+    }
+
+
+# --- requests -------------------------------------------------------------------
+
+
+def refuse_unsupported(data: dict[str, Any]) -> None:
+    """400 naming the first parameter the backend cannot honour."""
+    if (data.get("n") or 1) > 1:
+        raise BadRequestError("Only n=1 is supported: the backend makes one choice.", param="n")
+    if (data.get("best_of") or 1) > 1:
+        raise BadRequestError("Only best_of=1 is supported.", param="best_of")
+    if data.get("logit_bias"):
+        raise BadRequestError("logit_bias is not supported by the backend.", param="logit_bias")
+    if data.get("logprobs"):
+        raise BadRequestError("logprobs are not supported by this gateway.", param="logprobs")
+    if data.get("top_logprobs"):
+        raise BadRequestError(
+            "top_logprobs is not supported by this gateway.", param="top_logprobs"
+        )
+    if data.get("echo"):
+        raise BadRequestError("echo is not supported by the backend.", param="echo")
+    if data.get("audio") or "audio" in (data.get("modalities") or ()):
+        raise BadRequestError("Audio output is not supported by the backend.", param="audio")
+
+
+def _options(data: dict[str, Any]) -> dict[str, Any]:
+    options: dict[str, Any] = {}
+    for name in ("temperature", "top_p", "seed", "frequency_penalty", "presence_penalty"):
+        if data.get(name) is not None:
+            options[name] = data[name]
+    max_tokens = data.get("max_completion_tokens") or data.get("max_tokens")
+    if max_tokens is not None:
+        options["num_predict"] = max_tokens
+    if data.get("stop"):
+        options["stop"] = data["stop"]
+    return options
+
+
+def _format(response_format: dict[str, Any] | None) -> str | dict[str, Any] | None:
+    if not response_format:
+        return None
+    kind = response_format.get("type")
+    if kind == "text":
+        return None
+    if kind == "json_object":
+        return "json"
+    if kind == "json_schema":
+        schema = (response_format.get("json_schema") or {}).get("schema")
+        if not isinstance(schema, dict):
+            raise BadRequestError(
+                "response_format.json_schema.schema must be a JSON Schema object.",
+                param="response_format.json_schema.schema",
+            )
+        return schema
+    raise BadRequestError(
+        f"Unsupported response_format type {kind!r}: use text, json_object or json_schema.",
+        param="response_format.type",
+    )
+
+
+def _data_url_image(url: Any, param: str) -> str:
+    """The base64 payload of a `data:image/...;base64,` URL."""
+    if not isinstance(url, str) or not url.startswith("data:"):
+        raise BadRequestError(
+            "Image URLs are not supported: send the image inline as a base64 data URL "
+            "(data:image/png;base64,...).",
+            param=param,
+        )
+    header, _, payload = url.partition(",")
+    if ";base64" not in header or not payload:
+        raise BadRequestError("The image data URL must be base64-encoded.", param=param)
+    try:
+        base64.b64decode(payload, validate=True)
+    except (binascii.Error, ValueError):
+        raise BadRequestError("The image data URL holds invalid base64.", param=param) from None
+    return payload
+
+
+def _content(content: Any, index: int) -> tuple[str, list[str]]:
+    """Text and base64 images of one message's `content`."""
+    param = f"messages.{index}.content"
+    if content is None:
+        return "", []
+    if isinstance(content, str):
+        return content, []
+    if not isinstance(content, list):
+        raise BadRequestError("content must be a string or a list of parts.", param=param)
+    texts: list[str] = []
+    images: list[str] = []
+    for part_index, part in enumerate(content):
+        part_param = f"{param}.{part_index}"
+        kind = part.get("type") if isinstance(part, dict) else None
+        if kind == "text" and isinstance(part.get("text"), str):
+            texts.append(part["text"])
+        elif kind == "image_url":
+            image_url = part.get("image_url")
+            url = image_url.get("url") if isinstance(image_url, dict) else image_url
+            images.append(_data_url_image(url, f"{part_param}.image_url.url"))
+        elif kind == "refusal":
+            texts.append(str(part.get("refusal") or ""))
+        else:
+            raise BadRequestError(
+                f"Unsupported content part type {kind!r}: use text or image_url.",
+                param=f"{part_param}.type",
+            )
+    return "".join(texts), images
+
+
+def _assistant_tool_calls(
+    calls: list[dict[str, Any]], index: int, names_by_id: dict[str, str]
+) -> list[dict[str, Any]]:
+    converted: list[dict[str, Any]] = []
+    for call_index, call in enumerate(calls):
+        param = f"messages.{index}.tool_calls.{call_index}.function"
+        function = call.get("function")
+        if not isinstance(function, dict) or not isinstance(function.get("name"), str):
+            raise BadRequestError("A tool call needs function.name.", param=f"{param}.name")
+        arguments = function.get("arguments") or "{}"
+        if isinstance(arguments, str):
+            try:
+                arguments = json.loads(arguments)
+            except json.JSONDecodeError:
+                raise BadRequestError(
+                    "Tool call arguments must be a JSON object string.",
+                    param=f"{param}.arguments",
+                ) from None
+        if not isinstance(arguments, dict):
+            raise BadRequestError(
+                "Tool call arguments must be a JSON object.", param=f"{param}.arguments"
+            )
+        if call.get("id"):
+            names_by_id[str(call["id"])] = function["name"]
+        converted.append({"function": {"name": function["name"], "arguments": arguments}})
+    return converted
+
+
+def _messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    converted: list[dict[str, Any]] = []
+    names_by_id: dict[str, str] = {}
+    for index, message in enumerate(messages):
+        role = "system" if message["role"] == "developer" else message["role"]
+        text, images = _content(message.get("content"), index)
+        native: dict[str, Any] = {"role": role, "content": text}
+        if images:
+            native["images"] = images
+        if role == "assistant" and message.get("tool_calls"):
+            native["tool_calls"] = _assistant_tool_calls(message["tool_calls"], index, names_by_id)
+        if role == "tool":
+            # Ollama links a tool result to its call by the function's name.
+            name = message.get("name") or names_by_id.get(str(message.get("tool_call_id")))
+            if name:
+                native["tool_name"] = name
+        converted.append(native)
+    return converted
+
+
+def _tools(tools: list[dict[str, Any]] | None, tool_choice: Any) -> list[dict[str, Any]] | None:
+    """OpenAI tools as Ollama takes them, narrowed by `tool_choice`.
+
+    Ollama has no `tool_choice`: `none` sends no tools, a named function sends
+    only that one; `auto` and `required` send them all (the model decides).
+    """
+    if not tools or tool_choice == "none":
+        return None
+    converted: list[dict[str, Any]] = []
+    for index, tool in enumerate(tools):
+        function = tool.get("function")
+        if tool.get("type", "function") != "function" or not isinstance(function, dict):
+            raise BadRequestError("Only function tools are supported.", param=f"tools.{index}.type")
+        if not isinstance(function.get("name"), str) or not function["name"]:
+            raise BadRequestError("A tool needs function.name.", param=f"tools.{index}.function")
+        parameters = function.get("parameters")
+        if parameters is not None and (
+            not isinstance(parameters, dict) or parameters.get("type", "object") != "object"
+        ):
+            raise BadRequestError(
+                "function.parameters must be a JSON Schema of type object.",
+                param=f"tools.{index}.function.parameters",
+            )
+        spec: dict[str, Any] = {"name": function["name"]}
+        if function.get("description"):
+            spec["description"] = function["description"]
+        if parameters is not None:
+            spec["parameters"] = parameters
+        converted.append({"type": "function", "function": spec})
+    if isinstance(tool_choice, dict):
+        wanted = (tool_choice.get("function") or {}).get("name")
+        chosen = [tool for tool in converted if tool["function"]["name"] == wanted]
+        if not chosen:
+            raise BadRequestError(
+                f"tool_choice names {wanted!r}, which is not in tools.", param="tool_choice"
+            )
+        return chosen
+    if tool_choice not in (None, "auto", "required"):
+        raise BadRequestError(
+            "tool_choice must be none, auto, required or a function.", param="tool_choice"
+        )
+    return converted
+
+
+def chat_request_from(data: dict[str, Any]) -> ChatRequest:
+    """The backend request for a validated OpenAI chat body (400 if it can't be honoured)."""
+    refuse_unsupported(data)
+    think: bool | str | None = None
+    if data.get("reasoning_effort") is not None:
+        if data["reasoning_effort"] not in _THINK:
+            raise BadRequestError(
+                "reasoning_effort must be none, minimal, low, medium or high.",
+                param="reasoning_effort",
+            )
+        think = _THINK[data["reasoning_effort"]]
+    return ChatRequest(
+        model=data["model"],
+        messages=_messages(data["messages"]),
+        options=_options(data),
+        format=_format(data.get("response_format")),
+        tools=_tools(data.get("tools"), data.get("tool_choice")),
+        think=think,
+    )
+
+
+def completion_request_from(data: dict[str, Any]) -> GenerateRequest:
+    """The backend request for a validated OpenAI (legacy) completions body."""
+    refuse_unsupported(data)
+    prompt = data["prompt"]
+    if isinstance(prompt, list) and len(prompt) == 1 and isinstance(prompt[0], str):
+        prompt = prompt[0]
+    if not isinstance(prompt, str):
+        raise BadRequestError(
+            "prompt must be a string (batches and token arrays are not supported).",
+            param="prompt",
+        )
+    return GenerateRequest(
+        model=data["model"],
+        prompt=prompt,
+        suffix=data.get("suffix") or None,
+        options=_options(data),
+    )
+
+
+def embedding_inputs_from(raw: Any) -> list[str]:
+    """Inputs of an OpenAI embeddings body: a string or a list of strings."""
+    items = [raw] if isinstance(raw, str) else raw
+    if isinstance(items, list) and items and all(isinstance(i, int) for i in items):
+        raise BadRequestError("Token arrays are not supported: send the text.", param="input")
+    if not isinstance(items, list) or not all(isinstance(item, str) for item in items):
+        raise BadRequestError("input must be a string or a list of strings.", param="input")
+    if not items or any(not item for item in items):
+        raise BadRequestError("input must not be empty or hold empty strings.", param="input")
+    if len(items) > settings.MAX_EMBEDDING_INPUTS:
+        raise BadRequestError(
+            f"At most {settings.MAX_EMBEDDING_INPUTS} inputs per request (MAX_EMBEDDING_INPUTS).",
+            param="input",
+        )
+    for index, item in enumerate(items):
+        if len(item) > settings.MAX_EMBEDDING_INPUT_CHARS:
+            raise BadRequestError(
+                f"Input {index} is longer than {settings.MAX_EMBEDDING_INPUT_CHARS} characters "
+                "(MAX_EMBEDDING_INPUT_CHARS).",
+                param="input",
+            )
+    return items
+
+
+# --- responses ------------------------------------------------------------------
+
+
+def finish_reason(done_reason: str | None, *, tool_calls: bool) -> str:
+    if done_reason == "length":
+        return "length"
+    return "tool_calls" if tool_calls else "stop"
+
+
+def tool_call_object(call: ToolCall, index: int | None = None) -> dict[str, Any]:
+    item: dict[str, Any] = {
+        "id": call.id or tool_call_id(),
+        "type": "function",
+        "function": {"name": call.name, "arguments": json.dumps(call.arguments)},
+    }
+    if index is not None:
+        item = {"index": index, **item}
+    return item
+
+
+def chat_completion(
+    result: ChatResult, *, completion_id: str, created: int, model: str
+) -> dict[str, Any]:
+    """A whole `chat.completion` object."""
+    message: dict[str, Any] = {
+        "role": "assistant",
+        "content": result.content or (None if result.tool_calls else ""),
+        "refusal": None,
+    }
+    if result.tool_calls:
+        message["tool_calls"] = [tool_call_object(call) for call in result.tool_calls]
+    if result.thinking:
+        message["reasoning"] = result.thinking
+    return {
+        "id": completion_id,
+        "object": "chat.completion",
+        "created": created,
+        "model": model,
+        "system_fingerprint": None,
+        "choices": [
+            {
+                "index": 0,
+                "message": message,
+                "logprobs": None,
+                "finish_reason": finish_reason(
+                    result.done_reason, tool_calls=bool(result.tool_calls)
+                ),
+            }
+        ],
+        "usage": usage(result.prompt_tokens, result.completion_tokens),
+    }
+
+
+async def chat_completion_events(
+    chunks: AsyncIterator[ChatChunk],
+    *,
+    completion_id: str,
+    created: int,
+    model: str,
+    include_usage: bool,
+    meter: UsageMeter,
+) -> AsyncIterator[bytes]:
+    """`chat.completion.chunk` SSE events in OpenAI's order, then `[DONE]`.
+
+    Role chunk first, content (and tool-call, reasoning) deltas as the backend
+    produces them, a finish chunk, the usage chunk when asked for, `[DONE]`.
+    A failure after the first byte ends the stream with `data: {"error": ...}`
+    and no `[DONE]`, which the openai SDK raises as `APIError`.
+    """
+
+    def event(delta: dict[str, Any], finish: str | None = None) -> bytes:
+        chunk: dict[str, Any] = {
+            "id": completion_id,
+            "object": "chat.completion.chunk",
+            "created": created,
+            "model": model,
+            "system_fingerprint": None,
+            "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
+        }
+        if include_usage:
+            chunk["usage"] = None
+        return sse_event(chunk)
+
+    yield event({"role": "assistant", "content": ""})
+    tool_index, done = 0, False
+    try:
+        async for chunk in chunks:
+            if chunk.thinking:
+                yield event({"reasoning": chunk.thinking})
+            if chunk.content:
+                yield event({"content": chunk.content})
+            if chunk.tool_calls:
+                calls = [
+                    tool_call_object(call, tool_index + offset)
+                    for offset, call in enumerate(chunk.tool_calls)
+                ]
+                tool_index += len(calls)
+                yield event({"tool_calls": calls})
+            if chunk.done:
+                meter.charge(
+                    model=model,
+                    prompt_tokens=chunk.prompt_tokens,
+                    completion_tokens=chunk.completion_tokens,
+                )
+                yield event({}, finish_reason(chunk.done_reason, tool_calls=tool_index > 0))
+                if include_usage:
+                    yield sse_event(
+                        {
+                            "id": completion_id,
+                            "object": "chat.completion.chunk",
+                            "created": created,
+                            "model": model,
+                            "system_fingerprint": None,
+                            "choices": [],
+                            "usage": usage(chunk.prompt_tokens, chunk.completion_tokens),
+                        }
+                    )
+                done = True
+        if not done:
+            raise BackendError("The backend ended the answer before it was complete.")
+    except APIError as exc:
+        meter.error_code = exc.code
+        yield sse_event(error_body(exc))
+        return
+    yield sse_event("[DONE]")
+
+
+def completion_object(
+    result: GenerateResult, *, completion_id: str, created: int, model: str
+) -> dict[str, Any]:
+    """A whole `text_completion` object."""
+    return {
+        "id": completion_id,
+        "object": "text_completion",
+        "created": created,
+        "model": model,
+        "system_fingerprint": None,
+        "choices": [
+            {
+                "index": 0,
+                "text": result.text,
+                "logprobs": None,
+                "finish_reason": finish_reason(result.done_reason, tool_calls=False),
+            }
+        ],
+        "usage": usage(result.prompt_tokens, result.completion_tokens),
+    }
+
+
+async def completion_events(
+    chunks: AsyncIterator[GenerateChunk],
+    *,
+    completion_id: str,
+    created: int,
+    model: str,
+    include_usage: bool,
+    meter: UsageMeter,
+) -> AsyncIterator[bytes]:
+    """`text_completion` SSE events, the finish reason on the last, then `[DONE]`."""
+
+    def event(text: str, finish: str | None = None) -> bytes:
+        chunk: dict[str, Any] = {
+            "id": completion_id,
+            "object": "text_completion",
+            "created": created,
+            "model": model,
+            "system_fingerprint": None,
+            "choices": [{"index": 0, "text": text, "logprobs": None, "finish_reason": finish}],
+        }
+        if include_usage:
+            chunk["usage"] = None
+        return sse_event(chunk)
+
+    done = False
+    try:
+        async for chunk in chunks:
+            if not chunk.done:
+                if chunk.text:
+                    yield event(chunk.text)
+                continue
+            meter.charge(
+                model=model,
+                prompt_tokens=chunk.prompt_tokens,
+                completion_tokens=chunk.completion_tokens,
+            )
+            yield event(chunk.text, finish_reason(chunk.done_reason, tool_calls=False))
+            if include_usage:
+                yield sse_event(
+                    {
+                        "id": completion_id,
+                        "object": "text_completion",
+                        "created": created,
+                        "model": model,
+                        "system_fingerprint": None,
+                        "choices": [],
+                        "usage": usage(chunk.prompt_tokens, chunk.completion_tokens),
+                    }
+                )
+            done = True
+        if not done:
+            raise BackendError("The backend ended the answer before it was complete.")
+    except APIError as exc:
+        meter.error_code = exc.code
+        yield sse_event(error_body(exc))
+        return
+    yield sse_event("[DONE]")
+
+
+def embedding_base64(vector: list[float]) -> str:
+    """Little-endian float32 bytes, base64-encoded (what the openai SDK decodes)."""
+    return base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode("ascii")
+
+
+def embedding_list(
+    embeddings: list[list[float]], *, model: str, encoding_format: str, prompt_tokens: int
+) -> dict[str, Any]:
+    encode = embedding_base64 if encoding_format == "base64" else (lambda vector: vector)
+    return {
+        "object": "list",
+        "data": [
+            {"object": "embedding", "embedding": encode(vector), "index": index}
+            for index, vector in enumerate(embeddings)
+        ],
+        "model": model,
+        "usage": {"prompt_tokens": prompt_tokens, "total_tokens": prompt_tokens},
+    }

@@ -1,0 +1,195 @@
+"""The OpenAI-compatible API (`/openai/v1/`): thin async viewsets.
+
+Each action validates its input serializer, translates to the service's
+typed request (`compat.openai_translate`), calls `apis.inference`, and
+answers in OpenAI's shapes. Errors are the gateway envelope, a superset of
+OpenAI's error object, so the openai SDK maps statuses to its exceptions.
+Keys, limits and usage records come from the global DRF settings, keyed off
+`endpoint_group`; views fill `meter_for(request)` for the usage record.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from adrf.viewsets import ViewSet
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from apis import inference
+from apis.metering import meter_for
+from apis.streaming import sse_response, stream_primed
+from compat import openai_translate as translate
+from compat.access import model_authorize
+from compat.openai_serializers import (
+    ChatCompletionInputSerializer,
+    ChatCompletionSerializer,
+    CompletionInputSerializer,
+    CompletionSerializer,
+    EmbeddingListSerializer,
+    OpenAIEmbeddingInputSerializer,
+    OpenAIModelListSerializer,
+    OpenAIModelSerializer,
+)
+
+TAGS = ["OpenAI-compatible API"]
+STREAM_NOTE = (
+    "With `stream: true` the answer is `text/event-stream`: one `data: <chunk>` event per "
+    "piece as the backend produces it, ending `data: [DONE]`; a failure after the first "
+    'event ends the stream with `data: {"error": {...}}` and no `[DONE]`.'
+)
+
+
+def _include_usage(data: dict[str, Any]) -> bool:
+    return bool((data.get("stream_options") or {}).get("include_usage"))
+
+
+class OpenAIModelViewSet(ViewSet):
+    """`GET /openai/v1/models`, `GET /openai/v1/models/<model_id>`."""
+
+    lookup_field = "model_id"
+    # Model ids carry ':', '.', '/' and '-' (hf.co/org/name:Q4_K_M).
+    lookup_value_regex = r"[^\s?#]+"
+    endpoint_group = "models"
+
+    @extend_schema(tags=TAGS, responses=OpenAIModelListSerializer, summary="List models")
+    async def list(self, request: Request) -> Response:
+        models = await inference.models_list()
+        return Response(
+            {"object": "list", "data": [translate.model_object(model) for model in models]}
+        )
+
+    @extend_schema(tags=TAGS, responses=OpenAIModelSerializer, summary="Retrieve a model")
+    async def retrieve(self, request: Request, model_id: str) -> Response:
+        model_authorize(request, endpoint_group=self.endpoint_group, model=model_id)
+        model = await inference.model_get(model_id=model_id)
+        return Response(translate.model_object(model, model_id=model_id))
+
+
+class OpenAIChatCompletionViewSet(ViewSet):
+    """`POST /openai/v1/chat/completions`, whole or streamed."""
+
+    endpoint_group = "chat"
+
+    @extend_schema(
+        tags=TAGS,
+        request=ChatCompletionInputSerializer,
+        responses={200: OpenApiResponse(ChatCompletionSerializer, description=STREAM_NOTE)},
+        summary="Create a chat completion",
+    )
+    async def create(self, request: Request) -> Any:
+        serializer = ChatCompletionInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        chat = translate.chat_request_from(data)
+        meter = meter_for(request)
+        meter.model = chat.model
+        model_authorize(request, endpoint_group=self.endpoint_group, model=chat.model)
+        completion_id, created = translate.new_id("chatcmpl"), translate.unix_now()
+
+        if data.get("stream"):
+            chunks = await stream_primed(inference.chat_stream(request=chat))
+            return sse_response(
+                translate.chat_completion_events(
+                    chunks,
+                    completion_id=completion_id,
+                    created=created,
+                    model=chat.model,
+                    include_usage=_include_usage(data),
+                    meter=meter,
+                )
+            )
+
+        result = await inference.chat_complete(request=chat)
+        meter.charge(
+            model=chat.model,
+            prompt_tokens=result.prompt_tokens,
+            completion_tokens=result.completion_tokens,
+        )
+        return Response(
+            translate.chat_completion(
+                result, completion_id=completion_id, created=created, model=chat.model
+            )
+        )
+
+
+class OpenAICompletionViewSet(ViewSet):
+    """`POST /openai/v1/completions` (legacy text completions), whole or streamed."""
+
+    endpoint_group = "chat"
+
+    @extend_schema(
+        tags=TAGS,
+        request=CompletionInputSerializer,
+        responses={200: OpenApiResponse(CompletionSerializer, description=STREAM_NOTE)},
+        summary="Create a (legacy) text completion",
+    )
+    async def create(self, request: Request) -> Any:
+        serializer = CompletionInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        generate = translate.completion_request_from(data)
+        meter = meter_for(request)
+        meter.model = generate.model
+        model_authorize(request, endpoint_group=self.endpoint_group, model=generate.model)
+        completion_id, created = translate.new_id("cmpl"), translate.unix_now()
+
+        if data.get("stream"):
+            chunks = await stream_primed(inference.generate_stream(request=generate))
+            return sse_response(
+                translate.completion_events(
+                    chunks,
+                    completion_id=completion_id,
+                    created=created,
+                    model=generate.model,
+                    include_usage=_include_usage(data),
+                    meter=meter,
+                )
+            )
+
+        result = await inference.generate_complete(request=generate)
+        meter.charge(
+            model=generate.model,
+            prompt_tokens=result.prompt_tokens,
+            completion_tokens=result.completion_tokens,
+        )
+        return Response(
+            translate.completion_object(
+                result, completion_id=completion_id, created=created, model=generate.model
+            )
+        )
+
+
+class OpenAIEmbeddingViewSet(ViewSet):
+    """`POST /openai/v1/embeddings`: every input in ONE backend call."""
+
+    endpoint_group = "embeddings"
+
+    @extend_schema(
+        tags=TAGS,
+        request=OpenAIEmbeddingInputSerializer,
+        responses=EmbeddingListSerializer,
+        summary="Create embeddings",
+    )
+    async def create(self, request: Request) -> Response:
+        serializer = OpenAIEmbeddingInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        model = data["model"]
+        inputs = translate.embedding_inputs_from(data["input"])
+        meter = meter_for(request)
+        meter.model = model
+        model_authorize(request, endpoint_group=self.endpoint_group, model=model)
+        result = await inference.embeddings_create(
+            model=model, inputs=inputs, dimensions=data.get("dimensions")
+        )
+        meter.charge(model=model, prompt_tokens=result.prompt_tokens)
+        return Response(
+            translate.embedding_list(
+                result.embeddings,
+                model=model,
+                encoding_format=data.get("encoding_format") or "float",
+                prompt_tokens=result.prompt_tokens,
+            )
+        )
