@@ -27,8 +27,6 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from tests.fake_ollama import FakeOllama
 
-pytestmark = pytest.mark.asyncio
-
 ROOT = Path(__file__).resolve().parent.parent
 TIMEOUT = 10
 
@@ -82,6 +80,7 @@ def assert_streamed_in_order(frames: list[dict[str, Any]], *, message: str) -> d
 # --- authentication over a real socket ---------------------------------------------
 
 
+@pytest.mark.asyncio
 async def test_a_script_with_a_bearer_header_and_no_origin_gets_a_streamed_reply(
     gateway: str, fake_ollama: FakeOllama, api_key: str
 ):
@@ -100,6 +99,7 @@ async def test_a_script_with_a_bearer_header_and_no_origin_gets_a_streamed_reply
     assert end["usage"] == {"prompt_tokens": 13, "completion_tokens": 4, "total_tokens": 17}
 
 
+@pytest.mark.asyncio
 async def test_chunks_arrive_while_the_backend_is_still_generating(
     gateway: str, fake_ollama: FakeOllama, api_key: str
 ):
@@ -118,6 +118,7 @@ async def test_chunks_arrive_while_the_backend_is_still_generating(
     assert rest[-1]["full_response"] == "abcde"
 
 
+@pytest.mark.asyncio
 async def test_a_browser_with_a_key_as_subprotocol_is_answered_with_the_plain_subprotocol(
     gateway: str, fake_ollama: FakeOllama, api_key: str
 ):
@@ -133,6 +134,7 @@ async def test_a_browser_with_a_key_as_subprotocol_is_answered_with_the_plain_su
     assert_streamed_in_order(frames, message="hello")
 
 
+@pytest.mark.asyncio
 async def test_a_browser_signed_in_through_the_login_form_chats_with_its_session(
     gateway: str, fake_ollama: FakeOllama
 ):
@@ -168,6 +170,7 @@ async def test_a_browser_signed_in_through_the_login_form_chats_with_its_session
     assert_streamed_in_order(frames, message="hello from bob")
 
 
+@pytest.mark.asyncio
 async def test_no_credentials_is_closed_4401_before_any_backend_call(
     gateway: str, fake_ollama: FakeOllama
 ):
@@ -179,6 +182,7 @@ async def test_no_credentials_is_closed_4401_before_any_backend_call(
     assert fake_ollama.requests == []
 
 
+@pytest.mark.asyncio
 async def test_a_foreign_browser_origin_is_refused_at_the_handshake(
     gateway: str, fake_ollama: FakeOllama, api_key: str
 ):
@@ -196,6 +200,7 @@ async def test_a_foreign_browser_origin_is_refused_at_the_handshake(
 # --- cancel and disconnect close the backend request ---------------------------------
 
 
+@pytest.mark.asyncio
 async def test_cancel_over_a_real_socket_closes_the_backend_request(
     gateway: str, fake_ollama: FakeOllama, api_key: str
 ):
@@ -217,6 +222,7 @@ async def test_cancel_over_a_real_socket_closes_the_backend_request(
     assert pong == {"type": "pong"}
 
 
+@pytest.mark.asyncio
 async def test_a_client_vanishing_mid_answer_closes_the_backend_request(
     gateway: str, fake_ollama: FakeOllama, api_key: str
 ):
@@ -320,6 +326,7 @@ def daphne_server(tmp_path: Path, fake_ollama: FakeOllama) -> Iterator[tuple[str
             sys.stderr.write(stderr.decode(errors="replace")[-4000:])
 
 
+@pytest.mark.asyncio
 async def test_daphne_serves_the_websocket_chat_and_the_pages_static_files(
     daphne_server: tuple[str, str], fake_ollama: FakeOllama
 ):
@@ -362,3 +369,29 @@ async def test_daphne_serves_the_websocket_chat_and_the_pages_static_files(
     assert script.status_code == 200
     assert "javascript" in script.headers["content-type"]
     assert "export class ChatSocket" in script.text
+
+
+# --- the README's script ------------------------------------------------------------------
+
+
+def test_the_readme_script_example_works_as_written(
+    gateway: str, fake_ollama: FakeOllama, api_key: str
+):
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("## WebSocket chat") :]
+    script = re.search(r"```python\n(.*?)```", section, re.S)
+    assert script, "the README's WebSocket section has no Python example"
+    code = script.group(1).replace("ws://127.0.0.1:8000", gateway.replace("http://", "ws://"))
+    fake_ollama.reply = ["Hi", " there", "!"]
+
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        env={**os.environ, "LOCALAI_API_KEY": api_key, "NO_PROXY": "*"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+    assert result.returncode == 0, result.stderr
+    # 1 prompt word + 10 template tokens, 3 completion tokens.
+    assert result.stdout == "Hi there!\n[14 tokens]\n"
