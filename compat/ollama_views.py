@@ -18,6 +18,7 @@ from typing import Any
 
 from adrf.views import APIView
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
+from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import exceptions as drf_exceptions
@@ -26,7 +27,7 @@ from rest_framework.response import Response
 
 from apis import inference
 from apis.backends import ProgressUpdate
-from apis.errors import ModelNotFoundError, as_api_error
+from apis.errors import BadRequestError, ModelNotFoundError, as_api_error
 from apis.metering import meter_for
 from apis.streaming import stream_primed
 from compat import ollama_translate as translate
@@ -84,13 +85,13 @@ class OllamaView(APIView):
         """
         raw = request._request.body
         if not raw.strip():
-            raise drf_exceptions.ParseError("missing request body")
+            raise BadRequestError("missing request body")
         try:
             data = json.loads(raw)
         except (ValueError, UnicodeDecodeError) as exc:
-            raise drf_exceptions.ParseError(str(exc)) from None
+            raise BadRequestError(f"invalid JSON body: {exc}") from None
         if not isinstance(data, dict):
-            raise drf_exceptions.ParseError("the request body must be a JSON object")
+            raise BadRequestError("the request body must be a JSON object")
         return data
 
 
@@ -107,7 +108,7 @@ def _model_required(model: str, *, status: int = 400) -> None:
         return
     if status == 404:
         raise ModelNotFoundError("", message="model '' not found")
-    raise drf_exceptions.ParseError("model is required")
+    raise BadRequestError("model is required", param="model")
 
 
 # --- GET /ollama/ ---------------------------------------------------------------
@@ -122,6 +123,7 @@ def ollama_root(request: HttpRequest) -> HttpResponse:
     return HttpResponse("Ollama is running", content_type="text/plain; charset=utf-8")
 
 
+@csrf_exempt
 def ollama_not_found(request: HttpRequest, path: str = "") -> JsonResponse:
     """Unknown `/ollama/...` routes: 404 with Ollama's text, as a string `error`."""
     return JsonResponse({"error": "404 page not found"}, status=404)

@@ -454,3 +454,54 @@ def test_legacy_completions_go_through_generate(
     assert sent["options"] == {"num_predict": 3, "stop": ["\n"]}
     assert "".join(c.choices[0].text for c in streamed) == "four"
     assert streamed[-1].choices[0].finish_reason == "stop"
+
+
+# --- thinking, usage records ---------------------------------------------------------
+
+
+def test_thinking_is_returned_as_reasoning_and_reasoning_effort_sets_think(
+    client: openai.OpenAI, fake_ollama: FakeOllama
+) -> None:
+    fake_ollama.thinking_reply = ["Hmm."]
+    fake_ollama.reply = ["Hi"]
+
+    completion = client.chat.completions.create(
+        model="qwen3:8b", messages=USER, reasoning_effort="high"
+    )
+
+    assert last_chat(fake_ollama)["think"] == "high"
+    message = completion.choices[0].message
+    assert message.content == "Hi"
+    assert message.to_dict()["reasoning"] == "Hmm."
+
+
+def test_a_streamed_chat_is_recorded_once_with_the_backends_counts(
+    gateway: str, fake_ollama: FakeOllama, db
+) -> None:
+    from keys.models import UsageRecord
+    from keys.services import api_key_create, usage_flush
+
+    fake_ollama.reply = ["one", " two", " three"]
+    key, raw = api_key_create(name="metered")
+    with openai.OpenAI(base_url=f"{gateway}/openai/v1", api_key=raw, max_retries=0) as sdk:
+        chunks = list(
+            sdk.chat.completions.create(
+                model="qwen2.5:14b",
+                messages=USER,
+                stream=True,
+                stream_options={"include_usage": True},
+            )
+        )
+        with pytest.raises(openai.NotFoundError):
+            sdk.embeddings.create(model="missing-embedder", input="x")
+    usage_flush()
+
+    ok, missing = UsageRecord.objects.filter(api_key=key).order_by("created_at", "id")
+    assert (ok.endpoint, ok.model, ok.status) == ("/openai/v1/chat/completions", "qwen2.5:14b", 200)
+    assert ok.prompt_tokens == chunks[-1].usage.prompt_tokens
+    assert ok.completion_tokens == 3
+    assert (missing.model, missing.status, missing.error_code) == (
+        "missing-embedder",
+        404,
+        "model_not_found",
+    )

@@ -507,7 +507,7 @@ def _tool_calls(calls: Any) -> list[ToolCall]:
 
 def _model_info(model: Any) -> ModelInfo:
     details = model.details
-    modified_at = model.modified_at
+    modified_at = getattr(model, "modified_at", None)  # /api/ps entries have none
     return ModelInfo(
         id=model.model or "",
         size_bytes=int(model.size or 0),
