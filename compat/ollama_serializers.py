@@ -12,11 +12,13 @@ import binascii
 from typing import Any
 
 from django.conf import settings
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 _THINK_LEVELS = ("low", "medium", "high", "max")
 
 
+@extend_schema_field({"oneOf": [{"type": "string", "enum": ["json"]}, {"type": "object"}]})
 class FormatField(serializers.Field):
     """`format`: `"json"`, a JSON Schema object, or empty for none."""
 
@@ -33,6 +35,7 @@ class FormatField(serializers.Field):
         return value
 
 
+@extend_schema_field({"oneOf": [{"type": "number"}, {"type": "string", "example": "5m"}]})
 class KeepAliveField(serializers.Field):
     """`keep_alive`: seconds (a number) or a duration string such as `"5m"`."""
 
@@ -47,6 +50,9 @@ class KeepAliveField(serializers.Field):
         return value
 
 
+@extend_schema_field(
+    {"oneOf": [{"type": "boolean"}, {"type": "string", "enum": ["low", "medium", "high", "max"]}]}
+)
 class ThinkField(serializers.Field):
     """`think`: true, false, or a level (`low`, `medium`, `high`, `max`)."""
 
@@ -162,6 +168,9 @@ class OllamaGenerateSerializer(_InferenceSerializer):
     images = Base64ImagesField(required=False, allow_null=True)
 
 
+@extend_schema_field(
+    {"oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]}
+)
 class EmbedInputField(serializers.Field):
     """`input`: a string or a list of strings; empty means "no vectors"."""
 

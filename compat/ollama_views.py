@@ -201,7 +201,12 @@ class OllamaEmbedView(OllamaView):
 
     endpoint_group = "embeddings"
 
-    @extend_schema(tags=TAGS, request=OllamaEmbedSerializer, summary="Embed (Ollama)")
+    @extend_schema(
+        tags=TAGS,
+        request=OllamaEmbedSerializer,
+        responses={200: OpenApiResponse(description='{"model", "embeddings": [[float]], ...}')},
+        summary="Embed (Ollama)",
+    )
     async def post(self, request: Request) -> Response:
         serializer = OllamaEmbedSerializer(data=self.body(request))
         serializer.is_valid(raise_exception=True)
@@ -237,7 +242,10 @@ class OllamaEmbeddingsView(OllamaView):
     endpoint_group = "embeddings"
 
     @extend_schema(
-        tags=TAGS, request=OllamaEmbeddingsSerializer, summary="Embeddings (Ollama, legacy)"
+        tags=TAGS,
+        request=OllamaEmbeddingsSerializer,
+        responses={200: OpenApiResponse(description='{"embedding": [float]}')},
+        summary="Embeddings (Ollama, legacy)",
     )
     async def post(self, request: Request) -> Response:
         serializer = OllamaEmbeddingsSerializer(data=self.body(request))
@@ -268,7 +276,11 @@ class OllamaTagsView(OllamaView):
 
     endpoint_group = "models"
 
-    @extend_schema(tags=TAGS, summary="List models (Ollama)")
+    @extend_schema(
+        tags=TAGS,
+        responses={200: OpenApiResponse(description='{"models": [...]}')},
+        summary="List models (Ollama)",
+    )
     async def get(self, request: Request) -> Response:
         models = await inference.models_list()
         return Response({"models": [translate.tag_entry(model) for model in models]})
@@ -279,7 +291,12 @@ class OllamaShowView(OllamaView):
 
     endpoint_group = "models"
 
-    @extend_schema(tags=TAGS, request=OllamaShowSerializer, summary="Show a model (Ollama)")
+    @extend_schema(
+        tags=TAGS,
+        request=OllamaShowSerializer,
+        responses={200: OpenApiResponse(description="Model details, `model_info` always present.")},
+        summary="Show a model (Ollama)",
+    )
     async def post(self, request: Request) -> Response:
         serializer = OllamaShowSerializer(data=self.body(request))
         serializer.is_valid(raise_exception=True)
@@ -299,7 +316,11 @@ class OllamaPsView(OllamaView):
 
     endpoint_group = "models"
 
-    @extend_schema(tags=TAGS, summary="Running models (Ollama)")
+    @extend_schema(
+        tags=TAGS,
+        responses={200: OpenApiResponse(description='{"models": [...]}')},
+        summary="Running models (Ollama)",
+    )
     async def get(self, request: Request) -> Response:
         running = await inference.models_running()
         return Response({"models": [translate.running_entry(entry) for entry in running]})
@@ -310,7 +331,11 @@ class OllamaVersionView(OllamaView):
 
     endpoint_group = "models"
 
-    @extend_schema(tags=TAGS, summary="Backend version (Ollama)")
+    @extend_schema(
+        tags=TAGS,
+        responses={200: OpenApiResponse(description='{"version": "x.y.z"}')},
+        summary="Backend version (Ollama)",
+    )
     async def get(self, request: Request) -> Response:
         return Response({"version": await inference.backend_version()})
 
@@ -412,6 +437,7 @@ class OllamaDeleteView(OllamaAdminView):
     @extend_schema(
         tags=TAGS,
         request=OllamaModelOperationSerializer,
+        responses={200: OpenApiResponse(description="Empty body.")},
         summary="Delete a model (Ollama; needs ollama_admin)",
     )
     async def delete(self, request: Request) -> HttpResponse:
@@ -427,7 +453,10 @@ class OllamaCopyView(OllamaAdminView):
     """`POST /ollama/api/copy`."""
 
     @extend_schema(
-        tags=TAGS, request=OllamaCopySerializer, summary="Copy a model (Ollama; needs ollama_admin)"
+        tags=TAGS,
+        request=OllamaCopySerializer,
+        responses={200: OpenApiResponse(description="Empty body.")},
+        summary="Copy a model (Ollama; needs ollama_admin)",
     )
     async def post(self, request: Request) -> HttpResponse:
         serializer = OllamaCopySerializer(data=self.body(request))

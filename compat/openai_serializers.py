@@ -13,11 +13,15 @@ from __future__ import annotations
 from typing import Any
 
 from django.conf import settings
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 # --- shared fields ------------------------------------------------------------
 
 
+@extend_schema_field(
+    {"oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}, "maxItems": 4}]}
+)
 class StopField(serializers.Field):
     """`stop`: a string or a list of up to 4 strings; always a list inside."""
 

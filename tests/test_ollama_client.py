@@ -417,3 +417,14 @@ def test_ollama_calls_are_recorded_on_the_same_usage_path(
         404,
         "model_not_found",
     )
+
+
+def test_ollama_api_key_in_the_environment_is_enough(
+    gateway: str, api_key: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # As the README says: OLLAMA_HOST + OLLAMA_API_KEY, no code changes.
+    monkeypatch.setenv("OLLAMA_API_KEY", api_key)
+    monkeypatch.setenv("OLLAMA_HOST", f"{gateway}/ollama")
+
+    with ollama.Client() as client:
+        assert "qwen2.5:14b" in {m.model for m in client.list().models}
