@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import json
 import struct
+import time
 from collections.abc import AsyncIterator, Iterator
 
 import openai
@@ -180,6 +181,24 @@ def test_it_streams_chunks_with_one_id_and_a_usage_chunk(
     assert usage_chunk.usage.completion_tokens == 4
     assert usage_chunk.usage.total_tokens == usage_chunk.usage.prompt_tokens + 4
     assert last_chat(fake_ollama)["stream"] is True
+
+
+def test_chunks_reach_the_sdk_as_the_backend_makes_them(
+    client: openai.OpenAI, fake_ollama: FakeOllama
+) -> None:
+    fake_ollama.reply = [f"t{i} " for i in range(8)]
+    fake_ollama.token_delay = 0.05
+    start = time.monotonic()
+    arrivals = []
+
+    for chunk in client.chat.completions.create(model="qwen2.5:14b", messages=USER, stream=True):
+        if chunk.choices and chunk.choices[0].delta.content:
+            arrivals.append(time.monotonic() - start)
+
+    # 8 tokens 50 ms apart: a buffered answer would arrive all at once, at the end.
+    assert len(arrivals) == 8
+    assert arrivals[7] - arrivals[0] >= 0.05 * 6
+    assert arrivals[4] - arrivals[0] >= 0.05 * 3
 
 
 def test_without_include_usage_no_chunk_carries_usage(
