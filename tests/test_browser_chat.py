@@ -176,3 +176,74 @@ def test_a_pasted_key_chats_and_cancel_stops_the_answer(
     page.click("#clear-button")
     expect(page.locator(".message")).to_have_count(0)
     expect(page.locator("#empty-state")).to_be_visible()
+
+
+def test_after_an_idle_close_the_next_message_reconnects_and_is_answered(
+    api_key: str, fake_ollama: FakeOllama, settings, browser_page
+):  # type: ignore[no-untyped-def]
+    from playwright.sync_api import expect
+
+    page = browser_page
+    settings.WS_IDLE_TIMEOUT = 1.0
+    fake_ollama.reply = ["Back", " again"]
+
+    page.goto("/")
+    page.fill("#key-input", api_key)
+    page.click("#key-form button[type=submit]")
+    expect(page.locator("#connection-state")).to_have_text("Connected")
+    # The server closes the idle connection (4408); the page says so and does not spin.
+    expect(page.locator("#connection-state")).to_have_text("Idle — reconnects when you send")
+
+    page.fill("#message-input", "are you there")
+    page.click("#send-button")
+    expect(page.locator("#connection-state")).to_have_text("Connected")
+    expect(page.locator(".message-assistant .message-content")).to_have_text("Back again")
+    expect(page.locator(".message-user .message-content")).to_have_text("are you there")
+
+
+# The page's WebSocket client module itself, loaded into the real browser.
+RUN_CLIENT = """
+async ({ url, baseDelayMs, maxDelayMs, until }) => {
+  const { ChatSocket } = await import("/static/realtime/chat_client.js");
+  return await new Promise((resolve) => {
+    const events = [];
+    const socket = new ChatSocket({ url, baseDelayMs, maxDelayMs });
+    socket.on("state", (event) => {
+      events.push(event);
+      if (until.includes(event.state)) resolve(events);
+    });
+    socket.connect();
+  });
+}
+"""
+
+
+def test_the_client_backs_off_exponentially_with_a_cap_and_gives_up_after_5_tries(
+    fake_ollama: FakeOllama, browser_page
+):  # type: ignore[no-untyped-def]
+    from tests.fake_ollama import free_port
+
+    page = browser_page
+    page.goto("/")
+    nothing_listens = f"ws://127.0.0.1:{free_port()}/ws/chat/x"
+    events = page.evaluate(
+        RUN_CLIENT,
+        {"url": nothing_listens, "baseDelayMs": 10, "maxDelayMs": 50, "until": ["failed"]},
+    )
+    retries = [(e["attempt"], e["delayMs"]) for e in events if e["state"] == "reconnecting"]
+    # min(base * 2^attempt, cap): 20, 40, then capped at 50.
+    assert retries == [(1, 20), (2, 40), (3, 50), (4, 50), (5, 50)]
+    assert events[-1]["state"] == "failed"
+    assert [e["state"] for e in events].count("connecting") == 6
+
+
+def test_the_client_does_not_retry_a_4401(fake_ollama: FakeOllama, browser_page):  # type: ignore[no-untyped-def]
+    page = browser_page
+    page.goto("/")
+    url = page.url.replace("http://", "ws://").rstrip("/") + "/ws/chat/x"
+    events = page.evaluate(
+        RUN_CLIENT,
+        {"url": url, "baseDelayMs": 10, "maxDelayMs": 50, "until": ["closed", "reconnecting"]},
+    )
+    assert [e["state"] for e in events] == ["connecting", "open", "closed"]
+    assert events[-1]["code"] == 4401

@@ -55,6 +55,8 @@ export class ChatSocket {
     this.ws = ws;
     ws.onopen = () => {
       this.attempts = 0;
+      // "open" handlers go first (the page asks for the history there), so
+      // frames queued while disconnected are answered after it, not wiped by it.
       this.emit("state", { state: "open" });
       const queued = this.pending.splice(0);
       for (const frame of queued) ws.send(JSON.stringify(frame));
