@@ -1,0 +1,73 @@
+"""Shapes of the key-management API (`/admin/api-keys`)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib.auth import get_user_model
+from rest_framework import serializers
+
+from keys.models import ENDPOINT_GROUPS, ApiKey
+
+
+class ApiKeyCreateInputSerializer(serializers.Serializer):
+    name = serializers.CharField(max_length=100)
+    expires_days = serializers.IntegerField(min_value=1, required=False, allow_null=True)
+    rate_limit = serializers.IntegerField(min_value=1, required=False, allow_null=True)
+    tokens_per_minute = serializers.IntegerField(min_value=1, required=False, allow_null=True)
+    allowed_endpoints = serializers.ListField(
+        child=serializers.ChoiceField(choices=[name for name, _ in ENDPOINT_GROUPS]),
+        required=False,
+        default=list,
+    )
+    allowed_models = serializers.ListField(
+        child=serializers.CharField(max_length=200), required=False, default=list
+    )
+    owner = serializers.CharField(
+        required=False, allow_null=True, help_text="Username of the user responsible for the key."
+    )
+
+    def validate_owner(self, value: str | None) -> Any:
+        if not value:
+            return None
+        try:
+            return get_user_model().objects.get_by_natural_key(value)
+        except get_user_model().DoesNotExist:
+            raise serializers.ValidationError(f"No user named {value!r}.") from None
+
+
+class ApiKeyOutputSerializer(serializers.ModelSerializer):
+    owner = serializers.SerializerMethodField()
+    status = serializers.CharField(read_only=True)
+
+    class Meta:
+        model = ApiKey
+        fields = [
+            "prefix",
+            "name",
+            "owner",
+            "status",
+            "created_at",
+            "expires_at",
+            "revoked_at",
+            "rate_limit",
+            "tokens_per_minute",
+            "allowed_endpoints",
+            "allowed_models",
+            "usage_count",
+            "last_used_at",
+        ]
+        read_only_fields = fields
+
+    def get_owner(self, obj: ApiKey) -> str | None:
+        return obj.owner.get_username() if obj.owner else None
+
+
+class ApiKeyCreatedSerializer(ApiKeyOutputSerializer):
+    """The one answer that carries the raw key."""
+
+    api_key = serializers.CharField(help_text="The raw key. Shown once; store it now.")
+    note = serializers.CharField()
+
+    class Meta(ApiKeyOutputSerializer.Meta):
+        fields = ["api_key", "note", *ApiKeyOutputSerializer.Meta.fields]

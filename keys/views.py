@@ -1,0 +1,151 @@
+"""The key-management API for operators' scripts (`/admin/api-keys`).
+
+Staff users only, by HTTP basic auth or an admin session (with its CSRF
+token). Failed authentication is rate-limited per client address like a
+failed API key. Every change lands in the admin history (LogEntry).
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from django.contrib.admin.models import ADDITION, CHANGE, LogEntry
+from django.utils import timezone
+from drf_spectacular.utils import extend_schema
+from rest_framework import exceptions as drf_exceptions
+from rest_framework.authentication import BasicAuthentication, SessionAuthentication
+from rest_framework.permissions import BasePermission
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from apis.errors import AuthenticationError, NotFoundError, PermissionDeniedError
+from keys.authentication import _count
+from keys.models import ApiKey
+from keys.serializers import (
+    ApiKeyCreatedSerializer,
+    ApiKeyCreateInputSerializer,
+    ApiKeyOutputSerializer,
+)
+from keys.services import api_key_create, api_key_revoke
+
+ONCE_NOTE = "This key will only appear once"
+
+
+def _staff_login_required() -> AuthenticationError:
+    return AuthenticationError(
+        "Staff credentials required: HTTP basic auth or a logged-in admin session.",
+        code="not_authenticated",
+        headers={"WWW-Authenticate": 'Basic realm="admin"'},
+    )
+
+
+class StaffBasicAuthentication(BasicAuthentication):
+    """Basic auth whose failures are 401s in the envelope, rate-limited per address."""
+
+    def authenticate(self, request: Request) -> Any:
+        try:
+            return super().authenticate(request)
+        except drf_exceptions.AuthenticationFailed:
+            _count(request, api_key=None, group="unauthenticated")
+            raise _staff_login_required() from None
+
+    def authenticate_header(self, request: Request) -> str:
+        return 'Basic realm="admin"'
+
+
+class IsStaff(BasePermission):
+    def has_permission(self, request: Request, view: Any) -> bool:
+        user = request.user
+        if user is None or not user.is_authenticated:
+            _count(request, api_key=None, group="unauthenticated")
+            raise _staff_login_required()
+        if not (user.is_active and user.is_staff):
+            raise PermissionDeniedError("Only staff users may manage API keys.", code="staff_only")
+        return True
+
+
+def _log(request: Request, api_key: ApiKey, flag: int, message: str) -> None:
+    LogEntry.objects.log_actions(
+        request.user.pk, [api_key], flag, change_message=message, single_object=True
+    )
+
+
+class _StaffView(APIView):
+    authentication_classes = [StaffBasicAuthentication, SessionAuthentication]
+    permission_classes = [IsStaff]
+
+    def _key(self, prefix: str) -> ApiKey:
+        try:
+            return ApiKey.objects.select_related("owner").get(prefix=prefix)
+        except ApiKey.DoesNotExist:
+            raise NotFoundError(f"No API key with prefix {prefix!r}.") from None
+
+
+class ApiKeyListView(_StaffView):
+    """`GET /admin/api-keys` (list), `POST /admin/api-keys` (create)."""
+
+    @extend_schema(tags=["admin"], responses=ApiKeyOutputSerializer(many=True))
+    def get(self, request: Request) -> Response:
+        keys = ApiKey.objects.select_related("owner").order_by("-created_at")
+        return Response(ApiKeyOutputSerializer(keys, many=True).data)
+
+    @extend_schema(
+        tags=["admin"],
+        request=ApiKeyCreateInputSerializer,
+        responses={201: ApiKeyCreatedSerializer},
+    )
+    def post(self, request: Request) -> Response:
+        serializer = ApiKeyCreateInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        expires_at = None
+        if data.get("expires_days"):
+            expires_at = timezone.now() + timedelta(days=data["expires_days"])
+        api_key, raw_key = api_key_create(
+            name=data["name"],
+            owner=data.get("owner"),
+            expires_at=expires_at,
+            rate_limit=data.get("rate_limit"),
+            tokens_per_minute=data.get("tokens_per_minute"),
+            allowed_endpoints=data["allowed_endpoints"],
+            allowed_models=data["allowed_models"],
+        )
+        _log(request, api_key, ADDITION, "Created through the key-management API.")
+        body = {
+            "api_key": raw_key,
+            "note": ONCE_NOTE,
+            **ApiKeyOutputSerializer(api_key).data,
+        }
+        response = Response(body, status=201)
+        response["Cache-Control"] = "no-store"
+        return response
+
+
+class ApiKeyDetailView(_StaffView):
+    """`GET /admin/api-keys/<prefix>`, `DELETE /admin/api-keys/<prefix>` (revoke)."""
+
+    @extend_schema(tags=["admin"], responses=ApiKeyOutputSerializer)
+    def get(self, request: Request, prefix: str) -> Response:
+        return Response(ApiKeyOutputSerializer(self._key(prefix)).data)
+
+    @extend_schema(tags=["admin"], request=None, responses=ApiKeyOutputSerializer)
+    def delete(self, request: Request, prefix: str) -> Response:
+        return _revoke(request, self._key(prefix))
+
+
+class ApiKeyRevokeView(_StaffView):
+    """`POST /admin/api-keys/<prefix>/revoke`."""
+
+    @extend_schema(tags=["admin"], request=None, responses=ApiKeyOutputSerializer)
+    def post(self, request: Request, prefix: str) -> Response:
+        return _revoke(request, self._key(prefix))
+
+
+def _revoke(request: Request, api_key: ApiKey) -> Response:
+    """Revoke (idempotent: revoking a revoked key answers the same)."""
+    if api_key.is_active:
+        api_key_revoke(api_key=api_key)
+        _log(request, api_key, CHANGE, "Revoked through the key-management API.")
+    return Response(ApiKeyOutputSerializer(api_key).data)
