@@ -19,8 +19,6 @@ urlpatterns = [
     path("ollama/", include("compat.ollama_urls")),
     # The key-management API (staff only), before the admin's catch-all.
     path("", include("keys.urls")),
-    # The key-management API (staff only), before the admin's catch-all.
-    path("", include("keys.urls")),
     path("admin/", admin.site.urls),
     # The browser chat page at `/`, its model list, sign-in and sign-out.
     path("", include("realtime.urls")),
