@@ -10,6 +10,7 @@ from django.views.decorators.http import require_GET
 
 from apis import inference
 from apis.errors import APIError, error_response
+from keys import services as key_services
 from realtime import auth
 from realtime.protocol import SUBPROTOCOL
 
@@ -41,13 +42,18 @@ async def chat_models(request: HttpRequest) -> JsonResponse:
 
     Signed-in users are authenticated by their session (the REST `/v1/models`
     takes only keys); a pasted key works too, as `Authorization: Bearer <key>`,
-    with the WebSocket's rules (a key restricted to some models sees those).
+    with the WebSocket's rules (a key restricted to some models sees those)
+    and counted against the key's `models` rate limit.
     """
     header = request.headers.get("Authorization")
     raw_key = auth.bearer_token(header) if header is not None else None
     try:
         user = await request.auser()
-        owner = await sync_to_async(auth.chat_owner_authenticate)(raw_key=raw_key, user=user)
+        owner = await sync_to_async(auth.chat_owner_authenticate)(
+            raw_key=raw_key, user=user, client_addr=request.META.get("REMOTE_ADDR")
+        )
+        if owner.api_key is not None:
+            await sync_to_async(key_services.rate_limit_hit)(api_key=owner.api_key, group="models")
         model_ids = [model.id for model in await inference.models_list()]
         if owner.api_key is not None:
             model_ids = await sync_to_async(_allowed_model_ids)(owner=owner, model_ids=model_ids)

@@ -89,7 +89,7 @@ def test_a_signed_in_user_sees_the_reply_stream_in_token_by_token(
 
     page = browser_page
     fake_ollama.reply = REPLY
-    fake_ollama.token_delay = 0.15
+    fake_ollama.token_delay = 0.25
 
     page.goto("/")
     expect(page.locator("#connection-state")).to_contain_text("Not connected")

@@ -184,3 +184,12 @@ async def test_the_chat_works_over_the_redis_channel_layer(fake_ollama, api_key,
         await communicator.disconnect()
     finally:
         channel_layers.backends.clear()
+
+
+def test_models_with_a_key_count_against_its_models_limit(client, db, fake_ollama):  # type: ignore[no-untyped-def]
+    _, raw_key = api_key_create(name="slow", rate_limit=1)
+    first = client.get("/chat/models", HTTP_AUTHORIZATION=f"Bearer {raw_key}")
+    second = client.get("/chat/models", HTTP_AUTHORIZATION=f"Bearer {raw_key}")
+    assert (first.status_code, second.status_code) == (200, 429)
+    assert second.json()["error"]["code"] == "rate_limit_exceeded"
+    assert int(second["Retry-After"]) >= 1
