@@ -1,0 +1,71 @@
+"""Real gateway server processes for tests (daphne or uvicorn subprocesses).
+
+The test binds and listens on a loopback socket first and hands the file
+descriptor to the server (`--fd`): clients can connect at once, the kernel
+queues them until the server accepts, so there is no wait-until-ready loop.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+
+
+def listening_socket() -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(1024)
+    sock.set_inheritable(True)
+    return sock
+
+
+def server_command(server: str, fd: int) -> list[str]:
+    app = "localai_site.asgi:application"
+    if server == "daphne":
+        return [str(BIN / "daphne"), "--fd", str(fd), "-v", "0", app]
+    if server == "uvicorn":
+        return [str(BIN / "uvicorn"), "--fd", str(fd), "--log-level", "warning", app]
+    raise ValueError(f"unknown server {server!r}")
+
+
+@contextlib.contextmanager
+def start_server(*, env: Mapping[str, str], server: str = "daphne") -> Iterator[str]:
+    """Run one server process on a fresh loopback socket; yield its base URL."""
+    sock = listening_socket()
+    port = sock.getsockname()[1]
+    process = subprocess.Popen(
+        server_command(server, sock.fileno()),
+        cwd=ROOT,
+        env=dict(env),
+        pass_fds=(sock.fileno(),),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        try:
+            _, stderr = process.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            _, stderr = process.communicate()
+        sock.close()
+        if process.returncode not in (0, -15, 143) and stderr:
+            sys.stderr.write(stderr.decode(errors="replace")[-4000:])
+
+
+def server_env(**overrides: str) -> dict[str, str]:
+    """The test process's environment plus overrides, for a server process."""
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "localai_site.settings"}
+    env.update(overrides)
+    return env

@@ -1,0 +1,132 @@
+"""Streaming chat over SSE: events arrive as tokens are made, disconnects
+close the backend request, failures end the stream with an error event."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import httpx
+
+from tests.fake_ollama import FakeOllama
+
+CHAT = "/v1/chat/completions"
+BODY = {"messages": [{"role": "user", "content": "Tell me a story"}], "stream": True}
+
+
+def sse_data(lines) -> list[str]:
+    """The `data:` payloads of an SSE body, as they arrive."""
+    for line in lines:
+        if line.startswith("data: "):
+            yield line[len("data: ") :]
+
+
+def test_it_streams_one_event_per_token_then_done_and_the_done_marker(
+    http: httpx.Client, auth_headers: dict, fake_ollama: FakeOllama
+) -> None:
+    fake_ollama.reply = ["Once", " upon", " a", " time"]
+    with http.stream("POST", CHAT, headers=auth_headers, json=BODY) as response:
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/event-stream")
+        assert response.headers["cache-control"] == "no-cache"
+        payloads = list(sse_data(response.iter_lines()))
+
+    assert payloads[-1] == "[DONE]"
+    events = [json.loads(p) for p in payloads[:-1]]
+    pieces = [e["message"]["content"] for e in events if not e["done"]]
+    assert pieces == ["Once", " upon", " a", " time"]
+    assert len({e["id"] for e in events}) == 1
+    assert all(e["message"]["role"] == "assistant" for e in events)
+    final = events[-1]
+    assert final["done"] is True
+    assert final["finish_reason"] == "stop"
+    assert final["usage"]["completion_tokens"] == 4
+    assert final["usage"]["total_tokens"] == (
+        final["usage"]["prompt_tokens"] + final["usage"]["completion_tokens"]
+    )
+    assert fake_ollama.requests[-1].json["stream"] is True
+
+
+def test_the_first_event_arrives_before_the_backend_makes_its_third_token(
+    http: httpx.Client, auth_headers: dict, fake_ollama: FakeOllama
+) -> None:
+    fake_ollama.reply = [f"t{i} " for i in range(8)]
+    fake_ollama.token_delay = 0.05
+    start = time.monotonic()
+    arrivals = []
+    with http.stream("POST", CHAT, headers=auth_headers, json=BODY) as response:
+        for _ in sse_data(response.iter_lines()):
+            arrivals.append(time.monotonic() - start)
+
+    # 8 tokens at 50 ms: a buffered answer would arrive all at ~400 ms.
+    assert arrivals[0] < 0.05 * 2.5
+    assert arrivals[-1] >= 0.05 * 7
+    # Events are spread out as the tokens were, not delivered in one burst.
+    assert arrivals[4] - arrivals[0] >= 0.05 * 3
+
+
+def test_a_client_that_disconnects_closes_the_backend_request(
+    http: httpx.Client, auth_headers: dict, fake_ollama: FakeOllama
+) -> None:
+    fake_ollama.reply = [f"w{i} " for i in range(200)]
+    fake_ollama.token_delay = 0.05
+    with http.stream("POST", CHAT, headers=auth_headers, json=BODY) as response:
+        events = sse_data(response.iter_lines())
+        next(events)
+        next(events)
+        closed_at = time.monotonic()
+    # Leaving the block closes the connection after two events.
+
+    record = fake_ollama.wait_for_stream_end(timeout=5)
+    assert record.outcome == "client_disconnected"
+    assert record.ended_at - closed_at < 1.0
+    assert record.tokens_sent < 200
+
+
+def test_a_backend_error_mid_stream_ends_with_an_error_event_and_no_done_marker(
+    http: httpx.Client, auth_headers: dict, fake_ollama: FakeOllama
+) -> None:
+    fake_ollama.reply = ["a", "b", "c", "d"]
+    fake_ollama.error_after_tokens = 2
+    with http.stream("POST", CHAT, headers=auth_headers, json=BODY) as response:
+        assert response.status_code == 200
+        payloads = list(sse_data(response.iter_lines()))
+
+    assert "[DONE]" not in payloads
+    events = [json.loads(p) for p in payloads]
+    assert [e["message"]["content"] for e in events[:-1]] == ["a", "b"]
+    error = events[-1]["error"]
+    assert error["code"] == "backend_error"
+    assert "while running the model" in error["message"]
+
+
+def test_a_backend_that_drops_the_connection_mid_stream_yields_an_error_event(
+    http: httpx.Client, auth_headers: dict, fake_ollama: FakeOllama
+) -> None:
+    fake_ollama.reply = ["a", "b", "c", "d"]
+    fake_ollama.disconnect_after_tokens = 2
+    with http.stream("POST", CHAT, headers=auth_headers, json=BODY) as response:
+        payloads = list(sse_data(response.iter_lines()))
+
+    assert "[DONE]" not in payloads
+    assert json.loads(payloads[-1])["error"]["code"] == "backend_error"
+
+
+def test_errors_before_the_first_token_keep_their_status_code(
+    http: httpx.Client, auth_headers: dict, fake_ollama: FakeOllama
+) -> None:
+    fake_ollama.busy = True
+    response = http.post(CHAT, headers=auth_headers, json=BODY)
+
+    assert response.status_code == 503
+    assert response.json()["error"]["code"] == "backend_busy"
+    assert int(response.headers["retry-after"]) >= 1
+
+
+def test_a_stream_for_an_unknown_model_is_a_404_not_an_event(
+    http: httpx.Client, auth_headers: dict, fake_ollama: FakeOllama
+) -> None:
+    response = http.post(CHAT, headers=auth_headers, json={**BODY, "model": "ghost:1b"})
+
+    assert response.status_code == 404
+    assert response.json()["error"]["code"] == "model_not_found"

@@ -1,0 +1,45 @@
+"""The real server process (daphne, as `make run` starts it) on a fresh database
+with no Ollama: it starts, and explains what to do instead of failing."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.fake_ollama import free_port
+from tests.processes import server_env, start_server
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def daphne_without_ollama(tmp_path: Path) -> Iterator[tuple[str, str]]:
+    ollama_url = f"http://127.0.0.1:{free_port()}"
+    env = server_env(
+        DATABASE_URL=f"sqlite:///{tmp_path / 'fresh.sqlite3'}", OLLAMA_HOST=ollama_url, REDIS_URL=""
+    )
+    subprocess.run(
+        [sys.executable, "manage.py", "migrate", "--noinput", "-v0"], cwd=ROOT, env=env, check=True
+    )
+    with start_server(env=env, server="daphne") as base_url:
+        yield base_url, ollama_url
+
+
+def test_daphne_starts_without_ollama_and_readyz_says_what_to_do(
+    daphne_without_ollama: tuple[str, str],
+) -> None:
+    base_url, ollama_url = daphne_without_ollama
+
+    alive = httpx.get(f"{base_url}/healthz", timeout=5)
+    ready = httpx.get(f"{base_url}/readyz", timeout=10)
+
+    assert alive.status_code == 200
+    assert ready.status_code == 503
+    message = ready.json()["error"]["message"]
+    assert ollama_url in message
+    assert "ollama serve" in message
