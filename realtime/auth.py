@@ -21,7 +21,7 @@ from typing import Any
 from apis.errors import AuthenticationError, RateLimitedError
 from keys import ratelimit
 from keys import services as key_services
-from realtime.protocol import BEARER_SUBPROTOCOL_PREFIX
+from realtime.protocol import BEARER_SUBPROTOCOL_PREFIX, offered_subprotocols
 from realtime.services import ChatOwner
 
 __all__ = ["ChatOwner"]
@@ -39,7 +39,7 @@ def presented_key(scope: dict[str, Any]) -> str | None:
     for name, value in scope.get("headers") or []:
         if name.lower() == b"authorization":
             return bearer_token(value.decode("latin1"))
-    for protocol in scope.get("subprotocols") or []:
+    for protocol in offered_subprotocols(scope):
         if protocol.startswith(BEARER_SUBPROTOCOL_PREFIX):
             return protocol[len(BEARER_SUBPROTOCOL_PREFIX) :]
     return None

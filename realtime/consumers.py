@@ -43,6 +43,7 @@ from realtime.protocol import (
     chat_frame_validate,
     error_frame,
     frame_parse,
+    offered_subprotocols,
     usage_payload,
 )
 from realtime.services import (
@@ -80,7 +81,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         self._last_activity = time.monotonic()
         # Answer with the non-secret subprotocol only (a browser that offered
         # `bearer.<key>` must never get the key echoed back).
-        offered = self.scope.get("subprotocols") or []
+        offered = offered_subprotocols(self.scope)
         await self.accept(subprotocol=SUBPROTOCOL if SUBPROTOCOL in offered else None)
 
         # Accept-then-close: a close before accept becomes an HTTP 403 and the

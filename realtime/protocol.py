@@ -37,6 +37,18 @@ CLOSE_RATE_LIMITED = 4429
 CLIENT_TYPES = ("chat", "cancel", "clear", "ping", "history")
 
 
+def offered_subprotocols(scope: dict[str, Any]) -> list[str]:
+    """The subprotocols the client offered, one per item.
+
+    Some servers pass the raw `Sec-WebSocket-Protocol` header values
+    (`"localai.v1, bearer.x"`) instead of splitting them.
+    """
+    offered: list[str] = []
+    for value in scope.get("subprotocols") or []:
+        offered.extend(part.strip() for part in value.split(",") if part.strip())
+    return offered
+
+
 class StrictCharField(serializers.CharField):
     """A string, and only a string (DRF's CharField turns 42 into "42")."""
 

@@ -651,3 +651,16 @@ async def test_a_connection_receiving_an_answer_is_not_idle(fake_ollama, api_key
     assert (await receive(communicator))["code"] == "idle_timeout"
     assert await receive_close(communicator) == 4408
     await communicator.disconnect()
+
+
+async def test_subprotocols_passed_as_one_comma_joined_header_value_are_understood(
+    fake_ollama, api_key
+):
+    # What a server that does not split `Sec-WebSocket-Protocol` hands over.
+    communicator, connected, subprotocol = await open_ws(
+        subprotocols=[f"localai.v1, bearer.{api_key}"]
+    )
+    assert (connected, subprotocol) == (True, "localai.v1")
+    await communicator.send_json_to({"type": "ping"})
+    assert await receive(communicator) == {"type": "pong"}
+    await communicator.disconnect()
