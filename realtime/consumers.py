@@ -114,9 +114,10 @@ class ChatConsumer(AsyncWebsocketConsumer):
             frame = frame_parse(text_data, bytes_data)
             handler = getattr(self, f"_on_{frame['type']}")
             await handler(frame)
-        except APIError as exc:
-            await self._send_frame(error_frame(exc))
-            if isinstance(exc, AuthenticationError):
+        except Exception as exc:  # every failure is an error frame, never a dropped socket
+            error = as_api_error(exc)  # logs anything unexpected
+            await self._send_frame(error_frame(error))
+            if isinstance(error, AuthenticationError):
                 await self.close(code=CLOSE_UNAUTHENTICATED)
 
     # --- client frames ---------------------------------------------------------
@@ -243,7 +244,9 @@ class ChatConsumer(AsyncWebsocketConsumer):
         except Exception as exc:
             error = as_api_error(exc)
             status, error_code = error.status, error.code
-            await self._send_frame(error_frame(error))
+            # The client may be gone already (that can be why we are here).
+            with contextlib.suppress(Exception):
+                await self._send_frame(error_frame(error))
         finally:
             await stream.aclose()  # type: ignore[attr-defined]
             await self._usage_record(
