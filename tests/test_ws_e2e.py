@@ -255,15 +255,7 @@ def _manage(env: dict[str, str], *args: str) -> str:
 
 
 def _create_key(env: dict[str, str]) -> str:
-    if (ROOT / "keys/management/commands/create_api_key.py").exists():
-        output = _manage(env, "create_api_key", "daphne e2e")
-    else:  # until the keys app ships its command
-        output = _manage(
-            env,
-            "shell",
-            "-c",
-            "from keys.services import api_key_create; print(api_key_create(name='daphne e2e')[1])",
-        )
+    output = _manage(env, "create_api_key", "daphne e2e")
     match = re.search(r"lai_[0-9A-Za-z]+_[0-9A-Za-z]+", output)
     assert match, output
     return match.group(0)
