@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
+from django.core.handlers.asgi import ASGIRequest
 from django.http import HttpRequest, HttpResponseBase
 
 from apis.metering import meter_for
@@ -59,7 +60,10 @@ def _record(
             completion_tokens=meter.completion_tokens,
             latency_ms=max(0, round((time.perf_counter() - started) * 1000)),
             error_code=meter.error_code or error_code,
-        )
+        ),
+        # Served by the ASGI server: the flusher thread writes it. The test
+        # client (a WSGIRequest) writes at once, inside the test's transaction.
+        defer=isinstance(request, ASGIRequest),
     )
     tokens_charge(api_key=api_key, tokens=meter.total_tokens)
 

@@ -82,13 +82,18 @@ def limiters() -> _Limiters:
                 if url:
                     storage = storage_from_string(
                         url,
-                        key_prefix=f"{settings.CACHE_KEY_PREFIX}:limits",
+                        key_prefix=f"{_cache_key_prefix()}:limits",
                         wrap_exceptions=True,
                     )
                 else:
                     storage = MemoryStorage()
                 _limiters, _limiters_url = _Limiters(storage), url
     return _limiters
+
+
+def _cache_key_prefix() -> str:
+    """The cache's KEY_PREFIX (CACHE_KEY_PREFIX), so one Redis serves several deployments."""
+    return str(settings.CACHES["default"].get("KEY_PREFIX") or "localai")
 
 
 def rate_limits_reset() -> None:

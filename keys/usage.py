@@ -1,17 +1,17 @@
 """Usage records, written in batches off the request path.
 
-Each API request appends one `PendingUsage` to an in-process buffer (no I/O);
-the buffer is written in ONE transaction (a bulk insert plus one atomic
-`F()` increment per key) when it holds `USAGE_FLUSH_BATCH_SIZE` records, at
-most `USAGE_FLUSH_INTERVAL` seconds after the first unwritten record, when
-the process exits, and whenever `usage_flush()` is called. Outside an event
-loop (WSGI, the test client, management commands) records are written at once.
-Nothing is read and written back: counters move with `F()` expressions.
+Each API request served by the ASGI server appends one `PendingUsage` to an
+in-process buffer (no I/O on the request path). A flusher thread writes the
+buffer in ONE transaction (a bulk insert plus one atomic `F()` increment per
+key) at most `USAGE_FLUSH_INTERVAL` seconds after a record arrives, sooner
+when `USAGE_FLUSH_BATCH_SIZE` records wait; the process writes what is left
+when it exits; `usage_flush()` writes it on demand. Requests from the test
+client, WSGI and scripts are written at once. Nothing is read and written
+back: counters move with `F()` expressions.
 """
 
 from __future__ import annotations
 
-import asyncio
 import atexit
 import logging
 import threading
@@ -20,9 +20,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.db import transaction
+from django.db import close_old_connections, transaction
 from django.db.models import DateTimeField, F, Value
 from django.db.models.functions import Coalesce, Greatest
 from django.utils import timezone
@@ -51,8 +50,6 @@ _pending: list[PendingUsage] = []
 _pending_lock = threading.Lock()
 # One writer per process at a time: keeps SQLite (and per-key row locks) calm.
 _flush_lock = threading.Lock()
-_scheduled: set[asyncio.AbstractEventLoop] = set()
-_tasks: set[asyncio.Task[None]] = set()
 
 
 def usage_write(records: Iterable[PendingUsage]) -> int:
@@ -136,39 +133,63 @@ def usage_pending() -> int:
 
 
 def usage_discard() -> None:
-    """Drop the buffer without writing it (tests, between test databases)."""
-    with _pending_lock:
+    """Drop the buffer without writing it (tests, between test databases).
+
+    Waits for a flush in progress, so nothing it re-queues survives.
+    """
+    with _flush_lock, _pending_lock:
         _pending.clear()
 
 
-def usage_enqueue(record: PendingUsage) -> None:
-    """Buffer one record; make sure a flush follows soon. Never does I/O in a loop."""
+def usage_enqueue(record: PendingUsage, *, defer: bool = True) -> None:
+    """Buffer one record for the flusher thread; with `defer=False`, write it now.
+
+    Deferring is for requests a server answers (the write then costs the
+    request nothing); the test client, WSGI and scripts write at once, inside
+    their own transaction, so what they do is visible to them right away.
+    """
     with _pending_lock:
         _pending.append(record)
         size = len(_pending)
-    try:
-        loop = asyncio.get_running_loop()
-    except RuntimeError:
+    if not defer or settings.USAGE_FLUSH_INTERVAL <= 0:
         usage_flush()
         return
-    if size >= settings.USAGE_FLUSH_BATCH_SIZE or settings.USAGE_FLUSH_INTERVAL <= 0:
-        _start_flush(loop)
-    elif loop not in _scheduled:
-        _scheduled.add(loop)
-        loop.call_later(settings.USAGE_FLUSH_INTERVAL, _timer_fired, loop)
+    _ensure_flusher()
+    _wake.set()
+    if size >= settings.USAGE_FLUSH_BATCH_SIZE:
+        _full.set()
 
 
-def _timer_fired(loop: asyncio.AbstractEventLoop) -> None:
-    _scheduled.discard(loop)
-    _start_flush(loop)
+# Set when records wait; `_full` cuts the interval short when a batch is full.
+_wake = threading.Event()
+_full = threading.Event()
+_flusher: threading.Thread | None = None
+_flusher_lock = threading.Lock()
 
 
-def _start_flush(loop: asyncio.AbstractEventLoop) -> None:
-    # Thread-sensitive: the same thread as the request's ORM calls, so one
-    # process never writes from two connections at once.
-    task = loop.create_task(sync_to_async(usage_flush)())
-    _tasks.add(task)
-    task.add_done_callback(_tasks.discard)
+def _ensure_flusher() -> None:
+    global _flusher
+    if _flusher is not None and _flusher.is_alive():
+        return
+    with _flusher_lock:
+        if _flusher is None or not _flusher.is_alive():
+            _flusher = threading.Thread(target=_flusher_loop, name="usage-flusher", daemon=True)
+            _flusher.start()
+
+
+def _flusher_loop() -> None:
+    """Write the buffer at most USAGE_FLUSH_INTERVAL seconds after a record arrives."""
+    while True:
+        _wake.wait()
+        _full.wait(timeout=settings.USAGE_FLUSH_INTERVAL)
+        _wake.clear()
+        _full.clear()
+        # This thread outlives requests: drop a connection the database closed.
+        close_old_connections()
+        try:
+            usage_flush()
+        except Exception:  # never let the flusher die; usage_flush logs and re-queues
+            logger.exception("Usage flusher failed")
 
 
 _exit_flush_installed = False

@@ -13,6 +13,7 @@ django_asgi_app = get_asgi_application()
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
+from keys.lifespan import lifespan_app  # noqa: E402
 from realtime.middleware import ChatAuthMiddleware, OriginValidator  # noqa: E402
 from realtime.routing import websocket_urlpatterns  # noqa: E402
 
@@ -25,5 +26,7 @@ application = ProtocolTypeRouter(
         "websocket": OriginValidator(
             AuthMiddlewareStack(ChatAuthMiddleware(URLRouter(websocket_urlpatterns)))
         ),
+        # Shutdown writes the usage records still buffered (servers that speak lifespan).
+        "lifespan": lifespan_app,
     }
 )

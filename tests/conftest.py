@@ -14,6 +14,7 @@ import os
 import socket
 import threading
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import httpx
 import pytest
@@ -127,6 +128,75 @@ def api_key(db) -> str:
 def auth_headers(api_key: str) -> dict[str, str]:
     """Headers that authenticate a request with `api_key`."""
     return {"Authorization": f"Bearer {api_key}"}
+
+
+# --- scale-out stores: the machine's PostgreSQL and Redis (keys app) -------------
+
+SCALEOUT_POSTGRES_URL = os.environ.get(
+    "SCALEOUT_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432"
+)
+SCALEOUT_REDIS_URL = os.environ.get("SCALEOUT_REDIS_URL", "redis://127.0.0.1:6379/12")
+
+
+@dataclass(frozen=True)
+class ScaleOutStores:
+    postgres_url: str  # server URL, no database name
+    redis_url: str
+
+
+@pytest.fixture(scope="session")
+def scaleout_stores() -> ScaleOutStores:
+    """PostgreSQL and Redis on this machine, reachable; else skip, or FAIL when CI=true."""
+    import psycopg
+    import redis
+
+    problems = []
+    try:
+        psycopg.connect(f"{SCALEOUT_POSTGRES_URL}/postgres", connect_timeout=3).close()
+    except Exception as exc:
+        problems.append(f"PostgreSQL at {SCALEOUT_POSTGRES_URL}: {exc}")
+    try:
+        redis.Redis.from_url(SCALEOUT_REDIS_URL, socket_connect_timeout=3).ping()
+    except Exception as exc:
+        problems.append(f"Redis at {SCALEOUT_REDIS_URL}: {exc}")
+    if problems:
+        reason = "scale-out test needs PostgreSQL and Redis: " + "; ".join(problems)
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(reason)
+        pytest.skip(reason)
+    return ScaleOutStores(postgres_url=SCALEOUT_POSTGRES_URL, redis_url=SCALEOUT_REDIS_URL)
+
+
+@pytest.fixture
+def scaleout_database(scaleout_stores: ScaleOutStores) -> Iterator[str]:
+    """DATABASE_URL of a fresh PostgreSQL database, dropped afterwards."""
+    import uuid
+
+    import psycopg
+
+    name = f"localai_test_scaleout_{uuid.uuid4().hex[:10]}"
+    admin_url = f"{scaleout_stores.postgres_url}/postgres"
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield f"{scaleout_stores.postgres_url}/{name}"
+    finally:
+        with psycopg.connect(admin_url, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def scaleout_redis_prefix(scaleout_stores: ScaleOutStores) -> Iterator[str]:
+    """A key prefix of its own in the shared Redis; its keys are deleted afterwards."""
+    import uuid
+
+    import redis
+
+    prefix = f"localai-test-{uuid.uuid4().hex[:10]}"
+    yield prefix
+    client = redis.Redis.from_url(scaleout_stores.redis_url)
+    for key in client.scan_iter(match=f"{prefix}:*", count=1000):
+        client.delete(key)
 
 
 def pytest_report_header(config: pytest.Config) -> str:
