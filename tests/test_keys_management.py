@@ -103,13 +103,19 @@ def test_revoke_api_key_takes_the_prefix_or_the_whole_key(given: str) -> None:
 
 
 @pytest.fixture
-def staff(transactional_db) -> tuple[str, str]:
+def fast_passwords(settings) -> None:
+    # Basic auth hashes the password on every request; the default hasher is slow on purpose.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture
+def staff(transactional_db, fast_passwords) -> tuple[str, str]:
     get_user_model().objects.create_user("op", password="op-password-1", is_staff=True)
     return ("op", "op-password-1")
 
 
 @pytest.fixture
-def nobody(transactional_db) -> tuple[str, str]:
+def nobody(transactional_db, fast_passwords) -> tuple[str, str]:
     get_user_model().objects.create_user("eve", password="eve-password-1")
     return ("eve", "eve-password-1")
 

@@ -151,3 +151,16 @@ def test_a_tokens_per_minute_budget_is_charged_with_the_backends_counts(
     assert int(third.headers["Retry-After"]) >= 1
     assert third.headers["x-ratelimit-remaining-tokens"] == "0"
     assert len(fake_ollama.requests_to("/api/chat")) == 2
+
+
+@pytest.mark.django_db
+def test_an_unreachable_redis_lets_requests_through_and_says_so(settings, caplog) -> None:
+    from tests.fake_ollama import free_port
+
+    settings.REDIS_URL = f"redis://127.0.0.1:{free_port()}/0"
+    api_key, _ = api_key_create(name="no store")
+
+    status = rate_limit_hit(api_key=api_key, group="chat")
+
+    assert status.remaining == status.limit == 60
+    assert "Rate-limit store unavailable" in caplog.text
