@@ -6,4 +6,7 @@ class ApisConfig(AppConfig):
     verbose_name = "Inference API"
 
     def ready(self) -> None:
-        from apis import checks  # noqa: F401  (registers the system checks)
+        from apis import (
+            checks,  # noqa: F401  (registers the system checks)
+            schema,  # noqa: F401  (registers the OpenAPI security schemes)
+        )

@@ -16,7 +16,7 @@ from adrf.viewsets import ViewSet
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from apis import inference
+from apis import docs, inference
 from apis.backends import ChatChunk, ChatRequest
 from apis.errors import APIError, error_body
 from apis.metering import UsageMeter, meter_for
@@ -38,12 +38,14 @@ class ModelViewSet(ViewSet):
     lookup_value_regex = r"[^\s?#]+"
     endpoint_group = "models"
 
+    @docs.models_list
     async def list(self, request: Request) -> Response:
         models = await inference.models_list()
         # A key limited to some models sees only those.
         models = [m for m in models if api_key_allows_model(api_key=request.auth, model=m.id)]
         return Response(ModelSerializer(models, many=True).data)
 
+    @docs.models_retrieve
     async def retrieve(self, request: Request, model_id: str) -> Response:
         api_key_authorize(api_key=request.auth, endpoint_group=self.endpoint_group, model=model_id)
         model = await inference.model_get(model_id=model_id)
@@ -75,6 +77,7 @@ class ChatCompletionViewSet(ViewSet):
 
     endpoint_group = "chat"
 
+    @docs.chat_create
     async def create(self, request: Request) -> Any:
         serializer = ChatInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
@@ -155,6 +158,7 @@ class EmbeddingViewSet(ViewSet):
 
     endpoint_group = "embeddings"
 
+    @docs.embeddings_create
     async def create(self, request: Request) -> Response:
         serializer = EmbeddingInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)

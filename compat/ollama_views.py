@@ -20,7 +20,6 @@ from adrf.views import APIView
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
-from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import exceptions as drf_exceptions
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -30,6 +29,7 @@ from apis.backends import ProgressUpdate
 from apis.errors import BadRequestError, ModelNotFoundError, as_api_error
 from apis.metering import meter_for
 from apis.streaming import stream_primed
+from compat import ollama_docs as docs
 from compat import ollama_translate as translate
 from compat.access import OLLAMA_ADMIN_GROUP, model_authorize, ollama_admin_authorize
 from compat.ollama_serializers import (
@@ -43,13 +43,7 @@ from compat.ollama_serializers import (
     OllamaShowSerializer,
 )
 
-TAGS = ["Ollama-compatible API"]
 NDJSON = "application/x-ndjson"
-STREAM_NOTE = (
-    "Streams `application/x-ndjson` unless `stream` is false (Ollama's default is true): "
-    "one JSON object per line as the backend produces it; the last has `done: true`. "
-    'A failure after the first line ends the stream with `{"error": "..."}`.'
-)
 
 
 def ollama_exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
@@ -137,12 +131,7 @@ class OllamaChatView(OllamaView):
 
     endpoint_group = "chat"
 
-    @extend_schema(
-        tags=TAGS,
-        request=OllamaChatSerializer,
-        responses={200: OpenApiResponse(description=STREAM_NOTE)},
-        summary="Chat (Ollama)",
-    )
+    @docs.chat
     async def post(self, request: Request) -> Any:
         serializer = OllamaChatSerializer(data=self.body(request))
         serializer.is_valid(raise_exception=True)
@@ -169,12 +158,7 @@ class OllamaGenerateView(OllamaView):
 
     endpoint_group = "chat"
 
-    @extend_schema(
-        tags=TAGS,
-        request=OllamaGenerateSerializer,
-        responses={200: OpenApiResponse(description=STREAM_NOTE)},
-        summary="Generate (Ollama)",
-    )
+    @docs.generate
     async def post(self, request: Request) -> Any:
         serializer = OllamaGenerateSerializer(data=self.body(request))
         serializer.is_valid(raise_exception=True)
@@ -201,12 +185,7 @@ class OllamaEmbedView(OllamaView):
 
     endpoint_group = "embeddings"
 
-    @extend_schema(
-        tags=TAGS,
-        request=OllamaEmbedSerializer,
-        responses={200: OpenApiResponse(description='{"model", "embeddings": [[float]], ...}')},
-        summary="Embed (Ollama)",
-    )
+    @docs.embed
     async def post(self, request: Request) -> Response:
         serializer = OllamaEmbedSerializer(data=self.body(request))
         serializer.is_valid(raise_exception=True)
@@ -241,12 +220,7 @@ class OllamaEmbeddingsView(OllamaView):
 
     endpoint_group = "embeddings"
 
-    @extend_schema(
-        tags=TAGS,
-        request=OllamaEmbeddingsSerializer,
-        responses={200: OpenApiResponse(description='{"embedding": [float]}')},
-        summary="Embeddings (Ollama, legacy)",
-    )
+    @docs.embeddings
     async def post(self, request: Request) -> Response:
         serializer = OllamaEmbeddingsSerializer(data=self.body(request))
         serializer.is_valid(raise_exception=True)
@@ -276,11 +250,7 @@ class OllamaTagsView(OllamaView):
 
     endpoint_group = "models"
 
-    @extend_schema(
-        tags=TAGS,
-        responses={200: OpenApiResponse(description='{"models": [...]}')},
-        summary="List models (Ollama)",
-    )
+    @docs.tags
     async def get(self, request: Request) -> Response:
         models = await inference.models_list()
         return Response({"models": [translate.tag_entry(model) for model in models]})
@@ -291,12 +261,7 @@ class OllamaShowView(OllamaView):
 
     endpoint_group = "models"
 
-    @extend_schema(
-        tags=TAGS,
-        request=OllamaShowSerializer,
-        responses={200: OpenApiResponse(description="Model details, `model_info` always present.")},
-        summary="Show a model (Ollama)",
-    )
+    @docs.show
     async def post(self, request: Request) -> Response:
         serializer = OllamaShowSerializer(data=self.body(request))
         serializer.is_valid(raise_exception=True)
@@ -316,11 +281,7 @@ class OllamaPsView(OllamaView):
 
     endpoint_group = "models"
 
-    @extend_schema(
-        tags=TAGS,
-        responses={200: OpenApiResponse(description='{"models": [...]}')},
-        summary="Running models (Ollama)",
-    )
+    @docs.ps
     async def get(self, request: Request) -> Response:
         running = await inference.models_running()
         return Response({"models": [translate.running_entry(entry) for entry in running]})
@@ -331,11 +292,7 @@ class OllamaVersionView(OllamaView):
 
     endpoint_group = "models"
 
-    @extend_schema(
-        tags=TAGS,
-        responses={200: OpenApiResponse(description='{"version": "x.y.z"}')},
-        summary="Backend version (Ollama)",
-    )
+    @docs.version
     async def get(self, request: Request) -> Response:
         return Response({"version": await inference.backend_version()})
 
@@ -375,12 +332,7 @@ def _operation_model(data: dict[str, Any]) -> str:
 class OllamaPullView(OllamaAdminView):
     """`POST /ollama/api/pull`."""
 
-    @extend_schema(
-        tags=TAGS,
-        request=OllamaModelOperationSerializer,
-        responses={200: OpenApiResponse(description=STREAM_NOTE)},
-        summary="Pull a model (Ollama; needs ollama_admin)",
-    )
+    @docs.pull
     async def post(self, request: Request) -> Any:
         serializer = OllamaModelOperationSerializer(data=self.body(request))
         serializer.is_valid(raise_exception=True)
@@ -394,12 +346,7 @@ class OllamaPullView(OllamaAdminView):
 class OllamaPushView(OllamaAdminView):
     """`POST /ollama/api/push`."""
 
-    @extend_schema(
-        tags=TAGS,
-        request=OllamaModelOperationSerializer,
-        responses={200: OpenApiResponse(description=STREAM_NOTE)},
-        summary="Push a model (Ollama; needs ollama_admin)",
-    )
+    @docs.push
     async def post(self, request: Request) -> Any:
         serializer = OllamaModelOperationSerializer(data=self.body(request))
         serializer.is_valid(raise_exception=True)
@@ -413,12 +360,7 @@ class OllamaPushView(OllamaAdminView):
 class OllamaCreateView(OllamaAdminView):
     """`POST /ollama/api/create`."""
 
-    @extend_schema(
-        tags=TAGS,
-        request=OllamaCreateSerializer,
-        responses={200: OpenApiResponse(description=STREAM_NOTE)},
-        summary="Create a model (Ollama; needs ollama_admin)",
-    )
+    @docs.create
     async def post(self, request: Request) -> Any:
         body = self.body(request)
         serializer = OllamaCreateSerializer(data=body)
@@ -434,12 +376,7 @@ class OllamaCreateView(OllamaAdminView):
 class OllamaDeleteView(OllamaAdminView):
     """`DELETE /ollama/api/delete`."""
 
-    @extend_schema(
-        tags=TAGS,
-        request=OllamaModelOperationSerializer,
-        responses={200: OpenApiResponse(description="Empty body.")},
-        summary="Delete a model (Ollama; needs ollama_admin)",
-    )
+    @docs.delete
     async def delete(self, request: Request) -> HttpResponse:
         serializer = OllamaModelOperationSerializer(data=self.body(request))
         serializer.is_valid(raise_exception=True)
@@ -452,12 +389,7 @@ class OllamaDeleteView(OllamaAdminView):
 class OllamaCopyView(OllamaAdminView):
     """`POST /ollama/api/copy`."""
 
-    @extend_schema(
-        tags=TAGS,
-        request=OllamaCopySerializer,
-        responses={200: OpenApiResponse(description="Empty body.")},
-        summary="Copy a model (Ollama; needs ollama_admin)",
-    )
+    @docs.copy
     async def post(self, request: Request) -> HttpResponse:
         serializer = OllamaCopySerializer(data=self.body(request))
         serializer.is_valid(raise_exception=True)

@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.conf import settings
-from drf_spectacular.utils import extend_schema_field
+from drf_spectacular.utils import extend_schema_field, extend_schema_serializer
 from rest_framework import serializers
 
 # --- shared fields ------------------------------------------------------------
@@ -240,6 +240,7 @@ class EmbeddingItemSerializer(serializers.Serializer):
     index = serializers.IntegerField()
 
 
+@extend_schema_serializer(component_name="OpenAIEmbeddingUsage")
 class EmbeddingUsageSerializer(serializers.Serializer):
     prompt_tokens = serializers.IntegerField()
     total_tokens = serializers.IntegerField()

@@ -13,31 +13,19 @@ from __future__ import annotations
 from typing import Any
 
 from adrf.viewsets import ViewSet
-from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from apis import inference
 from apis.metering import meter_for
 from apis.streaming import sse_response, stream_primed
+from compat import openai_docs as docs
 from compat import openai_translate as translate
 from compat.access import model_authorize
 from compat.openai_serializers import (
     ChatCompletionInputSerializer,
-    ChatCompletionSerializer,
     CompletionInputSerializer,
-    CompletionSerializer,
-    EmbeddingListSerializer,
     OpenAIEmbeddingInputSerializer,
-    OpenAIModelListSerializer,
-    OpenAIModelSerializer,
-)
-
-TAGS = ["OpenAI-compatible API"]
-STREAM_NOTE = (
-    "With `stream: true` the answer is `text/event-stream`: one `data: <chunk>` event per "
-    "piece as the backend produces it, ending `data: [DONE]`; a failure after the first "
-    'event ends the stream with `data: {"error": {...}}` and no `[DONE]`.'
 )
 
 
@@ -53,14 +41,14 @@ class OpenAIModelViewSet(ViewSet):
     lookup_value_regex = r"[^\s?#]+"
     endpoint_group = "models"
 
-    @extend_schema(tags=TAGS, responses=OpenAIModelListSerializer, summary="List models")
+    @docs.models_list
     async def list(self, request: Request) -> Response:
         models = await inference.models_list()
         return Response(
             {"object": "list", "data": [translate.model_object(model) for model in models]}
         )
 
-    @extend_schema(tags=TAGS, responses=OpenAIModelSerializer, summary="Retrieve a model")
+    @docs.models_retrieve
     async def retrieve(self, request: Request, model_id: str) -> Response:
         model_authorize(request, endpoint_group=self.endpoint_group, model=model_id)
         model = await inference.model_get(model_id=model_id)
@@ -72,12 +60,7 @@ class OpenAIChatCompletionViewSet(ViewSet):
 
     endpoint_group = "chat"
 
-    @extend_schema(
-        tags=TAGS,
-        request=ChatCompletionInputSerializer,
-        responses={200: OpenApiResponse(ChatCompletionSerializer, description=STREAM_NOTE)},
-        summary="Create a chat completion",
-    )
+    @docs.chat_create
     async def create(self, request: Request) -> Any:
         serializer = ChatCompletionInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
@@ -119,12 +102,7 @@ class OpenAICompletionViewSet(ViewSet):
 
     endpoint_group = "chat"
 
-    @extend_schema(
-        tags=TAGS,
-        request=CompletionInputSerializer,
-        responses={200: OpenApiResponse(CompletionSerializer, description=STREAM_NOTE)},
-        summary="Create a (legacy) text completion",
-    )
+    @docs.completions_create
     async def create(self, request: Request) -> Any:
         serializer = CompletionInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
@@ -166,12 +144,7 @@ class OpenAIEmbeddingViewSet(ViewSet):
 
     endpoint_group = "embeddings"
 
-    @extend_schema(
-        tags=TAGS,
-        request=OpenAIEmbeddingInputSerializer,
-        responses=EmbeddingListSerializer,
-        summary="Create embeddings",
-    )
+    @docs.embeddings_create
     async def create(self, request: Request) -> Response:
         serializer = OpenAIEmbeddingInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)

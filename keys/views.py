@@ -12,7 +12,6 @@ from typing import Any
 
 from django.contrib.admin.models import ADDITION, CHANGE, LogEntry
 from django.utils import timezone
-from drf_spectacular.utils import extend_schema
 from rest_framework import exceptions as drf_exceptions
 from rest_framework.authentication import BasicAuthentication, SessionAuthentication
 from rest_framework.permissions import BasePermission
@@ -21,10 +20,10 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from apis.errors import AuthenticationError, NotFoundError, PermissionDeniedError
+from keys import docs
 from keys.authentication import _count
 from keys.models import ApiKey
 from keys.serializers import (
-    ApiKeyCreatedSerializer,
     ApiKeyCreateInputSerializer,
     ApiKeyOutputSerializer,
 )
@@ -86,16 +85,12 @@ class _StaffView(APIView):
 class ApiKeyListView(_StaffView):
     """`GET /admin/api-keys` (list), `POST /admin/api-keys` (create)."""
 
-    @extend_schema(tags=["admin"], responses=ApiKeyOutputSerializer(many=True))
+    @docs.keys_list
     def get(self, request: Request) -> Response:
         keys = ApiKey.objects.select_related("owner").order_by("-created_at")
         return Response(ApiKeyOutputSerializer(keys, many=True).data)
 
-    @extend_schema(
-        tags=["admin"],
-        request=ApiKeyCreateInputSerializer,
-        responses={201: ApiKeyCreatedSerializer},
-    )
+    @docs.keys_create
     def post(self, request: Request) -> Response:
         serializer = ApiKeyCreateInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
@@ -126,11 +121,11 @@ class ApiKeyListView(_StaffView):
 class ApiKeyDetailView(_StaffView):
     """`GET /admin/api-keys/<prefix>`, `DELETE /admin/api-keys/<prefix>` (revoke)."""
 
-    @extend_schema(tags=["admin"], responses=ApiKeyOutputSerializer)
+    @docs.keys_retrieve
     def get(self, request: Request, prefix: str) -> Response:
         return Response(ApiKeyOutputSerializer(self._key(prefix)).data)
 
-    @extend_schema(tags=["admin"], request=None, responses=ApiKeyOutputSerializer)
+    @docs.keys_delete
     def delete(self, request: Request, prefix: str) -> Response:
         return _revoke(request, self._key(prefix))
 
@@ -138,7 +133,7 @@ class ApiKeyDetailView(_StaffView):
 class ApiKeyRevokeView(_StaffView):
     """`POST /admin/api-keys/<prefix>/revoke`."""
 
-    @extend_schema(tags=["admin"], request=None, responses=ApiKeyOutputSerializer)
+    @docs.keys_revoke
     def post(self, request: Request, prefix: str) -> Response:
         return _revoke(request, self._key(prefix))
 

@@ -2,12 +2,28 @@
 
 from django.contrib import admin
 from django.urls import include, path
+from drf_spectacular.views import (
+    SpectacularJSONAPIView,
+    SpectacularRedocView,
+    SpectacularSwaggerView,
+    SpectacularYAMLAPIView,
+)
 
 from apis import probes
 
 urlpatterns = [
     path("healthz", probes.healthz, name="healthz"),
     path("readyz", probes.readyz, name="readyz"),
+    # The API documentation, open without a key (SPECTACULAR_SETTINGS).
+    path("openapi.json", SpectacularJSONAPIView.as_view(), name="openapi-json"),
+    path("openapi.yaml", SpectacularYAMLAPIView.as_view(), name="openapi-yaml"),
+    path("docs", SpectacularSwaggerView.as_view(url_name="openapi-json"), name="docs"),
+    path(
+        "redoc",
+        # The package's page minus its web-font links: nothing loads from outside.
+        SpectacularRedocView.as_view(url_name="openapi-json", template_name="apis/redoc.html"),
+        name="redoc",
+    ),
     path("v1/", include("apis.urls")),
     # OpenAI's API for the openai SDKs and LangChain; Ollama's own API (and
     # its OpenAI mirror under /ollama/v1/) for Ollama clients. Same service.

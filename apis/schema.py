@@ -1,0 +1,691 @@
+"""Reusable pieces of the OpenAPI document (drf-spectacular).
+
+- The error envelope as serializers, and `errors(...)`: the documented error
+  responses of an operation, each with the envelope schema, an example built
+  by the real error classes, and the headers the gateway sends with it.
+- `ollama_errors(...)`: the same for Ollama's own error shape.
+- Security schemes: `BearerAuth` for `keys.authentication.ApiKeyAuthentication`,
+  `BasicAuth` for the staff key-management API.
+- `sse_event_serializer(...)`: a `text/event-stream` event whose `data` is a
+  JSON payload (OpenAPI 3.1 `contentSchema`) or the closing `[DONE]`.
+- Hooks: `add_plain_django_views` documents the routes that are plain Django
+  views (probes, `GET /ollama/`); `finish_schema` lists the serving origin
+  first in `servers` and adds the benchmark table to the chat operation.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.urls import Resolver404, resolve
+from drf_spectacular.extensions import (
+    OpenApiAuthenticationExtension,
+    OpenApiSerializerFieldExtension,
+)
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import (
+    OpenApiExample,
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+)
+from rest_framework import serializers
+from rest_framework.exceptions import ErrorDetail
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from apis.errors import (
+    APIError,
+    AuthenticationError,
+    BackendBusyError,
+    BackendError,
+    BackendTimeoutError,
+    BackendUnavailableError,
+    BadRequestError,
+    InsufficientResourcesError,
+    ModelNotFoundError,
+    PermissionDeniedError,
+    RateLimitedError,
+    RequestTooLargeError,
+    error_body,
+    validation_error,
+)
+
+logger = logging.getLogger(__name__)
+
+EXAMPLE_TIMESTAMP = "2026-01-15T10:30:00.123456+00:00"
+EXAMPLE_MODEL = "qwen2.5:14b"
+
+# --- the error envelope -------------------------------------------------------
+
+
+class ValidationDetailSerializer(serializers.Serializer):
+    loc = serializers.CharField(help_text="The failing field, dotted (`messages.0.role`).")
+    msg = serializers.CharField(help_text="What is wrong with it.")
+    type = serializers.CharField(help_text="A machine-readable reason (`required`, `invalid`).")
+
+
+class ErrorSerializer(serializers.Serializer):
+    message = serializers.CharField(help_text="A sentence for people.")
+    type = serializers.CharField(help_text="The error family (`authentication_error`, ...).")
+    code = serializers.CharField(help_text="The precise error (`invalid_api_key`, ...).")
+    param = serializers.CharField(
+        allow_null=True, help_text="The request field the error is about, if any."
+    )
+    timestamp = serializers.DateTimeField()
+    details = serializers.ListField(
+        child=serializers.DictField(),
+        required=False,
+        help_text="422: one row per failing field (`loc`, `msg`, `type`).",
+    )
+
+
+class ErrorEnvelopeSerializer(serializers.Serializer):
+    """The one error format of the gateway (REST bodies, SSE error events)."""
+
+    error = ErrorSerializer()
+
+
+class OllamaErrorSerializer(serializers.Serializer):
+    """Ollama's own error shape, used on `/ollama/api/...`."""
+
+    error = serializers.CharField(help_text="What went wrong, as Ollama words it.")
+
+
+def _example_body(exc: APIError) -> dict[str, Any]:
+    body = error_body(exc)
+    body["error"]["timestamp"] = EXAMPLE_TIMESTAMP
+    return body
+
+
+def _unsupported_media_type() -> APIError:
+    error = BadRequestError(
+        'Unsupported media type "text/plain" in request.', code="unsupported_media_type"
+    )
+    error.status = 415
+    return error
+
+
+def _not_acceptable() -> APIError:
+    error = BadRequestError("Could not satisfy the request Accept header.", code="not_acceptable")
+    error.status = 406
+    return error
+
+
+# Every error the gateway gives, by status: description and example errors.
+_ERRORS: dict[int, tuple[str, list[tuple[str, APIError]]]] = {
+    400: (
+        "Malformed JSON, or a value the backend cannot honour.",
+        [
+            (
+                "malformed_json",
+                BadRequestError(
+                    "Malformed JSON body: JSON parse error - Expecting value: line 1 column 1"
+                ),
+            )
+        ],
+    ),
+    401: (
+        "Missing, unknown, revoked or expired API key.",
+        [("invalid_api_key", AuthenticationError())],
+    ),
+    403: (
+        "The key may not use this endpoint, or this model.",
+        [
+            (
+                "endpoint_not_allowed",
+                PermissionDeniedError(
+                    "This API key may not use the 'chat' endpoints.", code="endpoint_not_allowed"
+                ),
+            ),
+            (
+                "model_not_allowed",
+                PermissionDeniedError(
+                    f"This API key may not use the model '{EXAMPLE_MODEL}'.",
+                    code="model_not_allowed",
+                    param="model",
+                ),
+            ),
+        ],
+    ),
+    404: (
+        "The backend has no such model.",
+        [("model_not_found", ModelNotFoundError(EXAMPLE_MODEL))],
+    ),
+    406: (
+        "The `Accept` header asks for a type other than JSON.",
+        [("not_acceptable", _not_acceptable())],
+    ),
+    413: (
+        "The request body is over MAX_REQUEST_BYTES.",
+        [("request_too_large", RequestTooLargeError())],
+    ),
+    415: ("The body is not `application/json`.", [("unsupported", _unsupported_media_type())]),
+    422: (
+        "A field failed validation; `details` lists every failing field.",
+        [
+            (
+                "validation_error",
+                validation_error(
+                    {"messages": [ErrorDetail("This field is required.", code="required")]}
+                ),
+            )
+        ],
+    ),
+    429: (
+        "Rate limit hit; retry after `Retry-After` seconds.",
+        [("rate_limit_exceeded", RateLimitedError(17))],
+    ),
+    502: (
+        "The backend answered with something unusable.",
+        [("backend_error", BackendError())],
+    ),
+    503: (
+        "The backend is not reachable, or its queue is full (then with `Retry-After`).",
+        [
+            ("backend_unavailable", BackendUnavailableError()),
+            ("backend_busy", BackendBusyError(2)),
+        ],
+    ),
+    504: (
+        "The backend did not answer in time (OLLAMA_READ_TIMEOUT).",
+        [("backend_timeout", BackendTimeoutError())],
+    ),
+    507: (
+        "The backend has not enough memory for the model.",
+        [("insufficient_resources", InsufficientResourcesError())],
+    ),
+}
+
+# The errors of every operation behind an API key, and of those calling the backend.
+KEY_ERRORS = (401, 403, 406, 429)
+BACKEND_ERRORS = (502, 503, 504)
+BODY_ERRORS = (400, 413, 415, 422)
+
+
+def errors(
+    *statuses: int, examples: dict[int, list[tuple[str, APIError]]] | None = None
+) -> dict[int, OpenApiResponse]:
+    """Documented error responses (envelope schema, real examples) for `statuses`."""
+    responses: dict[int, OpenApiResponse] = {}
+    for status in sorted(set(statuses)):
+        description, default_examples = _ERRORS[status]
+        chosen = (examples or {}).get(status, default_examples)
+        responses[status] = OpenApiResponse(
+            ErrorEnvelopeSerializer,
+            description=description,
+            examples=[
+                OpenApiExample(
+                    name, value=_example_body(exc), response_only=True, status_codes=[status]
+                )
+                for name, exc in chosen
+            ],
+        )
+    return responses
+
+
+def ollama_errors(*statuses: int) -> dict[int, OpenApiResponse]:
+    """Documented error responses in Ollama's shape (`{"error": "..."}`)."""
+    responses: dict[int, OpenApiResponse] = {}
+    for status in sorted(set(statuses)):
+        description, default_examples = _ERRORS[status]
+        if status == 400:
+            description = "Malformed JSON, or a field with a wrong type or value."
+        name, exc = default_examples[0]
+        responses[status] = OpenApiResponse(
+            OllamaErrorSerializer,
+            description=description,
+            examples=[
+                OpenApiExample(
+                    name, value={"error": exc.message}, response_only=True, status_codes=[status]
+                )
+            ],
+        )
+    return responses
+
+
+# --- headers --------------------------------------------------------------------
+
+RATE_LIMIT_HEADERS = [
+    OpenApiParameter(
+        "x-ratelimit-limit-requests",
+        OpenApiTypes.INT,
+        OpenApiParameter.HEADER,
+        response=[200],
+        required=True,
+        description="Requests per minute this key may make to this endpoint group.",
+    ),
+    OpenApiParameter(
+        "x-ratelimit-remaining-requests",
+        OpenApiTypes.INT,
+        OpenApiParameter.HEADER,
+        response=[200],
+        required=True,
+        description="Requests left in the current window.",
+    ),
+    OpenApiParameter(
+        "x-ratelimit-reset-requests",
+        OpenApiTypes.STR,
+        OpenApiParameter.HEADER,
+        response=[200],
+        required=True,
+        description='Time until the budget is whole again, e.g. "17s".',
+    ),
+]
+RETRY_AFTER = OpenApiParameter(
+    "Retry-After",
+    OpenApiTypes.INT,
+    OpenApiParameter.HEADER,
+    response=[429],
+    required=True,
+    description="Whole seconds to wait before retrying (at least 1).",
+)
+WWW_AUTHENTICATE = OpenApiParameter(
+    "WWW-Authenticate",
+    OpenApiTypes.STR,
+    OpenApiParameter.HEADER,
+    response=[401],
+    required=True,
+    description='The scheme to authenticate with: `Bearer realm="api"`.',
+)
+KEY_HEADERS = [*RATE_LIMIT_HEADERS, RETRY_AFTER, WWW_AUTHENTICATE]
+
+# --- security schemes -----------------------------------------------------------
+
+
+class ApiKeyAuthenticationScheme(OpenApiAuthenticationExtension):
+    """`Authorization: Bearer <key>` (keys.authentication.ApiKeyAuthentication)."""
+
+    target_class = "keys.authentication.ApiKeyAuthentication"
+    name = "BearerAuth"
+
+    def get_security_definition(self, auto_schema: Any) -> dict[str, Any]:
+        return {
+            "type": "http",
+            "scheme": "bearer",
+            "bearerFormat": "API Key",
+            "description": "An API key, sent as `Authorization: Bearer <key>`.",
+        }
+
+
+class StaffBasicAuthenticationScheme(OpenApiAuthenticationExtension):
+    """Staff username and password for the key-management API."""
+
+    target_class = "keys.views.StaffBasicAuthentication"
+    name = "BasicAuth"
+
+    def get_security_definition(self, auto_schema: Any) -> dict[str, Any]:
+        return {
+            "type": "http",
+            "scheme": "basic",
+            "description": "A staff user's username and password (key-management API only).",
+        }
+
+
+# --- fields whose rules live in code -------------------------------------------
+
+
+class EmbeddingInputFieldExtension(OpenApiSerializerFieldExtension):
+    """`input` of `POST /v1/embeddings`: the limits as configured when the schema is built."""
+
+    target_class = "apis.serializers.EmbeddingInputField"
+
+    def map_serializer_field(self, auto_schema: Any, direction: Any) -> dict[str, Any]:
+        text = {"type": "string", "minLength": 1, "maxLength": settings.MAX_EMBEDDING_INPUT_CHARS}
+        return {
+            "oneOf": [
+                text,
+                {
+                    "type": "array",
+                    "items": text,
+                    "minItems": 1,
+                    "maxItems": settings.MAX_EMBEDDING_INPUTS,
+                },
+            ],
+            "description": "A string, or a list of strings; none of them empty.",
+        }
+
+
+# --- streams ----------------------------------------------------------------------
+
+DONE_MARKER = "[DONE]"
+
+
+class SSEDataField(serializers.Field):
+    """The `data` of one SSE event: JSON of one of `payloads`, or the `[DONE]` marker."""
+
+    def __init__(
+        self, *, payloads: Iterable[type[serializers.Serializer]], done: bool, **kwargs: Any
+    ) -> None:
+        self.payloads = tuple(payloads)
+        self.done = done
+        super().__init__(**kwargs)
+
+    def to_representation(self, value: Any) -> Any:
+        return value
+
+
+class SSEDataFieldExtension(OpenApiSerializerFieldExtension):
+    target_class = SSEDataField
+
+    def map_serializer_field(self, auto_schema: Any, direction: Any) -> dict[str, Any]:
+        field: SSEDataField = self.target
+        refs = [
+            auto_schema.resolve_serializer(payload, direction).ref for payload in field.payloads
+        ]
+        payload = {
+            "type": "string",
+            "contentMediaType": "application/json",
+            "contentSchema": refs[0] if len(refs) == 1 else {"anyOf": refs},
+            "description": "One JSON object (see its schema).",
+        }
+        if not field.done:
+            return payload
+        return {
+            "anyOf": [payload, {"type": "string", "const": DONE_MARKER, "description": "The end."}]
+        }
+
+
+def sse_event_serializer(
+    name: str, *, payloads: Iterable[type[serializers.Serializer]], done: bool = True
+) -> type[serializers.Serializer]:
+    """A serializer documenting one `text/event-stream` event of a stream."""
+    return type(
+        name,
+        (serializers.Serializer,),
+        {
+            "__doc__": "One Server-Sent Event: `data: <json>` (the stream ends `data: [DONE]`).",
+            "__module__": __name__,
+            "data": SSEDataField(payloads=payloads, done=done),
+            "event": serializers.CharField(
+                required=False, help_text="Always the default, `message`."
+            ),
+        },
+    )
+
+
+# --- plain Django views (probes, GET /ollama/) ----------------------------------
+
+
+# One enum for the state of every readiness check (SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"]).
+CHECK_STATES = ["ok", "failing"]
+
+
+class HealthSerializer(serializers.Serializer):
+    status = serializers.ChoiceField(choices=["ok"])
+
+
+class ReadyChecksSerializer(serializers.Serializer):
+    database = serializers.ChoiceField(choices=CHECK_STATES)
+    cache = serializers.ChoiceField(choices=CHECK_STATES)
+    backend = serializers.ChoiceField(choices=CHECK_STATES)
+
+
+class ReadySerializer(serializers.Serializer):
+    status = serializers.ChoiceField(choices=["ok"])
+    checks = ReadyChecksSerializer()
+
+
+class NotReadySerializer(ErrorEnvelopeSerializer):
+    checks = ReadyChecksSerializer()
+
+
+class _DocumentedPlainView(APIView):
+    """Stands in for a plain Django view in the schema; never routed."""
+
+    # No authenticator and no permission: the operation has no `security` at all.
+    authentication_classes: list[Any] = []
+    permission_classes: list[Any] = []
+    route: str = ""
+    view_name: str = ""
+
+
+class HealthzDocs(_DocumentedPlainView):
+    route, view_name = "/healthz", "healthz"
+
+    @extend_schema(
+        operation_id="healthz",
+        tags=["health"],
+        summary="Liveness probe",
+        description="The process is alive and answering. Does no I/O; needs no key.",
+        responses={
+            200: OpenApiResponse(
+                HealthSerializer,
+                description="Alive.",
+                examples=[OpenApiExample("ok", value={"status": "ok"})],
+            )
+        },
+    )
+    def get(self, request: Request) -> Response:  # pragma: no cover - documentation only
+        raise NotImplementedError
+
+
+class ReadyzDocs(_DocumentedPlainView):
+    route, view_name = "/readyz", "readyz"
+
+    @extend_schema(
+        operation_id="readyz",
+        tags=["health"],
+        summary="Readiness probe",
+        description=(
+            "The database, the cache and the inference backend all answer (each within "
+            "3 s). Otherwise `503`, naming what failed in `error.details` and `checks`. "
+            "Needs no key."
+        ),
+        responses={
+            200: OpenApiResponse(
+                ReadySerializer,
+                description="Ready to serve.",
+                examples=[
+                    OpenApiExample(
+                        "ready",
+                        value={
+                            "status": "ok",
+                            "checks": {"database": "ok", "cache": "ok", "backend": "ok"},
+                        },
+                    )
+                ],
+            ),
+            503: OpenApiResponse(
+                NotReadySerializer,
+                description="Something the gateway needs is failing.",
+                examples=[
+                    OpenApiExample(
+                        "backend_down",
+                        status_codes=[503],
+                        value={
+                            "error": {
+                                "message": "Not ready: backend: The inference backend is not "
+                                "reachable.",
+                                "type": "service_unavailable_error",
+                                "code": "not_ready",
+                                "param": None,
+                                "timestamp": EXAMPLE_TIMESTAMP,
+                                "details": [
+                                    {
+                                        "check": "backend",
+                                        "problem": "The inference backend is not reachable.",
+                                    }
+                                ],
+                            },
+                            "checks": {"database": "ok", "cache": "ok", "backend": "failing"},
+                        },
+                    )
+                ],
+            ),
+        },
+    )
+    def get(self, request: Request) -> Response:  # pragma: no cover - documentation only
+        raise NotImplementedError
+
+
+class OllamaRootDocs(_DocumentedPlainView):
+    route, view_name = "/ollama/", "ollama_compat:root"
+
+    @extend_schema(
+        operation_id="ollama_root",
+        tags=["ollama"],
+        summary="Ollama health check",
+        description=(
+            "Answers `Ollama is running`, as Ollama does at `/`: the check Ollama clients "
+            "make before anything else. Needs no key (it says nothing about models)."
+        ),
+        responses={
+            (200, "text/plain"): OpenApiResponse(
+                {"type": "string", "const": "Ollama is running"},
+                description="The gateway's Ollama surface is up.",
+                examples=[OpenApiExample("running", value="Ollama is running")],
+            )
+        },
+    )
+    def get(self, request: Request) -> Response:  # pragma: no cover - documentation only
+        raise NotImplementedError
+
+
+PLAIN_VIEWS: tuple[type[_DocumentedPlainView], ...] = (HealthzDocs, ReadyzDocs, OllamaRootDocs)
+
+
+def _route_name(path: str) -> str | None:
+    try:
+        match = resolve(path)
+    except Resolver404:
+        return None
+    return match.view_name
+
+
+def add_plain_django_views(
+    endpoints: list[tuple[Any, ...]], **kwargs: Any
+) -> list[tuple[Any, ...]]:
+    """PREPROCESSING_HOOK: document the plain Django views DRF cannot see.
+
+    Each stand-in names the route it documents; a route that no longer
+    resolves to that view is left out rather than documented wrongly.
+    """
+    documented = list(endpoints)
+    for view in PLAIN_VIEWS:
+        if _route_name(view.route) != view.view_name:
+            logger.warning(
+                "Not documenting %s: it no longer routes to %s", view.route, view.view_name
+            )
+            continue
+        regex = "^" + re.escape(view.route.lstrip("/")) + "$"
+        documented.append((view.route, regex, "GET", view.as_view()))
+    return documented
+
+
+# --- the finished document --------------------------------------------------------
+
+
+def benchmark_rows(path: Path) -> list[dict[str, Any]]:
+    """Rows of the benchmark results file (`make bench`), or [] when there is none.
+
+    The file is JSON: `{"results": [{"model", "endpoint", "concurrency",
+    "requests_per_second", "tokens_per_second", "ttft_p50_ms", "latency_p50_ms",
+    "latency_p95_ms", ...}, ...], "backend": "...", "date": "..."}`; unknown
+    keys are ignored, missing ones shown as "-".
+    """
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        return []
+    except (OSError, ValueError) as exc:
+        logger.warning("Ignoring unreadable benchmark results %s: %s", path, exc)
+        return []
+    rows = data.get("results") if isinstance(data, dict) else None
+    if not isinstance(rows, list):
+        return []
+    return [row for row in rows if isinstance(row, dict)]
+
+
+def benchmark_table(path: Path) -> str:
+    """A markdown performance table from the project's own benchmark results, or ""."""
+    rows = benchmark_rows(path)
+    if not rows:
+        return ""
+    return render_benchmark_table(rows, source=_source_note(path))
+
+
+def _source_note(path: Path) -> str:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return ""
+    parts = [str(data[key]) for key in ("backend", "date") if isinstance(data.get(key), str)]
+    return f" ({', '.join(parts)})" if parts else ""
+
+
+_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("model", "Model"),
+    ("endpoint", "Endpoint"),
+    ("concurrency", "Concurrency"),
+    ("requests_per_second", "Requests/s"),
+    ("tokens_per_second", "Tokens/s"),
+    ("ttft_p50_ms", "First token p50 (ms)"),
+    ("latency_p50_ms", "Latency p50 (ms)"),
+    ("latency_p95_ms", "Latency p95 (ms)"),
+)
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:,.1f}"
+    return str(value).replace("|", "\\|")
+
+
+def render_benchmark_table(rows: list[dict[str, Any]], *, source: str = "") -> str:
+    columns = [(key, title) for key, title in _COLUMNS if any(key in row for row in rows)]
+    lines = [
+        f"### Performance\n\nMeasured by this project's benchmark suite (`make bench`, "
+        f"BENCHMARKS.md){source}.\n",
+        "| " + " | ".join(title for _, title in columns) + " |",
+        "|" + "|".join(" --- " for _ in columns) + "|",
+    ]
+    lines += ["| " + " | ".join(_cell(row.get(key)) for key, _ in columns) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+CHAT_OPERATIONS = ("v1_chat_completions_create",)
+
+
+def _any_value_nullable_fixed(node: Any) -> Any:
+    """Undo drf-spectacular's `oneOf: [{}, {type: null}]` for a nullable JSONField.
+
+    Under OpenAPI 3.1 `null` matches both branches, so `oneOf` rejects the
+    very value it means to allow; `{}` (any JSON value, null included) says it.
+    """
+    if isinstance(node, list):
+        return [_any_value_nullable_fixed(item) for item in node]
+    if not isinstance(node, dict):
+        return node
+    fixed = {key: _any_value_nullable_fixed(value) for key, value in node.items()}
+    branches = fixed.get("oneOf")
+    if isinstance(branches, list) and {} in branches:
+        del fixed["oneOf"]
+    return fixed
+
+
+def finish_schema(
+    result: dict[str, Any], generator: Any, request: Any, public: bool, **kwargs: Any
+) -> dict[str, Any]:
+    """POSTPROCESSING_HOOK: serving origin first in `servers`; benchmark table on chat."""
+    result = _any_value_nullable_fixed(result)
+    if request is not None:
+        origin = request.build_absolute_uri("/").rstrip("/")
+        others = [server for server in result.get("servers", []) if server.get("url") != origin]
+        result["servers"] = [{"url": origin, "description": "This server"}, *others]
+    table = benchmark_table(Path(settings.BENCHMARK_RESULTS_FILE))
+    if table:
+        for path_item in result.get("paths", {}).values():
+            for operation in path_item.values():
+                if isinstance(operation, dict) and operation.get("operationId") in CHAT_OPERATIONS:
+                    operation["description"] = f"{operation.get('description', '')}\n\n{table}"
+    return result

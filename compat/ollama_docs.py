@@ -1,0 +1,428 @@
+"""OpenAPI documentation of the Ollama-compatible API (`/ollama/api/...`).
+
+Each name is an `extend_schema` decorator for one view of
+`compat.ollama_views`. Errors on this surface are Ollama's own
+`{"error": "<message>"}` (bad input is a 400, as Ollama answers it).
+Streamed answers are `application/x-ndjson`: one JSON object per line.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema
+from rest_framework import serializers
+
+from apis.schema import EXAMPLE_MODEL, KEY_HEADERS, ollama_errors
+from compat.ollama_serializers import (
+    OllamaChatSerializer,
+    OllamaCopySerializer,
+    OllamaCreateSerializer,
+    OllamaEmbeddingsSerializer,
+    OllamaEmbedSerializer,
+    OllamaGenerateSerializer,
+    OllamaModelOperationSerializer,
+    OllamaShowSerializer,
+)
+
+TAGS = ["ollama"]
+NDJSON = "application/x-ndjson"
+KEY_ERRORS = (401, 403, 406, 429)
+BACKEND_ERRORS = (502, 503, 504)
+
+# --- response shapes ---------------------------------------------------------------
+
+
+class OllamaMetricsMixin(serializers.Serializer):
+    total_duration = serializers.IntegerField(required=False, help_text="Nanoseconds.")
+    load_duration = serializers.IntegerField(required=False, help_text="Nanoseconds.")
+    prompt_eval_count = serializers.IntegerField(required=False)
+    prompt_eval_duration = serializers.IntegerField(required=False, help_text="Nanoseconds.")
+    eval_count = serializers.IntegerField(required=False)
+    eval_duration = serializers.IntegerField(required=False, help_text="Nanoseconds.")
+
+
+class OllamaToolCallFunctionOutSerializer(serializers.Serializer):
+    index = serializers.IntegerField()
+    name = serializers.CharField()
+    arguments = serializers.DictField()
+
+
+class OllamaToolCallOutSerializer(serializers.Serializer):
+    id = serializers.CharField(required=False)
+    function = OllamaToolCallFunctionOutSerializer()
+
+
+class OllamaAssistantMessageSerializer(serializers.Serializer):
+    role = serializers.ChoiceField(choices=["assistant"])
+    content = serializers.CharField(allow_blank=True)
+    thinking = serializers.CharField(required=False)
+    tool_calls = OllamaToolCallOutSerializer(many=True, required=False)
+
+
+class OllamaChatResponseSerializer(OllamaMetricsMixin):
+    """A whole `/api/chat` answer, or one NDJSON line of a streamed one."""
+
+    model = serializers.CharField()
+    created_at = serializers.DateTimeField()
+    message = OllamaAssistantMessageSerializer()
+    done = serializers.BooleanField()
+    done_reason = serializers.CharField(required=False, help_text="On the last line.")
+
+
+class OllamaGenerateResponseSerializer(OllamaMetricsMixin):
+    """A whole `/api/generate` answer, or one NDJSON line of a streamed one."""
+
+    model = serializers.CharField()
+    created_at = serializers.DateTimeField()
+    response = serializers.CharField(allow_blank=True)
+    thinking = serializers.CharField(required=False)
+    done = serializers.BooleanField()
+    done_reason = serializers.CharField(required=False)
+    context = serializers.ListField(child=serializers.IntegerField(), required=False)
+
+
+class OllamaEmbedResponseSerializer(serializers.Serializer):
+    model = serializers.CharField()
+    embeddings = serializers.ListField(child=serializers.ListField(child=serializers.FloatField()))
+    total_duration = serializers.IntegerField(required=False)
+    load_duration = serializers.IntegerField(required=False)
+    prompt_eval_count = serializers.IntegerField(required=False)
+
+
+class OllamaEmbeddingResponseSerializer(serializers.Serializer):
+    embedding = serializers.ListField(child=serializers.FloatField())
+
+
+class OllamaModelDetailsSerializer(serializers.Serializer):
+    parent_model = serializers.CharField(allow_blank=True)
+    format = serializers.CharField(allow_blank=True)
+    family = serializers.CharField(allow_blank=True)
+    families = serializers.ListField(child=serializers.CharField(), allow_null=True)
+    parameter_size = serializers.CharField(allow_blank=True)
+    quantization_level = serializers.CharField(allow_blank=True)
+
+
+class OllamaTagSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    model = serializers.CharField()
+    modified_at = serializers.DateTimeField(required=False)
+    size = serializers.IntegerField()
+    digest = serializers.CharField(allow_blank=True)
+    details = OllamaModelDetailsSerializer()
+    capabilities = serializers.ListField(child=serializers.CharField(), required=False)
+
+
+class OllamaTagsSerializer(serializers.Serializer):
+    models = OllamaTagSerializer(many=True)
+
+
+class OllamaRunningModelSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    model = serializers.CharField()
+    size = serializers.IntegerField()
+    digest = serializers.CharField(allow_blank=True)
+    details = OllamaModelDetailsSerializer()
+    expires_at = serializers.DateTimeField(required=False)
+    size_vram = serializers.IntegerField()
+    context_length = serializers.IntegerField(required=False)
+
+
+class OllamaPsSerializer(serializers.Serializer):
+    models = OllamaRunningModelSerializer(many=True)
+
+
+class OllamaShowResponseSerializer(serializers.Serializer):
+    license = serializers.CharField(required=False)
+    modelfile = serializers.CharField(required=False)
+    parameters = serializers.CharField(required=False)
+    template = serializers.CharField(required=False)
+    system = serializers.CharField(required=False)
+    details = OllamaModelDetailsSerializer()
+    model_info = serializers.DictField()
+    capabilities = serializers.ListField(child=serializers.CharField(), required=False)
+    modified_at = serializers.DateTimeField(required=False)
+
+
+class OllamaVersionSerializer(serializers.Serializer):
+    version = serializers.CharField()
+
+
+class OllamaProgressSerializer(serializers.Serializer):
+    """One progress line of pull, push or create (the last says `success`)."""
+
+    status = serializers.CharField()
+    digest = serializers.CharField(required=False)
+    total = serializers.IntegerField(required=False)
+    completed = serializers.IntegerField(required=False)
+
+
+STREAM_NOTE = (
+    "Streams `application/x-ndjson` unless `stream` is false (Ollama's default is true): "
+    "one JSON object per line as the backend produces it; the last has `done: true`. "
+    'A failure after the first line ends the stream with one line `{"error": "..."}`.'
+)
+
+
+def _answer(
+    serializer: type[serializers.Serializer], *, example: dict[str, Any], description: str
+) -> dict[Any, OpenApiResponse]:
+    """A JSON answer (`stream: false`) and its NDJSON lines (the default)."""
+    return {
+        (200, "application/json"): OpenApiResponse(
+            serializer,
+            description=description,
+            examples=[OpenApiExample("answer", value=example, response_only=True)],
+        ),
+        (200, NDJSON): OpenApiResponse(serializer, description=description),
+    }
+
+
+# --- operations ---------------------------------------------------------------------
+
+chat = extend_schema(
+    tags=TAGS,
+    summary="Chat (Ollama)",
+    description="Ollama's `/api/chat` through the gateway.\n\n" + STREAM_NOTE,
+    request=OllamaChatSerializer,
+    parameters=KEY_HEADERS,
+    examples=[
+        OpenApiExample(
+            "chat",
+            request_only=True,
+            value={
+                "model": EXAMPLE_MODEL,
+                "messages": [{"role": "user", "content": "Why is the sky blue?"}],
+                "stream": False,
+            },
+        )
+    ],
+    responses={
+        **_answer(
+            OllamaChatResponseSerializer,
+            description="The answer, or (by default) its NDJSON lines.",
+            example={
+                "model": EXAMPLE_MODEL,
+                "created_at": "2026-01-15T10:30:00.123456Z",
+                "message": {"role": "assistant", "content": "Rayleigh scattering."},
+                "done": True,
+                "done_reason": "stop",
+                "prompt_eval_count": 15,
+                "eval_count": 4,
+            },
+        ),
+        **ollama_errors(400, *KEY_ERRORS, 404, 413, *BACKEND_ERRORS, 507),
+    },
+)
+
+generate = extend_schema(
+    tags=TAGS,
+    summary="Generate (Ollama)",
+    description="Ollama's `/api/generate` through the gateway.\n\n" + STREAM_NOTE,
+    request=OllamaGenerateSerializer,
+    parameters=KEY_HEADERS,
+    examples=[
+        OpenApiExample(
+            "generate",
+            request_only=True,
+            value={"model": EXAMPLE_MODEL, "prompt": "Why is the sky blue?", "stream": False},
+        )
+    ],
+    responses={
+        **_answer(
+            OllamaGenerateResponseSerializer,
+            description="The answer, or (by default) its NDJSON lines.",
+            example={
+                "model": EXAMPLE_MODEL,
+                "created_at": "2026-01-15T10:30:00.123456Z",
+                "response": "Rayleigh scattering.",
+                "done": True,
+                "done_reason": "stop",
+                "prompt_eval_count": 15,
+                "eval_count": 4,
+            },
+        ),
+        **ollama_errors(400, *KEY_ERRORS, 404, 413, *BACKEND_ERRORS, 507),
+    },
+)
+
+embed = extend_schema(
+    tags=TAGS,
+    summary="Embed (Ollama)",
+    description="Ollama's `/api/embed`: one vector per input, every input in one backend call.",
+    request=OllamaEmbedSerializer,
+    parameters=KEY_HEADERS,
+    examples=[
+        OpenApiExample(
+            "embed",
+            request_only=True,
+            value={"model": "mxbai-embed-large", "input": ["first text", "second text"]},
+        )
+    ],
+    responses={
+        200: OpenApiResponse(
+            OllamaEmbedResponseSerializer,
+            description="The vectors, in input order.",
+            examples=[
+                OpenApiExample(
+                    "vectors",
+                    value={
+                        "model": "mxbai-embed-large",
+                        "embeddings": [[0.0123, -0.0456], [0.0321, 0.0654]],
+                        "prompt_eval_count": 6,
+                    },
+                )
+            ],
+        ),
+        **ollama_errors(400, *KEY_ERRORS, 404, 413, *BACKEND_ERRORS, 507),
+    },
+)
+
+embeddings = extend_schema(
+    tags=TAGS,
+    summary="Embeddings (Ollama, legacy)",
+    description="Ollama's legacy `/api/embeddings`: one raw (not normalized) vector for `prompt`.",
+    request=OllamaEmbeddingsSerializer,
+    parameters=KEY_HEADERS,
+    examples=[
+        OpenApiExample(
+            "embeddings",
+            request_only=True,
+            value={"model": "mxbai-embed-large", "prompt": "The quick brown fox"},
+        )
+    ],
+    responses={
+        200: OpenApiResponse(
+            OllamaEmbeddingResponseSerializer,
+            description="The vector (empty for an empty prompt).",
+            examples=[OpenApiExample("vector", value={"embedding": [0.5123, -1.0456]})],
+        ),
+        **ollama_errors(400, *KEY_ERRORS, 404, 413, *BACKEND_ERRORS, 507),
+    },
+)
+
+tags = extend_schema(
+    tags=TAGS,
+    summary="List models (Ollama)",
+    description="Ollama's `/api/tags`: the models the backend has.",
+    parameters=KEY_HEADERS,
+    responses={
+        200: OpenApiResponse(OllamaTagsSerializer, description="The models."),
+        **ollama_errors(*KEY_ERRORS, *BACKEND_ERRORS),
+    },
+)
+
+show = extend_schema(
+    tags=TAGS,
+    summary="Show a model (Ollama)",
+    description="Ollama's `/api/show`: one model's details (`name`: the old spelling of `model`).",
+    request=OllamaShowSerializer,
+    parameters=KEY_HEADERS,
+    examples=[OpenApiExample("show", request_only=True, value={"model": EXAMPLE_MODEL})],
+    responses={
+        200: OpenApiResponse(
+            OllamaShowResponseSerializer, description="Model details, `model_info` always present."
+        ),
+        **ollama_errors(400, *KEY_ERRORS, 404, 413, *BACKEND_ERRORS),
+    },
+)
+
+ps = extend_schema(
+    tags=TAGS,
+    summary="Running models (Ollama)",
+    description="Ollama's `/api/ps`: the models loaded in memory.",
+    parameters=KEY_HEADERS,
+    responses={
+        200: OpenApiResponse(OllamaPsSerializer, description="The loaded models."),
+        **ollama_errors(*KEY_ERRORS, *BACKEND_ERRORS),
+    },
+)
+
+version = extend_schema(
+    tags=TAGS,
+    summary="Backend version (Ollama)",
+    description="Ollama's `/api/version`: clients gate features on it.",
+    parameters=KEY_HEADERS,
+    responses={
+        200: OpenApiResponse(
+            OllamaVersionSerializer,
+            description="The backend's version.",
+            examples=[OpenApiExample("version", value={"version": "0.12.6"})],
+        ),
+        **ollama_errors(*KEY_ERRORS, *BACKEND_ERRORS),
+    },
+)
+
+ADMIN_NOTE = (
+    "Changes the backend for everyone, so the key must list `ollama_admin` in its allowed "
+    "endpoints explicitly (an empty allow-list does not grant it): otherwise `403`."
+)
+
+
+def _progress(summary: str, what: str, request: type[serializers.Serializer]) -> Any:
+    return extend_schema(
+        tags=TAGS,
+        summary=summary,
+        description=f"{what}\n\n{ADMIN_NOTE}\n\n" + STREAM_NOTE.replace("`done: true`", "status"),
+        request=request,
+        parameters=KEY_HEADERS,
+        examples=[OpenApiExample("model", request_only=True, value={"model": EXAMPLE_MODEL})],
+        responses={
+            (200, "application/json"): OpenApiResponse(
+                OllamaProgressSerializer,
+                description="The last status (`stream: false`), or every progress line.",
+                examples=[OpenApiExample("done", value={"status": "success"})],
+            ),
+            (200, NDJSON): OpenApiResponse(
+                OllamaProgressSerializer,
+                description="The last status (`stream: false`), or every progress line.",
+            ),
+            **ollama_errors(400, *KEY_ERRORS, 404, 413, *BACKEND_ERRORS, 507),
+        },
+    )
+
+
+pull = _progress(
+    "Pull a model (Ollama; needs ollama_admin)",
+    "Ollama's `/api/pull`: download a model from its registry.",
+    OllamaModelOperationSerializer,
+)
+push = _progress(
+    "Push a model (Ollama; needs ollama_admin)",
+    "Ollama's `/api/push`: upload a model to its registry.",
+    OllamaModelOperationSerializer,
+)
+create = _progress(
+    "Create a model (Ollama; needs ollama_admin)",
+    "Ollama's `/api/create`: build a model from another (`from`, `system`, `parameters`, ...).",
+    OllamaCreateSerializer,
+)
+
+
+def _empty(summary: str, what: str, request: type[serializers.Serializer], example: dict) -> Any:
+    return extend_schema(
+        tags=TAGS,
+        summary=summary,
+        description=f"{what}\n\n{ADMIN_NOTE}",
+        request=request,
+        parameters=KEY_HEADERS,
+        examples=[OpenApiExample("model", request_only=True, value=example)],
+        responses={
+            200: OpenApiResponse(description="Done; empty body."),
+            **ollama_errors(400, *KEY_ERRORS, 404, 413, *BACKEND_ERRORS),
+        },
+    )
+
+
+delete = _empty(
+    "Delete a model (Ollama; needs ollama_admin)",
+    "Ollama's `/api/delete`: remove a model from the backend.",
+    OllamaModelOperationSerializer,
+    {"model": EXAMPLE_MODEL},
+)
+copy = _empty(
+    "Copy a model (Ollama; needs ollama_admin)",
+    "Ollama's `/api/copy`: the same model under a second name.",
+    OllamaCopySerializer,
+    {"source": EXAMPLE_MODEL, "destination": "my-model:latest"},
+)

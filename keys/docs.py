@@ -1,0 +1,188 @@
+"""OpenAPI documentation of the key-management API (`/admin/api-keys`), applied in `keys.views`.
+
+Staff only: HTTP basic auth (`BasicAuth`) or a logged-in admin session
+(`cookieAuth`, with its CSRF token for changes). Not an API key.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema
+
+from apis.errors import AuthenticationError, NotFoundError, PermissionDeniedError
+from apis.schema import errors
+from keys.serializers import (
+    ApiKeyCreatedSerializer,
+    ApiKeyCreateInputSerializer,
+    ApiKeyOutputSerializer,
+)
+
+TAGS = ["keys"]
+
+EXAMPLE_KEY = {
+    "prefix": "Ab3dE5gH",
+    "name": "reporting service",
+    "owner": "alice",
+    "status": "active",
+    "created_at": "2026-01-15T10:30:00Z",
+    "expires_at": "2026-04-15T10:30:00Z",
+    "revoked_at": None,
+    "rate_limit": 120,
+    "tokens_per_minute": None,
+    "allowed_endpoints": ["chat", "embeddings"],
+    "allowed_models": [],
+    "usage_count": 42,
+    "last_used_at": "2026-01-16T08:00:00Z",
+}
+
+PREFIX = OpenApiParameter(
+    "prefix",
+    OpenApiTypes.STR,
+    OpenApiParameter.PATH,
+    description="The key's 8-character prefix (`lai_<prefix>_...`), as the admin shows it.",
+    examples=[OpenApiExample("prefix", value="Ab3dE5gH")],
+)
+
+STAFF_ERRORS: dict[int, list[tuple[str, Any]]] = {
+    401: [
+        (
+            "not_authenticated",
+            AuthenticationError(
+                "Staff credentials required: HTTP basic auth or a logged-in admin session.",
+                code="not_authenticated",
+            ),
+        )
+    ],
+    403: [
+        (
+            "staff_only",
+            PermissionDeniedError("Only staff users may manage API keys.", code="staff_only"),
+        )
+    ],
+    404: [("not_found", NotFoundError("No API key with prefix 'Ab3dE5gH'."))],
+}
+STAFF_HEADERS = [
+    OpenApiParameter(
+        "WWW-Authenticate",
+        OpenApiTypes.STR,
+        OpenApiParameter.HEADER,
+        response=[401],
+        required=True,
+        description='`Basic realm="admin"`.',
+    ),
+    OpenApiParameter(
+        "Retry-After",
+        OpenApiTypes.INT,
+        OpenApiParameter.HEADER,
+        response=[429],
+        required=True,
+        description="Whole seconds to wait: failed sign-ins are limited per client address.",
+    ),
+]
+AUTH_ERRORS = (401, 403, 406, 429)
+
+keys_list = extend_schema(
+    operation_id="admin_api_keys_list",
+    tags=TAGS,
+    summary="List API keys",
+    description="Every key, newest first: prefix, status, limits, usage. Never the raw key.",
+    parameters=STAFF_HEADERS,
+    responses={
+        200: OpenApiResponse(
+            ApiKeyOutputSerializer(many=True),
+            description="The keys.",
+            # drf-spectacular wraps the example of a list in a list.
+            examples=[OpenApiExample("keys", value=EXAMPLE_KEY)],
+        ),
+        **errors(*AUTH_ERRORS, examples=STAFF_ERRORS),
+    },
+)
+
+keys_create = extend_schema(
+    tags=TAGS,
+    summary="Create an API key",
+    description=(
+        "Creates a key and answers with the raw key **once** (`api_key`); only its hash is "
+        "stored. `allowed_endpoints` empty = every endpoint group (except `ollama_admin`, "
+        "which must be named); `allowed_models` empty = every model."
+    ),
+    request=ApiKeyCreateInputSerializer,
+    parameters=STAFF_HEADERS,
+    examples=[
+        OpenApiExample(
+            "key",
+            request_only=True,
+            value={
+                "name": "reporting service",
+                "owner": "alice",
+                "expires_days": 90,
+                "rate_limit": 120,
+                "allowed_endpoints": ["chat", "embeddings"],
+            },
+        )
+    ],
+    responses={
+        201: OpenApiResponse(
+            ApiKeyCreatedSerializer,
+            description="The new key; `api_key` is shown only in this answer.",
+            examples=[
+                OpenApiExample(
+                    "created",
+                    value={
+                        "api_key": "lai_Ab3dE5gH_" + "x" * 38 + "Q1w2E3",
+                        "note": "This key will only appear once",
+                        **EXAMPLE_KEY,
+                        "usage_count": 0,
+                        "last_used_at": None,
+                    },
+                )
+            ],
+        ),
+        **errors(400, *AUTH_ERRORS, 415, 422, examples=STAFF_ERRORS),
+    },
+)
+
+keys_retrieve = extend_schema(
+    operation_id="admin_api_keys_retrieve",
+    tags=TAGS,
+    summary="Get an API key",
+    description="One key by its prefix.",
+    parameters=[PREFIX, *STAFF_HEADERS],
+    responses={
+        200: OpenApiResponse(
+            ApiKeyOutputSerializer,
+            description="The key.",
+            examples=[OpenApiExample("key", value=EXAMPLE_KEY)],
+        ),
+        **errors(*AUTH_ERRORS, 404, examples=STAFF_ERRORS),
+    },
+)
+
+REVOKED_KEY = {**EXAMPLE_KEY, "status": "revoked", "revoked_at": "2026-01-17T09:00:00Z"}
+
+
+def _revoke(summary: str) -> Any:
+    return extend_schema(
+        tags=TAGS,
+        summary=summary,
+        description=(
+            "Revokes the key: refused from the next request on, on every worker. Idempotent: "
+            "revoking a revoked key answers the same."
+        ),
+        request=None,
+        parameters=[PREFIX, *STAFF_HEADERS],
+        responses={
+            200: OpenApiResponse(
+                ApiKeyOutputSerializer,
+                description="The revoked key.",
+                examples=[OpenApiExample("revoked", value=REVOKED_KEY)],
+            ),
+            **errors(*AUTH_ERRORS, 404, examples=STAFF_ERRORS),
+        },
+    )
+
+
+keys_delete = _revoke("Revoke an API key (DELETE)")
+keys_revoke = _revoke("Revoke an API key")
