@@ -184,15 +184,112 @@ REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
 }
 
+# --- API documentation (drf-spectacular) -------------------------------------
+
+# Servers listed in the OpenAPI document (comma-separated base URLs). The docs
+# served at /openapi.json also list the server that served them, first, so
+# Swagger UI's "Try it out" reaches the server the reader is looking at.
+API_SERVERS = env.list("API_SERVERS", default=["http://localhost:8000"])
+# Machine-readable benchmark results (written by `make bench`); the chat
+# operation's description carries a performance table built from it, or none.
+BENCHMARK_RESULTS_FILE = env.path(
+    "BENCHMARK_RESULTS_FILE", default=str(BASE_DIR / "bench" / "results.json")
+)
+
+API_DESCRIPTION = f"""
+A secure, rate-limited gateway in front of a local [Ollama](https://ollama.com) server.
+
+### Main features
+
+* **Models** (`/v1/models`): the models the backend has, with size, family, quantization.
+* **Chat completions** (`/v1/chat/completions`): conversational text generation,
+  whole or **streamed** as Server-Sent Events while the model writes.
+* **Embeddings** (`/v1/embeddings`): one vector per input, many inputs in one call.
+* **OpenAI-compatible API** (`/openai/v1/`): the official `openai` SDKs, LangChain and
+  any tool that takes a `base_url` work unchanged (also mirrored under `/ollama/v1/`).
+* **Ollama-compatible API** (`/ollama/`): Ollama clients work through the gateway, with keys.
+* **API keys** (`/admin/api-keys`): staff create, list and revoke keys.
+* **Probes** (`/healthz`, `/readyz`) for orchestrators and load balancers.
+
+### Authentication
+
+Every endpoint except these docs, the probes and `GET /ollama/` needs an API key:
+send `Authorization: Bearer <key>`. Keys are created by staff (admin, the
+`create_api_key` command, `POST /admin/api-keys`) and shown once. A missing, unknown,
+revoked or expired key gets `401`; a key not allowed an endpoint or model gets `403`.
+In Swagger UI, click **Authorize** and paste the key.
+
+### Rate limits
+
+Per key and endpoint group, per minute (a key's own limit overrides them):
+chat {RATE_LIMITS["chat"]}, embeddings {RATE_LIMITS["embeddings"]}, everything else
+{RATE_LIMIT_DEFAULT}. Requests without a valid key are limited per client address
+({RATE_LIMIT_UNAUTHENTICATED}/min). Every response carries `x-ratelimit-limit-requests`,
+`x-ratelimit-remaining-requests` and `x-ratelimit-reset-requests`; a refused request gets
+`429` with `Retry-After` (seconds).
+
+### Errors
+
+Every error has one envelope, on every surface except Ollama's own (`/ollama/api/...`,
+which answers as Ollama does: `{{"error": "<message>"}}`):
+`{{"error": {{"message", "type", "code", "param", "timestamp", "details"?}}}}`.
+Strings must not contain NUL characters (U+0000).
+""".strip()
+
 SPECTACULAR_SETTINGS = {
     "TITLE": "Local AI API",
     "VERSION": "1.0.0",
+    "DESCRIPTION": API_DESCRIPTION,
+    # 3.1: JSON Schema 2020-12, so a stream's events can carry their payload schema.
+    "OAS_VERSION": "3.1.0",
+    "SERVERS": [{"url": url} for url in API_SERVERS],
+    "TAGS": [
+        {"name": "models", "description": "The models the backend has (native API)."},
+        {"name": "chat", "description": "Chat completions, whole or streamed (native API)."},
+        {"name": "embeddings", "description": "Embedding vectors for texts (native API)."},
+        {
+            "name": "openai",
+            "description": "OpenAI-compatible API under `/openai/v1/` (mirrored under "
+            "`/ollama/v1/`): OpenAI's request and response shapes, the gateway's keys.",
+        },
+        {
+            "name": "ollama",
+            "description": "Ollama-compatible API under `/ollama/`: Ollama's own routes and "
+            'shapes (errors are `{"error": "..."}`), behind the gateway\'s keys.',
+        },
+        {
+            "name": "keys",
+            "description": "Key management for staff (HTTP basic auth or an admin session).",
+        },
+        {"name": "health", "description": "Liveness and readiness probes; no key needed."},
+    ],
     "SERVE_INCLUDE_SCHEMA": False,
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    "SWAGGER_UI_SETTINGS": {
+        "deepLinking": True,
+        # A pasted key survives a page reload.
+        "persistAuthorization": True,
+        "displayRequestDuration": True,
+        "filter": True,
+    },
     # The docs stay open: no API key needed to read them.
     "SERVE_AUTHENTICATION": [],
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
+    "ENUM_NAME_OVERRIDES": {
+        "CheckStateEnum": "apis.schema.CHECK_STATES",
+        "ChatFinishReasonEnum": ["stop", "length", "tool_calls"],
+        "CompletionFinishReasonEnum": ["stop", "length"],
+        "ChatRoleEnum": ["system", "user", "assistant"],
+        "OpenAIRoleEnum": ["system", "developer", "user", "assistant", "tool"],
+        "AssistantRoleEnum": ["assistant"],
+    },
+    "PREPROCESSING_HOOKS": ["apis.schema.add_plain_django_views"],
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "apis.schema.finish_schema",
+    ],
 }
 
 # --- Static files, i18n -----------------------------------------------------
