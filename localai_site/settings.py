@@ -48,14 +48,16 @@ MIDDLEWARE = [
     # Outermost: x-ratelimit-* headers and usage records see every final response.
     "keys.middleware.ApiUsageMiddleware",
     "apis.middleware.ErrorEnvelopeMiddleware",
-    "django.middleware.security.SecurityMiddleware",
-    "whitenoise.middleware.WhiteNoiseMiddleware",
-    "django.contrib.sessions.middleware.SessionMiddleware",
-    "django.middleware.common.CommonMiddleware",
-    "django.middleware.csrf.CsrfViewMiddleware",
-    "django.contrib.auth.middleware.AuthenticationMiddleware",
-    "django.contrib.messages.middleware.MessageMiddleware",
-    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Django's and WhiteNoise's middleware, with their hooks run in the event
+    # loop rather than one thread switch each (localai_site/middleware.py).
+    "localai_site.middleware.SecurityMiddleware",
+    "localai_site.middleware.AsyncWhiteNoiseMiddleware",
+    "localai_site.middleware.SessionMiddleware",
+    "localai_site.middleware.CommonMiddleware",
+    "localai_site.middleware.CsrfViewMiddleware",
+    "localai_site.middleware.AuthenticationMiddleware",
+    "localai_site.middleware.MessageMiddleware",
+    "localai_site.middleware.XFrameOptionsMiddleware",
 ]
 
 ROOT_URLCONF = "localai_site.urls"
