@@ -104,11 +104,19 @@ def http(gateway: str) -> Iterator[httpx.Client]:
 
 
 @pytest.fixture(autouse=True)
-def _fresh_rate_limits_and_usage() -> Iterator[None]:
-    """Every test starts with empty rate-limit counters and no buffered usage."""
+def _fresh_rate_limits_and_usage(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Every test starts with empty rate-limit counters and no buffered usage.
+
+    Set up after the test's database, so that at teardown the usage buffer is
+    emptied (and a flush in progress finished) before the database goes away.
+    """
     from keys.ratelimit import rate_limits_reset
     from keys.usage import usage_discard
 
+    for name in ("transactional_db", "db"):
+        if name in request.fixturenames:
+            request.getfixturevalue(name)
+            break
     rate_limits_reset()
     usage_discard()
     yield
