@@ -20,8 +20,16 @@ BIN = Path(sys.executable).parent
 
 
 def listening_socket() -> socket.socket:
+    """A loopback socket, listening, that a child process can inherit.
+
+    TCP_NODELAY is set here because accepted sockets inherit it: servers
+    handed a socket (uvicorn `sockets=`, `--fd`) do not set it themselves,
+    and Nagle's algorithm then holds a response body back behind its headers
+    until the client's delayed ACK, about 40 ms per request.
+    """
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     sock.bind(("127.0.0.1", 0))
     sock.listen(1024)
     sock.set_inheritable(True)

@@ -12,7 +12,6 @@ import asyncio
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -26,6 +25,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from tests.fake_ollama import FakeOllama
+from tests.processes import server_env, start_server
 
 ROOT = Path(__file__).resolve().parent.parent
 TIMEOUT = 10
@@ -264,58 +264,16 @@ def _create_key(env: dict[str, str]) -> str:
 @pytest.fixture
 def daphne_server(tmp_path: Path, fake_ollama: FakeOllama) -> Iterator[tuple[str, str]]:
     """daphne (as `make run` starts it) on a fresh migrated SQLite file; (base URL, key)."""
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "localai_site.settings",
-        "DATABASE_URL": f"sqlite:///{tmp_path / 'daphne.sqlite3'}",
-        "OLLAMA_HOST": fake_ollama.url,
-        "REDIS_URL": "",
-    }
+    env = server_env(
+        DATABASE_URL=f"sqlite:///{tmp_path / 'daphne.sqlite3'}",
+        OLLAMA_HOST=fake_ollama.url,
+        REDIS_URL="",
+    )
     _manage(env, "migrate", "--noinput", "-v", "0")
     raw_key = _create_key(env)
 
-    # Listen before daphne starts: connections queue in the kernel until it accepts.
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(128)
-    sock.set_inheritable(True)
-    port = sock.getsockname()[1]
-    process = subprocess.Popen(
-        [
-            str(Path(sys.executable).parent / "daphne"),
-            "--fd",
-            str(sock.fileno()),
-            "-v",
-            "0",
-            "localai_site.asgi:application",
-        ],
-        cwd=ROOT,
-        env=env,
-        pass_fds=(sock.fileno(),),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    base_url = f"http://127.0.0.1:{port}"
-    try:
-        # Readiness: /healthz, a bounded number of tries (each waits for the answer).
-        for attempt in range(3):
-            try:
-                assert httpx.get(f"{base_url}/healthz", timeout=30).status_code == 200
-                break
-            except httpx.TransportError:
-                if attempt == 2 or process.poll() is not None:
-                    raise
+    with start_server(env=env, server="daphne") as base_url:
         yield base_url, raw_key
-    finally:
-        process.terminate()
-        try:
-            _, stderr = process.communicate(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            _, stderr = process.communicate()
-        sock.close()
-        if process.returncode not in (0, -15) and stderr:
-            sys.stderr.write(stderr.decode(errors="replace")[-4000:])
 
 
 @pytest.mark.asyncio
