@@ -31,7 +31,7 @@ from apis.metering import meter_for
 from apis.streaming import stream_primed
 from compat import ollama_docs as docs
 from compat import ollama_translate as translate
-from compat.access import OLLAMA_ADMIN_GROUP, model_authorize, ollama_admin_authorize
+from compat.access import OLLAMA_ADMIN_GROUP, model_authorize
 from compat.ollama_serializers import (
     OllamaChatSerializer,
     OllamaCopySerializer,
@@ -108,6 +108,8 @@ def _model_required(model: str, *, status: int = 400) -> None:
 # --- GET /ollama/ ---------------------------------------------------------------
 
 
+# Exempt from CSRF so that any other method gets its 405 (with Allow), not a CSRF page.
+@csrf_exempt
 @require_http_methods(["GET", "HEAD"])
 def ollama_root(request: HttpRequest) -> HttpResponse:
     """`GET /ollama/`: "Ollama is running", the health check Ollama clients use.
@@ -304,10 +306,6 @@ class OllamaAdminView(OllamaView):
     """Model management: refused unless the key lists `ollama_admin` explicitly."""
 
     endpoint_group = OLLAMA_ADMIN_GROUP
-
-    def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
-        super().initial(request, *args, **kwargs)
-        ollama_admin_authorize(request)
 
     async def progress(
         self, request: Request, updates: AsyncIterator[ProgressUpdate], *, stream: bool

@@ -17,11 +17,13 @@ ENDPOINT_GROUPS: tuple[tuple[str, str], ...] = (
     ("models", "Models (list, details)"),
     ("chat", "Chat completions (REST and WebSocket)"),
     ("embeddings", "Embeddings"),
-    # Never implied by an empty allow-list (see compat.access): pull, push,
-    # create, copy, delete models through the Ollama-compatible API.
+    # Pull, push, create, copy, delete models through the Ollama-compatible API.
     ("ollama_admin", "Ollama model management (only when ticked)"),
 )
 ENDPOINT_GROUP_NAMES: frozenset[str] = frozenset(name for name, _ in ENDPOINT_GROUPS)
+# Groups an empty allow-list does NOT grant: they change the backend for
+# everyone, so an operator must tick them on the key.
+EXPLICIT_ONLY_GROUPS: frozenset[str] = frozenset({"ollama_admin"})
 
 
 class ApiKeyStatus(models.TextChoices):

@@ -32,7 +32,7 @@ from django.utils import timezone
 from apis.backends.base import normalize_model_name
 from apis.errors import AuthenticationError, PermissionDeniedError, RateLimitedError
 from keys import ratelimit, usage
-from keys.models import ENDPOINT_GROUP_NAMES, ApiKey
+from keys.models import ENDPOINT_GROUP_NAMES, EXPLICIT_ONLY_GROUPS, ApiKey
 from keys.ratelimit import RateLimitStatus
 
 __all__ = [
@@ -237,10 +237,17 @@ def api_key_authorize(
     """
     if api_key is None:
         raise AuthenticationError()
-    if api_key.allowed_endpoints and endpoint_group not in api_key.allowed_endpoints:
+    allowed = api_key.allowed_endpoints
+    if endpoint_group in EXPLICIT_ONLY_GROUPS and endpoint_group not in allowed:
+        raise PermissionDeniedError(
+            f"This API key may not call the '{endpoint_group}' endpoints: an administrator "
+            f"must add '{endpoint_group}' to its allowed endpoints.",
+            code="endpoint_not_allowed",
+        )
+    if allowed and endpoint_group not in allowed:
         raise PermissionDeniedError(
             f"This API key may not call the '{endpoint_group}' endpoints "
-            f"(allowed: {', '.join(api_key.allowed_endpoints)}).",
+            f"(allowed: {', '.join(allowed)}).",
             code="endpoint_not_allowed",
         )
     if model is not None and not api_key_allows_model(api_key=api_key, model=model):

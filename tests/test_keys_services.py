@@ -137,6 +137,17 @@ def test_empty_allow_lists_allow_everything() -> None:
         api_key_authorize(api_key=api_key, endpoint_group=group, model="anything:7b")
 
 
+def test_an_empty_allow_list_does_not_grant_model_management() -> None:
+    everything, _ = api_key_create(name="ci")
+    admin, _ = api_key_create(name="ops", allowed_endpoints=["models", "ollama_admin"])
+
+    with pytest.raises(PermissionDeniedError) as refused:
+        api_key_authorize(api_key=everything, endpoint_group="ollama_admin")
+    api_key_authorize(api_key=admin, endpoint_group="ollama_admin")
+    assert refused.value.code == "endpoint_not_allowed"
+    assert "ollama_admin" in refused.value.message
+
+
 def test_it_refuses_unknown_endpoint_groups_at_creation() -> None:
     with pytest.raises(ValueError, match="Unknown endpoint group"):
         api_key_create(name="ci", allowed_endpoints=["/v1/chat"])
