@@ -116,6 +116,22 @@ def test_garbage_from_the_backend_is_502(
     assert response.json()["error"]["code"] == "backend_error"
 
 
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_backend_that_drops_the_connection_before_answering_is_502_not_503(
+    http: httpx.Client, auth_headers: dict, fake_ollama: FakeOllama, stream: bool
+) -> None:
+    # Ollama was reached, then broke: a bad gateway, not "cannot reach Ollama".
+    fake_ollama.disconnect_after_tokens = 0
+    response = http.post(
+        "/v1/chat/completions", headers=auth_headers, json={**CHAT_BODY, "stream": stream}
+    )
+
+    assert response.status_code == 502
+    error = response.json()["error"]
+    assert error["code"] == "backend_error"
+    assert "OLLAMA_HOST" not in error["message"]
+
+
 def test_a_runner_crash_before_the_first_token_is_502_with_its_message(
     http: httpx.Client, auth_headers: dict, fake_ollama: FakeOllama
 ) -> None:
