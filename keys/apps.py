@@ -6,7 +6,7 @@ class KeysConfig(AppConfig):
     verbose_name = "API keys"
 
     def ready(self) -> None:
-        from keys import usage
+        from keys import checks, usage  # noqa: F401  (checks registers itself)
 
         # Usage records buffered in memory are written when the process exits.
         usage.install_exit_flush()

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth.models import AnonymousUser
 from django.http import HttpRequest
 from rest_framework.authentication import BaseAuthentication, get_authorization_header
@@ -55,6 +56,8 @@ def _django_request(request: HttpRequest | Request) -> HttpRequest:
 
 def _count(request: Request, *, api_key: ApiKey | None, group: str) -> None:
     """Count the request; leave the budget on the Django request for the headers."""
+    if not settings.GATEWAY_RATE_LIMITS_ENABLED:
+        return
     django_request = _django_request(request)
     try:
         status = rate_limit_hit(api_key=api_key, group=group, client_addr=client_address(request))
@@ -67,7 +70,9 @@ def _count(request: Request, *, api_key: ApiKey | None, group: str) -> None:
 class ApiKeyAuthentication(BaseAuthentication):
     """`Authorization: Bearer <key>`; every failure is a 401 `invalid_api_key`."""
 
-    def authenticate(self, request: Request) -> tuple[Any, ApiKey]:
+    def authenticate(self, request: Request) -> tuple[Any, ApiKey] | None:
+        if not settings.GATEWAY_AUTH_ENABLED:
+            return None
         try:
             api_key = api_key_authenticate(raw_key=bearer_token(request))
         except AuthenticationError:
@@ -84,6 +89,10 @@ class HasApiKey(BasePermission):
     """A key authenticated the request, its limit has room, its allow-list has the endpoint."""
 
     def has_permission(self, request: Request, view: Any) -> bool:
+        if not settings.GATEWAY_AUTH_ENABLED:
+            # No keys: everyone is anonymous, counted per client address.
+            _count(request, api_key=None, group="unauthenticated")
+            return True
         api_key = request.auth
         if not isinstance(api_key, ApiKey):
             _count(request, api_key=None, group="unauthenticated")

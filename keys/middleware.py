@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
+from django.conf import settings
 from django.core.handlers.asgi import ASGIRequest
 from django.http import HttpRequest, HttpResponseBase
 
@@ -50,6 +51,16 @@ def _record(
     request: HttpRequest, api_key: ApiKey, status: int, started: float, error_code: str | None
 ) -> None:
     meter = meter_for(request)
+    if settings.GATEWAY_USAGE_ENABLED:
+        _enqueue(request, api_key, status, started, meter.error_code or error_code)
+    if settings.GATEWAY_RATE_LIMITS_ENABLED:
+        tokens_charge(api_key=api_key, tokens=meter.total_tokens)
+
+
+def _enqueue(
+    request: HttpRequest, api_key: ApiKey, status: int, started: float, error_code: str | None
+) -> None:
+    meter = meter_for(request)
     usage_enqueue(
         PendingUsage(
             api_key_id=api_key.pk,
@@ -59,13 +70,12 @@ def _record(
             prompt_tokens=meter.prompt_tokens,
             completion_tokens=meter.completion_tokens,
             latency_ms=max(0, round((time.perf_counter() - started) * 1000)),
-            error_code=meter.error_code or error_code,
+            error_code=error_code,
         ),
         # Served by the ASGI server: the flusher thread writes it. The test
         # client (a WSGIRequest) writes at once, inside the test's transaction.
         defer=isinstance(request, ASGIRequest),
     )
-    tokens_charge(api_key=api_key, tokens=meter.total_tokens)
 
 
 async def _metered_async(
@@ -109,6 +119,8 @@ def _finish(request: HttpRequest, response: HttpResponseBase, started: float) ->
             response[name] = value
     api_key: ApiKey | None = getattr(request, "api_key", None)
     if api_key is None:
+        return response
+    if not (settings.GATEWAY_USAGE_ENABLED or settings.GATEWAY_RATE_LIMITS_ENABLED):
         return response
     if response.streaming:
         content = response.streaming_content  # type: ignore[attr-defined]

@@ -220,8 +220,13 @@ def api_key_authenticate(*, raw_key: str | None) -> ApiKey:
     return api_key
 
 
-def api_key_allows_model(*, api_key: ApiKey, model: str) -> bool:
-    """Whether the key's model allow-list (empty = all) contains `model`."""
+def api_key_allows_model(*, api_key: ApiKey | None, model: str) -> bool:
+    """Whether the key's model allow-list (empty = all) contains `model`.
+
+    Without a key: only when authentication is switched off (GATEWAY_AUTH_ENABLED).
+    """
+    if api_key is None:
+        return not settings.GATEWAY_AUTH_ENABLED
     if not api_key.allowed_models:
         return True
     return normalize_model_name(model) in api_key.allowed_models
@@ -233,9 +238,12 @@ def api_key_authorize(
     """PermissionDeniedError unless the key may call `endpoint_group` (with `model`).
 
     No I/O: the allow-lists came with the key. A missing key is an
-    AuthenticationError.
+    AuthenticationError, unless authentication is switched off
+    (GATEWAY_AUTH_ENABLED): then every call is allowed.
     """
     if api_key is None:
+        if not settings.GATEWAY_AUTH_ENABLED:
+            return
         raise AuthenticationError()
     allowed = api_key.allowed_endpoints
     if endpoint_group in EXPLICIT_ONLY_GROUPS and endpoint_group not in allowed:

@@ -173,6 +173,16 @@ USAGE_FLUSH_INTERVAL = env.float("USAGE_FLUSH_INTERVAL", default=1.0)
 USAGE_FLUSH_BATCH_SIZE = env.int("USAGE_FLUSH_BATCH_SIZE", default=500)
 USAGE_BUFFER_MAX = env.int("USAGE_BUFFER_MAX", default=100_000)
 
+# Feature switches of the HTTP API, all on by default. They exist so the
+# benchmark suite (`make bench`) can put a name on what each feature costs;
+# with GATEWAY_AUTH_ENABLED off anyone can call the API without a key (the
+# system check keys.W001 warns when that happens with DEBUG off). Off, rate
+# limits count nothing and send no x-ratelimit-* headers; usage off writes
+# no usage records.
+GATEWAY_AUTH_ENABLED = env.bool("GATEWAY_AUTH_ENABLED", default=True)
+GATEWAY_RATE_LIMITS_ENABLED = env.bool("GATEWAY_RATE_LIMITS_ENABLED", default=True)
+GATEWAY_USAGE_ENABLED = env.bool("GATEWAY_USAGE_ENABLED", default=True)
+
 # --- REST framework ---------------------------------------------------------
 
 REST_FRAMEWORK = {
