@@ -9,6 +9,8 @@ from asgiref.sync import sync_to_async
 from django.core.cache import cache
 from django.db import connection
 from django.http import HttpRequest, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_http_methods
 
 from apis import inference
 from apis.errors import APIError, error_body
@@ -17,6 +19,9 @@ from apis.errors import APIError, error_body
 CHECK_TIMEOUT_SECONDS = 3.0
 
 
+# Exempt from CSRF so that any other method gets its 405 (with Allow), not a CSRF page.
+@csrf_exempt
+@require_http_methods(["GET", "HEAD"])
 async def healthz(request: HttpRequest) -> JsonResponse:
     """The process is alive. No I/O."""
     return JsonResponse({"status": "ok"})
@@ -48,6 +53,8 @@ async def _run(name: str, check) -> tuple[str, str | None]:  # type: ignore[no-u
     return name, None
 
 
+@csrf_exempt
+@require_http_methods(["GET", "HEAD"])
 async def readyz(request: HttpRequest) -> JsonResponse:
     """Database, cache and backend reachable: 200; otherwise 503 naming what failed."""
     results = await asyncio.gather(

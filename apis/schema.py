@@ -28,12 +28,14 @@ from drf_spectacular.extensions import (
     OpenApiAuthenticationExtension,
     OpenApiSerializerFieldExtension,
 )
+from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
     OpenApiExample,
     OpenApiParameter,
     OpenApiResponse,
     extend_schema,
+    extend_schema_field,
 )
 from rest_framework import serializers
 from rest_framework.exceptions import ErrorDetail
@@ -57,6 +59,7 @@ from apis.errors import (
     error_body,
     validation_error,
 )
+from apis.validation import MODEL_NAME_PATTERN, OLLAMA_OPTION_TYPES
 
 logger = logging.getLogger(__name__)
 
@@ -329,7 +332,144 @@ class StaffBasicAuthenticationScheme(OpenApiAuthenticationExtension):
         }
 
 
+# --- request schemas as strict as the validation ----------------------------------
+
+
+class GatewayAutoSchema(AutoSchema):
+    """drf-spectacular's AutoSchema, saying in request schemas what DRF enforces.
+
+    A CharField without `allow_blank` refuses "" and, trimmed, whitespace:
+    `minLength: 1` and a non-space character. A list field or nested list
+    without `allow_empty` refuses []: `minItems: 1`. (Request and response
+    components are split, so answers keep their own rules.)
+    """
+
+    def _get_request_body(self, direction: Any = "request") -> Any:
+        # Every body the gateway takes is required (Ollama's views refuse an empty one).
+        if self.method == "DELETE" and self.get_request_serializer() is not None:
+            # Ollama's DELETE /api/delete takes a JSON body (OpenAPI 3.1 allows it);
+            # drf-spectacular documents bodies for POST, PUT and PATCH only.
+            self.method = "POST"
+            try:
+                body = super()._get_request_body(direction)
+            finally:
+                self.method = "DELETE"
+        else:
+            body = super()._get_request_body(direction)
+        if body:
+            body["required"] = True
+        return body
+
+    def _map_serializer_field(
+        self, field: Any, direction: Any, bypass_extensions: bool = False
+    ) -> dict[str, Any]:
+        schema = super()._map_serializer_field(field, direction, bypass_extensions)
+        if direction != "request" or not isinstance(schema, dict) or "$ref" in schema:
+            return schema
+        if isinstance(field, serializers.CharField) and not field.allow_blank:
+            schema.setdefault("minLength", 1)
+            if field.trim_whitespace and "pattern" not in schema:
+                schema["pattern"] = r"\S"
+        many = isinstance(field, (serializers.ListField, serializers.ListSerializer))
+        if many and not field.allow_empty and schema.get("type") in ("array", ["array", "null"]):
+            schema.setdefault("minItems", 1)
+        return schema
+
+
+def schema_field(schema: dict[str, Any], **kwargs: Any) -> serializers.Field:
+    """A documentation-only field whose JSON schema is `schema` (say `null` in it if allowed).
+
+    For request shapes whose rules live in code (translation, cross-field
+    checks): documentation subclasses of the real serializers use it.
+    """
+    field_class = extend_schema_field(schema)(type("DocumentedField", (serializers.JSONField,), {}))
+    return field_class(**kwargs)
+
+
+BASE64_PATTERN = r"^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{4}|[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)$"
+
+
+def tool_parameters_schema(*, nullable_type: bool) -> dict[str, Any]:
+    """A tool's `parameters` as the ollama client's `Tool` model accepts them."""
+    type_schema: dict[str, Any] = {"const": "object"}
+    if nullable_type:
+        type_schema = {"anyOf": [type_schema, {"type": "null"}]}
+    return {
+        "type": ["object", "null"],
+        "properties": {
+            "type": type_schema,
+            "required": {"type": ["array", "null"], "items": {"type": "string"}},
+            "properties": {
+                "type": ["object", "null"],
+                "additionalProperties": {
+                    "type": "object",
+                    "properties": {
+                        "type": {
+                            "anyOf": [
+                                {"type": "string"},
+                                {"type": "array", "items": {"type": "string"}},
+                                {"type": "null"},
+                            ]
+                        },
+                        "description": {"type": ["string", "null"]},
+                        "enum": {"type": ["array", "null"]},
+                    },
+                },
+            },
+        },
+        "description": "A JSON Schema of type object: `properties`, `required`.",
+    }
+
+
+FALSY = [
+    {"type": "null"},
+    {"const": False},
+    {"const": 0},
+    {"const": ""},
+    {"type": "array", "maxItems": 0},
+    {"type": "object", "maxProperties": 0},
+]
+
+
 # --- fields whose rules live in code -------------------------------------------
+
+
+class ModelNameFieldExtension(OpenApiSerializerFieldExtension):
+    target_class = "apis.validation.ModelNameField"
+
+    def map_serializer_field(self, auto_schema: Any, direction: Any) -> dict[str, Any]:
+        field = self.target
+        schema: dict[str, Any] = {
+            "type": "string",
+            "maxLength": field.max_length,
+            "description": "A model name: `[host/][namespace/]model[:tag]`.",
+            "examples": [EXAMPLE_MODEL],
+        }
+        if field.allow_blank:
+            schema["anyOf"] = [{"pattern": MODEL_NAME_PATTERN}, {"const": ""}]
+        else:
+            schema["pattern"] = MODEL_NAME_PATTERN
+        return schema
+
+
+class OllamaOptionsFieldExtension(OpenApiSerializerFieldExtension):
+    """Ollama's `options`: known keys typed, others passed on."""
+
+    target_class = "apis.validation.OllamaOptionsField"
+
+    def map_serializer_field(self, auto_schema: Any, direction: Any) -> dict[str, Any]:
+        json_types = {int: "integer", float: "number", bool: "boolean"}
+        properties: dict[str, Any] = {
+            name: {"type": [json_types[kind], "null"]}
+            for name, kind in sorted(OLLAMA_OPTION_TYPES.items())
+        }
+        properties["stop"] = {"type": ["array", "null"], "items": {"type": "string"}}
+        return {
+            "type": "object",
+            "properties": properties,
+            "additionalProperties": True,
+            "description": "Model options (`temperature`, `num_ctx`, `num_predict`, `stop`, ...).",
+        }
 
 
 class EmbeddingInputFieldExtension(OpenApiSerializerFieldExtension):

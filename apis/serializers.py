@@ -8,6 +8,7 @@ from django.conf import settings
 from rest_framework import serializers
 
 from apis.backends import ModelInfo
+from apis.validation import ModelNameField, StrictJSONMixin
 
 
 def human_size(size_bytes: int) -> str:
@@ -45,12 +46,10 @@ class ChatMessageSerializer(serializers.Serializer):
     content = serializers.CharField(allow_blank=True, trim_whitespace=False)
 
 
-class ChatInputSerializer(serializers.Serializer):
+class ChatInputSerializer(StrictJSONMixin, serializers.Serializer):
     """`POST /v1/chat/completions` body."""
 
-    model = serializers.CharField(
-        required=False, max_length=256, help_text="Defaults to DEFAULT_CHAT_MODEL."
-    )
+    model = ModelNameField(required=False, help_text="Defaults to DEFAULT_CHAT_MODEL.")
     messages = ChatMessageSerializer(many=True, allow_empty=False)
     temperature = serializers.FloatField(min_value=0.0, max_value=2.0, default=0.7)
     max_tokens = serializers.IntegerField(
@@ -142,12 +141,10 @@ class EmbeddingInputField(serializers.Field):
         return value
 
 
-class EmbeddingInputSerializer(serializers.Serializer):
+class EmbeddingInputSerializer(StrictJSONMixin, serializers.Serializer):
     """`POST /v1/embeddings` body."""
 
-    model = serializers.CharField(
-        required=False, max_length=256, help_text="Defaults to DEFAULT_EMBEDDING_MODEL."
-    )
+    model = ModelNameField(required=False, help_text="Defaults to DEFAULT_EMBEDDING_MODEL.")
     input = EmbeddingInputField(help_text="A string or a list of strings.")
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:

@@ -10,10 +10,25 @@ from __future__ import annotations
 
 from typing import Any
 
-from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema
+from drf_spectacular.extensions import OpenApiSerializerExtension
+from drf_spectacular.utils import (
+    OpenApiExample,
+    OpenApiResponse,
+    PolymorphicProxySerializer,
+    extend_schema,
+)
 from rest_framework import serializers
 
-from apis.schema import EXAMPLE_MODEL, KEY_HEADERS, ollama_errors
+from apis.schema import (
+    BASE64_PATTERN,
+    EXAMPLE_MODEL,
+    KEY_HEADERS,
+    OllamaErrorSerializer,
+    ollama_errors,
+    schema_field,
+    tool_parameters_schema,
+)
+from apis.validation import ModelNameField
 from compat.ollama_serializers import (
     OllamaChatSerializer,
     OllamaCopySerializer,
@@ -21,6 +36,7 @@ from compat.ollama_serializers import (
     OllamaEmbeddingsSerializer,
     OllamaEmbedSerializer,
     OllamaGenerateSerializer,
+    OllamaMessageSerializer,
     OllamaModelOperationSerializer,
     OllamaShowSerializer,
 )
@@ -29,6 +45,155 @@ TAGS = ["ollama"]
 NDJSON = "application/x-ndjson"
 KEY_ERRORS = (401, 403, 406, 429)
 BACKEND_ERRORS = (502, 503, 504)
+
+# --- requests, as strictly as the views check them ----------------------------------
+# Documentation subclasses of the real input serializers: `model` is optional
+# for the serializers (so that its absence gets Ollama's own message), but a
+# request without one is refused, so the documents require it.
+
+IMAGES = schema_field(
+    {
+        "type": ["array", "null"],
+        "items": {"type": "string", "pattern": BASE64_PATTERN},
+        "description": "Images as raw base64 (no `data:` prefix).",
+    },
+    required=False,
+)
+FORMAT = schema_field(
+    {
+        "anyOf": [{"enum": ["json", "", None]}, {"type": "object"}],
+        "description": '`"json"`, or a JSON Schema object the answer must follow.',
+    },
+    required=False,
+)
+NO_LOGPROBS = schema_field(
+    {
+        "anyOf": [{"const": False}, {"type": "null"}],
+        "description": "Log probabilities are not supported.",
+    },
+    required=False,
+)
+TOOL_CALLS = schema_field(
+    {
+        "type": ["array", "null"],
+        "items": {
+            "type": "object",
+            "required": ["function"],
+            "properties": {
+                "function": {
+                    "type": "object",
+                    "required": ["name"],
+                    "properties": {
+                        "name": {"type": "string", "minLength": 1},
+                        "arguments": {
+                            "anyOf": [
+                                {"type": "object"},
+                                {"enum": [None, False, 0, ""]},
+                                {"type": "array", "maxItems": 0},
+                            ]
+                        },
+                    },
+                }
+            },
+        },
+    },
+    required=False,
+)
+
+
+class OllamaMessage(OllamaMessageSerializer):
+    images = IMAGES
+    tool_calls = TOOL_CALLS
+
+
+OLLAMA_TOOLS = schema_field(
+    {
+        "type": ["array", "null"],
+        "items": {
+            "type": "object",
+            "properties": {
+                "type": {"type": ["string", "null"]},
+                "function": {
+                    "type": ["object", "null"],
+                    "properties": {
+                        "name": {"type": ["string", "null"]},
+                        "description": {"type": ["string", "null"]},
+                        "parameters": tool_parameters_schema(nullable_type=True),
+                    },
+                },
+            },
+        },
+        "description": 'Tools the model may call: `{"type": "function", "function": {...}}`.',
+    },
+    required=False,
+)
+
+
+class OllamaChat(OllamaChatSerializer):
+    """`POST /ollama/api/chat` body."""
+
+    model = ModelNameField()
+    tools = OLLAMA_TOOLS
+    messages = OllamaMessage(many=True, required=False, allow_null=True)
+    format = FORMAT
+    logprobs = NO_LOGPROBS
+
+
+class OllamaGenerate(OllamaGenerateSerializer):
+    """`POST /ollama/api/generate` body."""
+
+    model = ModelNameField()
+    images = IMAGES
+    format = FORMAT
+    logprobs = NO_LOGPROBS
+
+
+class OllamaEmbed(OllamaEmbedSerializer):
+    """`POST /ollama/api/embed` body."""
+
+    model = ModelNameField()
+
+
+class OllamaEmbeddings(OllamaEmbeddingsSerializer):
+    """`POST /ollama/api/embeddings` body."""
+
+    model = ModelNameField()
+
+
+class OllamaShow(OllamaShowSerializer):
+    """`POST /ollama/api/show` body: `model` (or its old spelling `name`)."""
+
+
+class OllamaModelOperation(OllamaModelOperationSerializer):
+    """`pull`, `push`, `delete` bodies: `model` (or its old spelling `name`)."""
+
+
+class OllamaCreate(OllamaCreateSerializer):
+    """`POST /ollama/api/create` body: `model` (or `name`), and how to build it."""
+
+
+class ModelOrNameRequired(OpenApiSerializerExtension):
+    """`model` or `name`, one of them a model name (not blank)."""
+
+    target_class = OllamaShow
+    match_subclasses = False
+
+    def map_serializer(self, auto_schema: Any, direction: Any) -> dict[str, Any]:
+        schema = auto_schema._map_basic_serializer(self.target, direction)
+        schema["anyOf"] = [
+            {"required": [name], "properties": {name: {"minLength": 1}}}
+            for name in ("model", "name")
+        ]
+        return schema
+
+
+class _ModelOperationRequired(ModelOrNameRequired):
+    target_class = OllamaModelOperation
+
+
+class _CreateRequired(ModelOrNameRequired):
+    target_class = OllamaCreate
+
 
 # --- response shapes ---------------------------------------------------------------
 
@@ -158,10 +323,22 @@ class OllamaProgressSerializer(serializers.Serializer):
 
 
 STREAM_NOTE = (
-    "Streams `application/x-ndjson` unless `stream` is false (Ollama's default is true): "
+    "Streams `application/x-ndjson` (documented as the array of its lines) unless `stream` "
+    "is false (Ollama's default is true): "
     "one JSON object per line as the backend produces it; the last has `done: true`. "
     'A failure after the first line ends the stream with one line `{"error": "..."}`.'
 )
+
+
+def ndjson_lines(serializer: type[serializers.Serializer]) -> PolymorphicProxySerializer:
+    """An NDJSON stream read as the array of its lines: each a `serializer`, or a last error."""
+    name = serializer.__name__.removesuffix("Serializer").removesuffix("Response")
+    return PolymorphicProxySerializer(
+        component_name=f"{name}Line",
+        serializers=[serializer, OllamaErrorSerializer],
+        resource_type_field_name=None,
+        many=True,
+    )
 
 
 def _answer(
@@ -174,7 +351,7 @@ def _answer(
             description=description,
             examples=[OpenApiExample("answer", value=example, response_only=True)],
         ),
-        (200, NDJSON): OpenApiResponse(serializer, description=description),
+        (200, NDJSON): OpenApiResponse(ndjson_lines(serializer), description=description),
     }
 
 
@@ -184,7 +361,7 @@ chat = extend_schema(
     tags=TAGS,
     summary="Chat (Ollama)",
     description="Ollama's `/api/chat` through the gateway.\n\n" + STREAM_NOTE,
-    request=OllamaChatSerializer,
+    request=OllamaChat,
     parameters=KEY_HEADERS,
     examples=[
         OpenApiExample(
@@ -219,7 +396,7 @@ generate = extend_schema(
     tags=TAGS,
     summary="Generate (Ollama)",
     description="Ollama's `/api/generate` through the gateway.\n\n" + STREAM_NOTE,
-    request=OllamaGenerateSerializer,
+    request=OllamaGenerate,
     parameters=KEY_HEADERS,
     examples=[
         OpenApiExample(
@@ -250,7 +427,7 @@ embed = extend_schema(
     tags=TAGS,
     summary="Embed (Ollama)",
     description="Ollama's `/api/embed`: one vector per input, every input in one backend call.",
-    request=OllamaEmbedSerializer,
+    request=OllamaEmbed,
     parameters=KEY_HEADERS,
     examples=[
         OpenApiExample(
@@ -282,7 +459,7 @@ embeddings = extend_schema(
     tags=TAGS,
     summary="Embeddings (Ollama, legacy)",
     description="Ollama's legacy `/api/embeddings`: one raw (not normalized) vector for `prompt`.",
-    request=OllamaEmbeddingsSerializer,
+    request=OllamaEmbeddings,
     parameters=KEY_HEADERS,
     examples=[
         OpenApiExample(
@@ -316,7 +493,7 @@ show = extend_schema(
     tags=TAGS,
     summary="Show a model (Ollama)",
     description="Ollama's `/api/show`: one model's details (`name`: the old spelling of `model`).",
-    request=OllamaShowSerializer,
+    request=OllamaShow,
     parameters=KEY_HEADERS,
     examples=[OpenApiExample("show", request_only=True, value={"model": EXAMPLE_MODEL})],
     responses={
@@ -374,7 +551,7 @@ def _progress(summary: str, what: str, request: type[serializers.Serializer]) ->
                 examples=[OpenApiExample("done", value={"status": "success"})],
             ),
             (200, NDJSON): OpenApiResponse(
-                OllamaProgressSerializer,
+                ndjson_lines(OllamaProgressSerializer),
                 description="The last status (`stream: false`), or every progress line.",
             ),
             **ollama_errors(400, *KEY_ERRORS, 404, 413, *BACKEND_ERRORS, 507),
@@ -385,17 +562,17 @@ def _progress(summary: str, what: str, request: type[serializers.Serializer]) ->
 pull = _progress(
     "Pull a model (Ollama; needs ollama_admin)",
     "Ollama's `/api/pull`: download a model from its registry.",
-    OllamaModelOperationSerializer,
+    OllamaModelOperation,
 )
 push = _progress(
     "Push a model (Ollama; needs ollama_admin)",
     "Ollama's `/api/push`: upload a model to its registry.",
-    OllamaModelOperationSerializer,
+    OllamaModelOperation,
 )
 create = _progress(
     "Create a model (Ollama; needs ollama_admin)",
     "Ollama's `/api/create`: build a model from another (`from`, `system`, `parameters`, ...).",
-    OllamaCreateSerializer,
+    OllamaCreate,
 )
 
 
@@ -417,7 +594,7 @@ def _empty(summary: str, what: str, request: type[serializers.Serializer], examp
 delete = _empty(
     "Delete a model (Ollama; needs ollama_admin)",
     "Ollama's `/api/delete`: remove a model from the backend.",
-    OllamaModelOperationSerializer,
+    OllamaModelOperation,
     {"model": EXAMPLE_MODEL},
 )
 copy = _empty(

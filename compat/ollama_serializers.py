@@ -15,6 +15,8 @@ from django.conf import settings
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from apis.validation import ModelNameField, OllamaOptionsField, StrictJSONMixin, tool_problem
+
 _THINK_LEVELS = ("low", "medium", "high", "max")
 
 
@@ -35,7 +37,22 @@ class FormatField(serializers.Field):
         return value
 
 
-@extend_schema_field({"oneOf": [{"type": "number"}, {"type": "string", "example": "5m"}]})
+@extend_schema_field(
+    {
+        "oneOf": [
+            {"type": "number"},
+            # Go's time.ParseDuration, as Ollama reads it ("5m", "1h30m", "-1s", "0").
+            {
+                "type": "string",
+                "pattern": (
+                    r"^[-+]?(?:0|(?:(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)"
+                    r"(?:ns|us|\u00b5s|\u03bcs|ms|s|m|h))+)$"
+                ),
+                "examples": ["5m"],
+            },
+        ]
+    }
+)
 class KeepAliveField(serializers.Field):
     """`keep_alive`: seconds (a number) or a duration string such as `"5m"`."""
 
@@ -116,11 +133,11 @@ class OllamaMessageSerializer(serializers.Serializer):
         return value.lower()
 
 
-class _InferenceSerializer(serializers.Serializer):
-    model = serializers.CharField(required=False, allow_blank=True, default="", max_length=256)
+class _InferenceSerializer(StrictJSONMixin, serializers.Serializer):
+    model = ModelNameField(required=False, allow_blank=True, default="")
     stream = serializers.BooleanField(required=False, default=True, allow_null=True)
     format = FormatField(required=False, allow_null=True)
-    options = serializers.DictField(required=False, allow_null=True)
+    options = OllamaOptionsField(required=False, allow_null=True)
     think = ThinkField(required=False, allow_null=True)
     keep_alive = KeepAliveField(required=False, allow_null=True)
     logprobs = serializers.BooleanField(required=False, allow_null=True)
@@ -136,6 +153,13 @@ class OllamaChatSerializer(_InferenceSerializer):
 
     messages = OllamaMessageSerializer(many=True, required=False, allow_null=True)
     tools = serializers.ListField(child=serializers.DictField(), required=False, allow_null=True)
+
+    def validate_tools(self, value: list[dict[str, Any]] | None) -> list[dict[str, Any]] | None:
+        for index, tool in enumerate(value or ()):
+            problem = tool_problem(tool)
+            if problem:
+                raise serializers.ValidationError(f"Tool {index} is invalid: {problem}.")
+        return value
 
     def validate_messages(self, value: list[dict[str, Any]] | None) -> list[dict[str, Any]]:
         value = value or []
@@ -197,21 +221,21 @@ class EmbedInputField(serializers.Field):
         return value
 
 
-class OllamaEmbedSerializer(serializers.Serializer):
+class OllamaEmbedSerializer(StrictJSONMixin, serializers.Serializer):
     """`POST /ollama/api/embed` body."""
 
-    model = serializers.CharField(required=False, allow_blank=True, default="", max_length=256)
+    model = ModelNameField(required=False, allow_blank=True, default="")
     input = EmbedInputField(required=False, default=list)
     truncate = serializers.BooleanField(required=False, allow_null=True)
     dimensions = serializers.IntegerField(min_value=1, required=False, allow_null=True)
-    options = serializers.DictField(required=False, allow_null=True)
+    options = OllamaOptionsField(required=False, allow_null=True)
     keep_alive = KeepAliveField(required=False, allow_null=True)
 
 
-class OllamaEmbeddingsSerializer(serializers.Serializer):
+class OllamaEmbeddingsSerializer(StrictJSONMixin, serializers.Serializer):
     """`POST /ollama/api/embeddings` body (Ollama's legacy endpoint)."""
 
-    model = serializers.CharField(required=False, allow_blank=True, default="", max_length=256)
+    model = ModelNameField(required=False, allow_blank=True, default="")
     prompt = serializers.CharField(
         required=False,
         allow_blank=True,
@@ -219,23 +243,23 @@ class OllamaEmbeddingsSerializer(serializers.Serializer):
         trim_whitespace=False,
         max_length=settings.MAX_EMBEDDING_INPUT_CHARS,
     )
-    options = serializers.DictField(required=False, allow_null=True)
+    options = OllamaOptionsField(required=False, allow_null=True)
     keep_alive = KeepAliveField(required=False, allow_null=True)
 
 
-class OllamaShowSerializer(serializers.Serializer):
+class OllamaShowSerializer(StrictJSONMixin, serializers.Serializer):
     """`POST /ollama/api/show` body (`name` is the deprecated spelling of `model`)."""
 
-    model = serializers.CharField(required=False, allow_blank=True, default="", max_length=256)
-    name = serializers.CharField(required=False, allow_blank=True, default="", max_length=256)
+    model = ModelNameField(required=False, allow_blank=True, default="")
+    name = ModelNameField(required=False, allow_blank=True, default="")
     verbose = serializers.BooleanField(required=False, allow_null=True)
 
 
-class OllamaModelOperationSerializer(serializers.Serializer):
+class OllamaModelOperationSerializer(StrictJSONMixin, serializers.Serializer):
     """`pull`, `push`, `delete` bodies (`name` is the deprecated spelling of `model`)."""
 
-    model = serializers.CharField(required=False, allow_blank=True, default="", max_length=256)
-    name = serializers.CharField(required=False, allow_blank=True, default="", max_length=256)
+    model = ModelNameField(required=False, allow_blank=True, default="")
+    name = ModelNameField(required=False, allow_blank=True, default="")
     insecure = serializers.BooleanField(required=False, allow_null=True)
     stream = serializers.BooleanField(required=False, default=True, allow_null=True)
 
@@ -249,8 +273,8 @@ class OllamaCreateSerializer(OllamaModelOperationSerializer):
     )  # fmt: skip
 
 
-class OllamaCopySerializer(serializers.Serializer):
+class OllamaCopySerializer(StrictJSONMixin, serializers.Serializer):
     """`POST /ollama/api/copy` body."""
 
-    source = serializers.CharField(max_length=256)
-    destination = serializers.CharField(max_length=256)
+    source = ModelNameField()
+    destination = ModelNameField()

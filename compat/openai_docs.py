@@ -8,6 +8,9 @@ whose events carry their JSON schema.
 
 from __future__ import annotations
 
+from typing import Any
+
+from django.conf import settings
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers
@@ -15,13 +18,17 @@ from rest_framework import serializers
 from apis.errors import BadRequestError, ModelNotFoundError
 from apis.schema import (
     BACKEND_ERRORS,
+    BASE64_PATTERN,
     BODY_ERRORS,
     EXAMPLE_MODEL,
+    FALSY,
     KEY_ERRORS,
     KEY_HEADERS,
     ErrorEnvelopeSerializer,
     errors,
+    schema_field,
     sse_event_serializer,
+    tool_parameters_schema,
 )
 from compat.openai_serializers import (
     ChatCompletionInputSerializer,
@@ -30,6 +37,7 @@ from compat.openai_serializers import (
     CompletionSerializer,
     EmbeddingListSerializer,
     OpenAIEmbeddingInputSerializer,
+    OpenAIMessageSerializer,
     OpenAIModelListSerializer,
     OpenAIModelSerializer,
     OpenAIToolCallFunctionSerializer,
@@ -37,6 +45,230 @@ from compat.openai_serializers import (
 )
 
 TAGS = ["openai"]
+
+# --- requests, as strictly as the translation checks them ---------------------------
+# Documentation subclasses of the real input serializers: the fields whose rules
+# live in `compat.openai_translate` (a 400 naming `param`) say those rules here.
+
+DATA_URL = r"^data:[^,]*;base64," + BASE64_PATTERN.removeprefix("^")
+IMAGE_URL = {
+    "type": "string",
+    "pattern": DATA_URL,
+    "description": "A base64 data URL (`data:image/png;base64,...`); web URLs are refused.",
+}
+CONTENT_PART = {
+    "oneOf": [
+        {
+            "type": "object",
+            "required": ["type", "text"],
+            "properties": {"type": {"const": "text"}, "text": {"type": "string"}},
+        },
+        {
+            "type": "object",
+            "required": ["type", "image_url"],
+            "properties": {
+                "type": {"const": "image_url"},
+                "image_url": {
+                    "oneOf": [
+                        {"type": "object", "required": ["url"], "properties": {"url": IMAGE_URL}},
+                        IMAGE_URL,
+                    ]
+                },
+            },
+        },
+        {
+            "type": "object",
+            "required": ["type"],
+            "properties": {"type": {"const": "refusal"}},
+            "description": "`refusal`: the text of an earlier refusal.",
+        },
+    ]
+}
+TOOL_CALL = {
+    "type": "object",
+    "required": ["function"],
+    "description": "`id` and `type` are read as sent.",
+    "properties": {
+        "function": {
+            "type": "object",
+            "required": ["name"],
+            "properties": {
+                "name": {"type": "string"},
+                "arguments": {
+                    "anyOf": [
+                        {
+                            "type": "string",
+                            "contentMediaType": "application/json",
+                            "contentSchema": {"type": "object"},
+                            "description": "A JSON object, as text (as OpenAI sends it).",
+                        },
+                        {"type": "object"},
+                        *FALSY,
+                    ]
+                },
+            },
+        },
+    },
+}
+TOOL = {
+    "type": "object",
+    "required": ["function"],
+    "properties": {
+        "type": {"const": "function"},
+        "function": {
+            "type": "object",
+            "required": ["name"],
+            "properties": {
+                "name": {"type": "string", "minLength": 1},
+                "description": {"type": ["string", "null"]},
+                "parameters": tool_parameters_schema(nullable_type=False),
+            },
+        },
+    },
+}
+TOOL_CHOICE = {
+    "anyOf": [
+        {"enum": ["none", "auto", "required", None]},
+        {
+            "type": "object",
+            "required": ["function"],
+            "properties": {
+                "type": {"const": "function"},
+                "function": {
+                    "type": "object",
+                    "required": ["name"],
+                    "properties": {"name": {"type": "string", "minLength": 1}},
+                },
+            },
+            "description": "Only this function (it must be one of `tools`).",
+        },
+    ]
+}
+RESPONSE_FORMAT = {
+    "anyOf": [
+        {"type": "null"},
+        {"type": "object", "maxProperties": 0},
+        {
+            "type": "object",
+            "required": ["type"],
+            "properties": {"type": {"enum": ["text", "json_object"]}},
+        },
+        {
+            "type": "object",
+            "required": ["type", "json_schema"],
+            "properties": {
+                "type": {"const": "json_schema"},
+                "json_schema": {
+                    "type": "object",
+                    "required": ["schema"],
+                    "properties": {"schema": {"type": "object"}},
+                    "description": "The answer follows `schema`; `name` and `strict` are "
+                    "accepted and ignored (the backend always follows the schema).",
+                },
+            },
+        },
+    ]
+}
+NULL_OR = {"type": "null"}
+
+
+def _refused_unless_falsy(what: str, kind: str | None = None) -> serializers.Field:
+    """A field refused with 400 when set: only its "unset" values are valid."""
+    unset: dict[str, Any] = {
+        "boolean": {"anyOf": [{"const": False}, {"type": "null"}]},
+        "integer": {"anyOf": [{"const": 0}, {"type": "null"}]},
+        "object": {"type": ["object", "null"], "maxProperties": 0},
+    }.get(kind or "", {"anyOf": FALSY})
+    return schema_field(
+        {**unset, "description": f"{what} is not supported: leave it out."}, required=False
+    )
+
+
+class OpenAIMessage(OpenAIMessageSerializer):
+    content = schema_field(
+        {
+            "anyOf": [
+                {"type": "string"},
+                {"type": "null"},
+                {"type": "array", "items": CONTENT_PART},
+            ],
+            "description": "A string, or a list of parts (text, image_url as a data URL).",
+        },
+        required=False,
+    )
+    tool_calls = schema_field({"type": ["array", "null"], "items": TOOL_CALL}, required=False)
+
+
+class ChatCompletionInput(ChatCompletionInputSerializer):
+    """`POST /openai/v1/chat/completions` body."""
+
+    messages = OpenAIMessage(many=True, allow_empty=False)
+    response_format = schema_field(RESPONSE_FORMAT, required=False)
+    tools = schema_field({"type": ["array", "null"], "items": TOOL}, required=False)
+    tool_choice = schema_field(TOOL_CHOICE, required=False)
+    reasoning_effort = schema_field(
+        {"anyOf": [{"enum": ["none", "minimal", "low", "medium", "high"]}, {"type": "null"}]},
+        required=False,
+    )
+    n = serializers.IntegerField(min_value=1, max_value=1, required=False, allow_null=True)
+    logit_bias = _refused_unless_falsy("logit_bias", "object")
+    logprobs = _refused_unless_falsy("logprobs", "boolean")
+    top_logprobs = _refused_unless_falsy("top_logprobs", "integer")
+    audio = _refused_unless_falsy("Audio output")
+    modalities = schema_field(
+        {
+            "type": ["array", "null"],
+            "items": {"type": "string", "minLength": 1, "not": {"const": "audio"}},
+        },
+        required=False,
+    )
+
+
+class CompletionInput(CompletionInputSerializer):
+    """`POST /openai/v1/completions` body."""
+
+    prompt = schema_field(
+        {
+            "anyOf": [
+                {"type": "string"},
+                {"type": "array", "items": {"type": "string"}, "minItems": 1, "maxItems": 1},
+            ],
+            "description": "A string (or a list holding one string).",
+        }
+    )
+    n = serializers.IntegerField(min_value=1, max_value=1, required=False, allow_null=True)
+    best_of = serializers.IntegerField(min_value=1, max_value=1, required=False, allow_null=True)
+    echo = _refused_unless_falsy("echo", "boolean")
+    logit_bias = _refused_unless_falsy("logit_bias", "object")
+    logprobs = _refused_unless_falsy("logprobs", "integer")
+
+
+def _embedding_input() -> serializers.Field:
+    return schema_field(
+        {
+            "anyOf": [
+                {"type": "string", "minLength": 1, "maxLength": settings.MAX_EMBEDDING_INPUT_CHARS},
+                {
+                    "type": "array",
+                    "items": {
+                        "type": "string",
+                        "minLength": 1,
+                        "maxLength": settings.MAX_EMBEDDING_INPUT_CHARS,
+                    },
+                    "minItems": 1,
+                    "maxItems": settings.MAX_EMBEDDING_INPUTS,
+                },
+            ],
+            "description": "A string or a list of strings, none empty (token arrays are refused).",
+        }
+    )
+
+
+class OpenAIEmbeddingInput(OpenAIEmbeddingInputSerializer):
+    """`POST /openai/v1/embeddings` body."""
+
+    input = _embedding_input()
+
 
 # --- stream events -----------------------------------------------------------------
 
@@ -189,7 +421,7 @@ chat_create = extend_schema(
         "backend cannot do (`n` > 1, `logprobs`, `logit_bias`, audio).\n\n"
         "### Streaming\n\n" + STREAM_NOTE
     ),
-    request=ChatCompletionInputSerializer,
+    request=ChatCompletionInput,
     parameters=KEY_HEADERS,
     examples=[
         OpenApiExample(
@@ -283,7 +515,7 @@ completions_create = extend_schema(
         "`suffix`. Refused with `400`: batches, token arrays, `n`/`best_of` > 1, `echo`, "
         "`logprobs`.\n\n### Streaming\n\n" + STREAM_NOTE
     ),
-    request=CompletionInputSerializer,
+    request=CompletionInput,
     parameters=KEY_HEADERS,
     examples=[
         OpenApiExample(
@@ -335,7 +567,7 @@ embeddings_create = extend_schema(
         "vector as base64 of little-endian float32 (what the openai SDK asks for by default). "
         "Token arrays are refused with `400`."
     ),
-    request=OpenAIEmbeddingInputSerializer,
+    request=OpenAIEmbeddingInput,
     parameters=KEY_HEADERS,
     examples=[
         OpenApiExample(

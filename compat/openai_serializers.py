@@ -16,6 +16,8 @@ from django.conf import settings
 from drf_spectacular.utils import extend_schema_field, extend_schema_serializer
 from rest_framework import serializers
 
+from apis.validation import ModelNameField, StrictJSONMixin
+
 # --- shared fields ------------------------------------------------------------
 
 
@@ -62,6 +64,8 @@ class OpenAIModelSerializer(serializers.Serializer):
     owned_by = serializers.CharField(help_text="Namespace of the model name ('library').")
 
 
+# One object, though `list` is the action's name (drf-spectacular would wrap it in an array).
+@extend_schema_serializer(many=False)
 class OpenAIModelListSerializer(serializers.Serializer):
     object = serializers.CharField(default="list")
     data = OpenAIModelSerializer(many=True)
@@ -84,10 +88,10 @@ class OpenAIMessageSerializer(serializers.Serializer):
     tool_call_id = serializers.CharField(required=False, allow_blank=True, allow_null=True)
 
 
-class ChatCompletionInputSerializer(serializers.Serializer):
+class ChatCompletionInputSerializer(StrictJSONMixin, serializers.Serializer):
     """`POST /openai/v1/chat/completions` body (OpenAI's field names)."""
 
-    model = serializers.CharField(max_length=256)
+    model = ModelNameField()
     messages = OpenAIMessageSerializer(many=True, allow_empty=False)
     temperature = serializers.FloatField(
         min_value=0.0, max_value=2.0, required=False, allow_null=True
@@ -170,10 +174,10 @@ class ChatCompletionSerializer(serializers.Serializer):
 # --- completions (legacy) -----------------------------------------------------
 
 
-class CompletionInputSerializer(serializers.Serializer):
+class CompletionInputSerializer(StrictJSONMixin, serializers.Serializer):
     """`POST /openai/v1/completions` body."""
 
-    model = serializers.CharField(max_length=256)
+    model = ModelNameField()
     prompt = AnyJSONField(help_text="A string (or a list holding one string).")
     suffix = serializers.CharField(
         required=False, allow_null=True, allow_blank=True, trim_whitespace=False
@@ -220,10 +224,10 @@ class CompletionSerializer(serializers.Serializer):
 # --- embeddings -----------------------------------------------------------------
 
 
-class OpenAIEmbeddingInputSerializer(serializers.Serializer):
+class OpenAIEmbeddingInputSerializer(StrictJSONMixin, serializers.Serializer):
     """`POST /openai/v1/embeddings` body."""
 
-    model = serializers.CharField(max_length=256)
+    model = ModelNameField()
     input = AnyJSONField(help_text="A string or a list of strings (token arrays are refused).")
     encoding_format = serializers.ChoiceField(
         choices=["float", "base64"], required=False, allow_null=True, default="float"

@@ -35,6 +35,7 @@ from apis.backends import (
 from apis.errors import APIError, BackendError, BadRequestError, error_body
 from apis.metering import UsageMeter
 from apis.streaming import sse_event
+from apis.validation import tool_problem
 
 # OpenAI's reasoning_effort -> Ollama's `think`.
 _THINK = {"none": False, "minimal": "low", "low": "low", "medium": "medium", "high": "high"}
@@ -125,7 +126,8 @@ def _format(response_format: dict[str, Any] | None) -> str | dict[str, Any] | No
     if kind == "json_object":
         return "json"
     if kind == "json_schema":
-        schema = (response_format.get("json_schema") or {}).get("schema")
+        json_schema = response_format.get("json_schema")
+        schema = json_schema.get("schema") if isinstance(json_schema, dict) else None
         if not isinstance(schema, dict):
             raise BadRequestError(
                 "response_format.json_schema.schema must be a JSON Schema object.",
@@ -223,8 +225,12 @@ def _messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
         native: dict[str, Any] = {"role": role, "content": text}
         if images:
             native["images"] = images
-        if role == "assistant" and message.get("tool_calls"):
-            native["tool_calls"] = _assistant_tool_calls(message["tool_calls"], index, names_by_id)
+        if message.get("tool_calls"):
+            # Checked on any message (bad input is a 400 wherever it is); sent on the
+            # assistant's, the only ones Ollama reads them from.
+            tool_calls = _assistant_tool_calls(message["tool_calls"], index, names_by_id)
+            if role == "assistant":
+                native["tool_calls"] = tool_calls
         if role == "tool":
             # Ollama links a tool result to its call by the function's name.
             name = message.get("name") or names_by_id.get(str(message.get("tool_call_id")))
@@ -239,16 +245,22 @@ def _tools(tools: list[dict[str, Any]] | None, tool_choice: Any) -> list[dict[st
 
     Ollama has no `tool_choice`: `none` sends no tools, a named function sends
     only that one; `auto` and `required` send them all (the model decides).
+    Both are checked whatever the other says: a bad value is a 400 either way.
     """
-    if not tools or tool_choice == "none":
-        return None
+    wanted = _tool_choice_name(tool_choice)
     converted: list[dict[str, Any]] = []
-    for index, tool in enumerate(tools):
+    for index, tool in enumerate(tools or ()):
         function = tool.get("function")
         if tool.get("type", "function") != "function" or not isinstance(function, dict):
             raise BadRequestError("Only function tools are supported.", param=f"tools.{index}.type")
         if not isinstance(function.get("name"), str) or not function["name"]:
             raise BadRequestError("A tool needs function.name.", param=f"tools.{index}.function")
+        description = function.get("description")
+        if description is not None and not isinstance(description, str):
+            raise BadRequestError(
+                "function.description must be a string.",
+                param=f"tools.{index}.function.description",
+            )
         parameters = function.get("parameters")
         if parameters is not None and (
             not isinstance(parameters, dict) or parameters.get("type", "object") != "object"
@@ -258,24 +270,41 @@ def _tools(tools: list[dict[str, Any]] | None, tool_choice: Any) -> list[dict[st
                 param=f"tools.{index}.function.parameters",
             )
         spec: dict[str, Any] = {"name": function["name"]}
-        if function.get("description"):
-            spec["description"] = function["description"]
+        if description:
+            spec["description"] = description
         if parameters is not None:
             spec["parameters"] = parameters
-        converted.append({"type": "function", "function": spec})
-    if isinstance(tool_choice, dict):
-        wanted = (tool_choice.get("function") or {}).get("name")
+        tool = {"type": "function", "function": spec}
+        problem = tool_problem(tool)
+        if problem:
+            raise BadRequestError(f"Invalid tool: {problem}.", param=f"tools.{index}")
+        converted.append(tool)
+    if not converted or tool_choice == "none":
+        return None
+    if wanted is not None:
         chosen = [tool for tool in converted if tool["function"]["name"] == wanted]
         if not chosen:
             raise BadRequestError(
                 f"tool_choice names {wanted!r}, which is not in tools.", param="tool_choice"
             )
         return chosen
-    if tool_choice not in (None, "auto", "required"):
-        raise BadRequestError(
-            "tool_choice must be none, auto, required or a function.", param="tool_choice"
-        )
     return converted
+
+
+def _tool_choice_name(tool_choice: Any) -> str | None:
+    """The function a `tool_choice` object names; None for the strings (400 if malformed)."""
+    if tool_choice in (None, "none", "auto", "required"):
+        return None
+    if isinstance(tool_choice, dict):
+        function = tool_choice.get("function")
+        name = function.get("name") if isinstance(function, dict) else None
+        if tool_choice.get("type", "function") == "function" and isinstance(name, str) and name:
+            return name
+    raise BadRequestError(
+        'tool_choice must be none, auto, required or {"type": "function", '
+        '"function": {"name": ...}}.',
+        param="tool_choice",
+    )
 
 
 def chat_request_from(data: dict[str, Any]) -> ChatRequest:

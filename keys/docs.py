@@ -165,6 +165,7 @@ REVOKED_KEY = {**EXAMPLE_KEY, "status": "revoked", "revoked_at": "2026-01-17T09:
 
 def _revoke(summary: str) -> Any:
     return extend_schema(
+        operation_id="admin_api_keys_revoke",
         tags=TAGS,
         summary=summary,
         description=(
@@ -184,5 +185,4 @@ def _revoke(summary: str) -> Any:
     )
 
 
-keys_delete = _revoke("Revoke an API key (DELETE)")
 keys_revoke = _revoke("Revoke an API key")

@@ -7,14 +7,25 @@ from typing import Any
 from django.contrib.auth import get_user_model
 from rest_framework import serializers
 
+from apis.validation import StrictJSONMixin
 from keys.models import ENDPOINT_GROUPS, ApiKey
 
+# PositiveIntegerField's range on every database; ten years of validity at most.
+MAX_PER_MINUTE = 2_147_483_647
+MAX_EXPIRES_DAYS = 3650
 
-class ApiKeyCreateInputSerializer(serializers.Serializer):
+
+class ApiKeyCreateInputSerializer(StrictJSONMixin, serializers.Serializer):
     name = serializers.CharField(max_length=100)
-    expires_days = serializers.IntegerField(min_value=1, required=False, allow_null=True)
-    rate_limit = serializers.IntegerField(min_value=1, required=False, allow_null=True)
-    tokens_per_minute = serializers.IntegerField(min_value=1, required=False, allow_null=True)
+    expires_days = serializers.IntegerField(
+        min_value=1, max_value=MAX_EXPIRES_DAYS, required=False, allow_null=True
+    )
+    rate_limit = serializers.IntegerField(
+        min_value=1, max_value=MAX_PER_MINUTE, required=False, allow_null=True
+    )
+    tokens_per_minute = serializers.IntegerField(
+        min_value=1, max_value=MAX_PER_MINUTE, required=False, allow_null=True
+    )
     allowed_endpoints = serializers.ListField(
         child=serializers.ChoiceField(choices=[name for name, _ in ENDPOINT_GROUPS]),
         required=False,

@@ -119,15 +119,15 @@ class ApiKeyListView(_StaffView):
 
 
 class ApiKeyDetailView(_StaffView):
-    """`GET /admin/api-keys/<prefix>`, `DELETE /admin/api-keys/<prefix>` (revoke)."""
+    """`GET /admin/api-keys/<prefix>`.
+
+    No DELETE: a revoked key stays readable (and listed) for audit, which a
+    DELETE would promise not to be. Revoking is `POST .../revoke`.
+    """
 
     @docs.keys_retrieve
     def get(self, request: Request, prefix: str) -> Response:
         return Response(ApiKeyOutputSerializer(self._key(prefix)).data)
-
-    @docs.keys_delete
-    def delete(self, request: Request, prefix: str) -> Response:
-        return _revoke(request, self._key(prefix))
 
 
 class ApiKeyRevokeView(_StaffView):

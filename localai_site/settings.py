@@ -193,7 +193,8 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["keys.authentication.HasApiKey"],
     "UNAUTHENTICATED_USER": None,
     "EXCEPTION_HANDLER": "apis.errors.api_exception_handler",
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    # drf-spectacular's, with request schemas as strict as DRF's validation.
+    "DEFAULT_SCHEMA_CLASS": "apis.schema.GatewayAutoSchema",
 }
 
 # --- API documentation (drf-spectacular) -------------------------------------
@@ -254,6 +255,8 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": API_DESCRIPTION,
     # 3.1: JSON Schema 2020-12, so a stream's events can carry their payload schema.
     "OAS_VERSION": "3.1.0",
+    # Request and response components apart: each says its own direction's rules.
+    "COMPONENT_SPLIT_REQUEST": True,
     "SERVERS": [{"url": url} for url in API_SERVERS],
     "TAGS": [
         {"name": "models", "description": "The models the backend has (native API)."},

@@ -155,14 +155,16 @@ def test_staff_create_a_key_that_works_at_once_and_revoke_it(
     } <= messages
 
 
-def test_delete_revokes_too(http: httpx.Client, staff: tuple[str, str]) -> None:
+def test_delete_is_not_how_a_key_is_revoked(http: httpx.Client, staff: tuple[str, str]) -> None:
+    # A revoked key stays readable for audit, so DELETE (which promises the
+    # resource is gone) is not offered: revoking is POST .../revoke.
     prefix = http.post("/admin/api-keys", auth=staff, json={"name": "x"}).json()["prefix"]
 
     answer = http.delete(f"/admin/api-keys/{prefix}", auth=staff)
 
-    assert answer.status_code == 200
-    assert ApiKey.objects.get(prefix=prefix).status == "revoked"
-    assert http.delete("/admin/api-keys/nosuchpx", auth=staff).status_code == 404
+    assert answer.status_code == 405
+    assert "DELETE" not in answer.headers["Allow"]
+    assert ApiKey.objects.get(prefix=prefix).status == "active"
 
 
 def test_without_credentials_the_api_answers_401_in_the_envelope(http: httpx.Client) -> None:

@@ -1,0 +1,187 @@
+"""Input validation shared by every REST surface.
+
+- `StrictJSONMixin`: a JSON body's values must have the JSON types the
+  documentation promises. DRF's fields coerce (`"stream": 0` is False,
+  `"content": 5` is "5", `"max_tokens": "5"` is 5); the APIs this gateway
+  mirrors (OpenAI, Ollama) refuse those, and so does the OpenAPI document.
+  Mixed into each top-level input serializer; it checks nested serializers,
+  lists and dicts too.
+- `ModelNameField`: a model name in Ollama's grammar
+  (`[host/][namespace/]model[:tag]`), refused by the gateway with a clear
+  field error instead of the backend's bare "invalid model name".
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+import ollama
+import pydantic
+from rest_framework import serializers
+from rest_framework.exceptions import ErrorDetail
+
+# Ollama's name parts (types/model/name.go): first character a letter, digit
+# or `_`; the host may carry a port.
+_PART = r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,79}"
+_HOST = r"[A-Za-z0-9_][A-Za-z0-9_.:-]{0,349}"
+MODEL_NAME_PATTERN = rf"^(?:{_HOST}/)?(?:{_PART}/)?{_PART}(?::{_PART})?$"
+_MODEL_NAME_RE = re.compile(MODEL_NAME_PATTERN.replace("$", r"\Z"))
+
+
+class ModelNameField(serializers.CharField):
+    """A model name as Ollama parses it: `qwen2.5:14b`, `hf.co/org/name:Q4_K_M`."""
+
+    default_error_messages = {
+        "model_name": (
+            "Not a valid model name: expected [host/][namespace/]model[:tag] made of letters, "
+            "digits, '_', '.', '-'."
+        ),
+    }
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("max_length", 256)
+        # A name with spaces around it is not a name: refuse rather than guess.
+        kwargs["trim_whitespace"] = False
+        super().__init__(**kwargs)
+
+    def to_internal_value(self, data: Any) -> str:
+        value = super().to_internal_value(data)
+        if value and not _MODEL_NAME_RE.match(value):
+            self.fail("model_name")
+        return value
+
+
+def _json_type_error(field: serializers.Field, value: Any) -> str | None:
+    """Why `value` is not the JSON type `field` documents, or None."""
+    if value is None:
+        return None  # the field's own allow_null rule decides
+    if isinstance(field, serializers.BooleanField):
+        return None if isinstance(value, bool) else "Must be a boolean (true or false)."
+    if isinstance(field, serializers.IntegerField):
+        integral = isinstance(value, int) or (isinstance(value, float) and value.is_integer())
+        return None if integral and not isinstance(value, bool) else "Must be an integer."
+    if isinstance(field, (serializers.FloatField, serializers.DecimalField)):
+        number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        return None if number else "Must be a number."
+    if isinstance(field, serializers.ChoiceField):
+        if all(isinstance(choice, str) for choice in field.choices) and not isinstance(value, str):
+            return "Must be a string."
+        return None
+    if isinstance(field, serializers.CharField):
+        return None if isinstance(value, str) else "Must be a string."
+    if isinstance(field, (serializers.DictField, serializers.Serializer)):
+        return None if isinstance(value, Mapping) else "Must be an object."
+    if isinstance(field, (serializers.ListField, serializers.ListSerializer)):
+        return None if isinstance(value, list) else "Must be an array."
+    return None
+
+
+def json_type_errors(field: serializers.Field, value: Any) -> Any:
+    """DRF-shaped errors (dict / list / ErrorDetail list) for wrong JSON types, or None."""
+    problem = _json_type_error(field, value)
+    if problem:
+        return [ErrorDetail(problem, code="invalid")]
+    if value is None:
+        return None
+    if isinstance(field, serializers.ListSerializer) or isinstance(field, serializers.ListField):
+        child = field.child
+        # A list of objects holds objects; a null item is never what was meant.
+        nullable = isinstance(field, serializers.ListField) and child.allow_null
+        nested = {
+            index: (
+                [ErrorDetail("Must not be null.", code="null")]
+                if item is None and not nullable
+                else json_type_errors(child, item)
+            )
+            for index, item in enumerate(value)
+        }
+        nested = {index: error for index, error in nested.items() if error}
+        return nested or None
+    if isinstance(field, serializers.DictField):
+        nested = {key: json_type_errors(field.child, item) for key, item in value.items()}
+        nested = {key: error for key, error in nested.items() if error}
+        return nested or None
+    if isinstance(field, serializers.Serializer):
+        nested = {
+            name: json_type_errors(child, value[name])
+            for name, child in field.fields.items()
+            if name in value and not child.read_only
+        }
+        nested = {name: error for name, error in nested.items() if error}
+        return nested or None
+    return None
+
+
+class StrictJSONMixin:
+    """Refuse (422, naming each field) values of the wrong JSON type before DRF coerces them."""
+
+    def to_internal_value(self, data: Any) -> Any:
+        if isinstance(data, Mapping):
+            errors = json_type_errors(self, data)  # type: ignore[arg-type]
+            if errors:
+                raise serializers.ValidationError(errors)
+        return super().to_internal_value(data)  # type: ignore[misc]
+
+
+# The typed fields of Ollama's api.Options. Ollama answers a wrong type with a
+# 500, so the gateway checks them and answers 400/422 naming the option.
+OLLAMA_OPTION_TYPES: dict[str, type] = {
+    **dict.fromkeys(
+        "num_keep seed num_predict top_k repeat_last_n mirostat num_ctx num_batch num_gpu "
+        "main_gpu num_thread".split(),
+        int,
+    ),
+    **dict.fromkeys(
+        "top_p min_p typical_p temperature repeat_penalty presence_penalty frequency_penalty "
+        "mirostat_tau mirostat_eta".split(),
+        float,
+    ),
+    **dict.fromkeys(
+        "numa use_mmap penalize_newline low_vram f16_kv vocab_only use_mlock".split(), bool
+    ),
+}
+_OPTION_FIELDS: dict[type, serializers.Field] = {
+    int: serializers.IntegerField(),
+    float: serializers.FloatField(),
+    bool: serializers.BooleanField(),
+}
+
+
+class OllamaOptionsField(serializers.DictField):
+    """Ollama's `options`: known keys must have their type; unknown keys pass, as in Ollama."""
+
+    def to_internal_value(self, data: Any) -> dict[str, Any]:
+        options = super().to_internal_value(data)
+        errors: dict[str, list[ErrorDetail]] = {}
+        for key, value in options.items():
+            kind = OLLAMA_OPTION_TYPES.get(key)
+            if kind is not None:
+                problem = _json_type_error(_OPTION_FIELDS[kind], value)
+            elif key == "stop" and value is not None:
+                strings = isinstance(value, list) and all(isinstance(item, str) for item in value)
+                problem = None if strings else "Must be an array of strings."
+            else:
+                problem = None
+            if problem:
+                errors[key] = [ErrorDetail(problem, code="invalid")]
+        if errors:
+            raise serializers.ValidationError(errors)
+        return options
+
+
+def tool_problem(tool: Mapping[str, Any]) -> str | None:
+    """Why the ollama client would refuse `tool` (a function tool, Ollama-shaped), or None.
+
+    The client validates tools against its own model before sending them; a
+    tool it refuses is the caller's mistake, answered here as such (not as a
+    backend failure).
+    """
+    try:
+        ollama.Tool.model_validate(tool)
+    except pydantic.ValidationError as exc:
+        error = exc.errors()[0]
+        where = ".".join(str(part) for part in error["loc"])
+        return f"{where}: {error['msg']}" if where else error["msg"]
+    return None
