@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import re
@@ -718,6 +719,29 @@ def add_plain_django_views(
         regex = "^" + re.escape(view.route.lstrip("/")) + "$"
         documented.append((view.route, regex, "GET", view.as_view()))
     return documented
+
+
+# --- the docs pages ------------------------------------------------------------------
+
+# Nothing but the gateway itself: the pages work offline, and a script or image a
+# package would fetch from a CDN (Redoc's "Redocly" logo) is not even requested.
+DOCS_CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data:; font-src 'self' data:; worker-src 'self' blob:; "
+    "connect-src 'self'; frame-ancestors 'self'"
+)
+
+
+def local_only(view: Any) -> Any:
+    """Serve a docs page with a Content-Security-Policy allowing only the gateway itself."""
+
+    @functools.wraps(view)
+    def wrapped(request: Any, *args: Any, **kwargs: Any) -> Any:
+        response = view(request, *args, **kwargs)
+        response["Content-Security-Policy"] = DOCS_CONTENT_SECURITY_POLICY
+        return response
+
+    return wrapped
 
 
 # --- the finished document --------------------------------------------------------

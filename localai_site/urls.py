@@ -10,6 +10,7 @@ from drf_spectacular.views import (
 )
 
 from apis import probes
+from apis.schema import local_only
 
 urlpatterns = [
     path("healthz", probes.healthz, name="healthz"),
@@ -17,11 +18,17 @@ urlpatterns = [
     # The API documentation, open without a key (SPECTACULAR_SETTINGS).
     path("openapi.json", SpectacularJSONAPIView.as_view(), name="openapi-json"),
     path("openapi.yaml", SpectacularYAMLAPIView.as_view(), name="openapi-yaml"),
-    path("docs", SpectacularSwaggerView.as_view(url_name="openapi-json"), name="docs"),
+    path(
+        "docs",
+        local_only(SpectacularSwaggerView.as_view(url_name="openapi-json")),
+        name="docs",
+    ),
     path(
         "redoc",
         # The package's page minus its web-font links: nothing loads from outside.
-        SpectacularRedocView.as_view(url_name="openapi-json", template_name="apis/redoc.html"),
+        local_only(
+            SpectacularRedocView.as_view(url_name="openapi-json", template_name="apis/redoc.html")
+        ),
         name="redoc",
     ),
     path("v1/", include("apis.urls")),

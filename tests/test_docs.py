@@ -133,6 +133,27 @@ def test_every_asset_a_docs_page_references_is_served_by_the_gateway(
         assert response.content
 
 
+@pytest.mark.parametrize("page", ["/docs", "/redoc"])
+def test_docs_pages_forbid_the_browser_anything_but_the_gateway(client, page: str) -> None:
+    policy = client.get(page)["Content-Security-Policy"]
+
+    assert "default-src 'self'" in policy
+    assert "img-src 'self' data:" in policy
+    assert "http" not in policy
+
+
+@pytest.mark.parametrize("path", ["/healthz", "/readyz", "/ollama/"])
+@pytest.mark.parametrize("method", ["post", "delete", "trace"])
+def test_open_routes_answer_other_methods_405_in_the_envelope(
+    http: httpx.Client, path: str, method: str
+) -> None:
+    response = http.request(method.upper(), path)
+
+    assert response.status_code == 405
+    assert response.headers["Allow"] == "GET, HEAD"
+    assert response.json()["error"]["code"] == "method_not_allowed"
+
+
 # --- content ----------------------------------------------------------------------
 
 
