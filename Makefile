@@ -6,13 +6,14 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test lint format check bench clean help
+.PHONY: run test lint format check bench fuzz clean help
 
 help:
 	@echo "make run    install everything and start the server on http://$(HOST):$(PORT)"
 	@echo "make test   install test tools and run the whole suite"
 	@echo "make lint   ruff lint + format check"
 	@echo "make check  Django system checks"
+	@echo "make fuzz   a long schemathesis run against a live gateway (FUZZ_MAX_EXAMPLES, FUZZ_SEED)"
 
 # --- installation -------------------------------------------------------
 
@@ -46,6 +47,16 @@ run: $(VENV)/.runtime-installed
 
 test: $(VENV)/.dev-installed /usr/bin/chromium
 	$(BIN)/python -m pytest
+
+# The suite's schemathesis run (tests/test_schema_fuzz.py), longer and with a
+# fresh random seed each time: every operation of /openapi.json, every check,
+# against a live gateway and the fake Ollama. FUZZ_SEED=N replays a run.
+FUZZ_MAX_EXAMPLES ?= 100
+FUZZ_TIMEOUT ?= 1500
+FUZZ_SEED ?=
+fuzz: $(VENV)/.dev-installed
+	FUZZ_MAX_EXAMPLES=$(FUZZ_MAX_EXAMPLES) FUZZ_TIMEOUT=$(FUZZ_TIMEOUT) FUZZ_SEED=$(FUZZ_SEED) \
+	  $(BIN)/python -m pytest tests/test_schema_fuzz.py --timeout=$$(( $(FUZZ_TIMEOUT) + 60 ))
 
 # --- tools ----------------------------------------------------------------
 

@@ -751,9 +751,10 @@ def benchmark_rows(path: Path) -> list[dict[str, Any]]:
     """Rows of the benchmark results file (`make bench`), or [] when there is none.
 
     The file is JSON: `{"results": [{"model", "endpoint", "concurrency",
-    "requests_per_second", "tokens_per_second", "ttft_p50_ms", "latency_p50_ms",
-    "latency_p95_ms", ...}, ...], "backend": "...", "date": "..."}`; unknown
-    keys are ignored, missing ones shown as "-".
+    "requests_per_second", "tokens_per_second", "ttft_p50_ms", "ttft_p99_ms",
+    "latency_p50_ms", "latency_p95_ms", "latency_p99_ms"}, ...], "backend": "...",
+    "date": "..."}` (bench/report.py writes it); unknown keys are ignored, a
+    column shows when some row has it, "-" where a row has not.
     """
     try:
         data = json.loads(path.read_text())
@@ -792,8 +793,10 @@ _COLUMNS: tuple[tuple[str, str], ...] = (
     ("requests_per_second", "Requests/s"),
     ("tokens_per_second", "Tokens/s"),
     ("ttft_p50_ms", "First token p50 (ms)"),
+    ("ttft_p99_ms", "First token p99 (ms)"),
     ("latency_p50_ms", "Latency p50 (ms)"),
     ("latency_p95_ms", "Latency p95 (ms)"),
+    ("latency_p99_ms", "Latency p99 (ms)"),
 )
 
 

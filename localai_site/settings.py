@@ -205,9 +205,8 @@ REST_FRAMEWORK = {
 API_SERVERS = env.list("API_SERVERS", default=["http://localhost:8000"])
 # Machine-readable benchmark results (written by `make bench`); the chat
 # operation's description carries a performance table built from it, or none.
-BENCHMARK_RESULTS_FILE = env.path(
-    "BENCHMARK_RESULTS_FILE", default=str(BASE_DIR / "bench" / "results.json")
-)
+# (relative to this project's folder unless absolute)
+BENCHMARK_RESULTS_FILE = BASE_DIR / env.str("BENCHMARK_RESULTS_FILE", default="bench/results.json")
 
 API_DESCRIPTION = f"""
 A secure, rate-limited gateway in front of a local [Ollama](https://ollama.com) server.
