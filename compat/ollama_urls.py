@@ -21,5 +21,7 @@ urlpatterns = [
     path("api/create", views.OllamaCreateView.as_view(), name="create"),
     path("api/delete", views.OllamaDeleteView.as_view(), name="delete"),
     path("api/copy", views.OllamaCopyView.as_view(), name="copy"),
-    re_path(r"^(?P<path>.+)$", views.ollama_not_found, name="not_found"),
+    # Not under v1/: that is the OpenAI mirror (included before this), whose
+    # unknown routes answer in the gateway's envelope like every OpenAI route.
+    re_path(r"^(?!v1/)(?P<path>.+)$", views.ollama_not_found, name="not_found"),
 ]

@@ -72,11 +72,13 @@ def test_schemathesis_finds_no_server_error_and_no_response_contradicting_the_sc
     # Schemathesis also calls every secured operation without credentials:
     # those are limited per client address, and must get their 401, not a 429.
     settings.RATE_LIMIT_UNAUTHENTICATED = 10_000_000
-    # A model that can do whatever a valid request asks (tools, images, thinking).
+    # A model that can do whatever a valid request asks (tools, images, thinking, suffix).
     qwen3 = next(model for model in fake_ollama.models if model.name == "qwen3:8b")
     fake_ollama.add_model(
         dataclasses.replace(
-            qwen3, name=CHAT_MODEL, capabilities=("completion", "tools", "vision", "thinking")
+            qwen3,
+            name=CHAT_MODEL,
+            capabilities=("completion", "tools", "vision", "thinking", "insert"),
         )
     )
     get_user_model().objects.create_user(
