@@ -218,7 +218,8 @@ class ChatCompletionInput(ChatCompletionInputSerializer):
     modalities = schema_field(
         {
             "type": ["array", "null"],
-            "items": {"type": "string", "minLength": 1, "not": {"const": "audio"}},
+            # Trimmed, then not blank.
+            "items": {"type": "string", "pattern": r"\S", "not": {"const": "audio"}},
         },
         required=False,
     )
