@@ -233,12 +233,16 @@ In Swagger UI, click **Authorize** and paste the key.
 
 ### Rate limits
 
-Per key and endpoint group, per minute (a key's own limit overrides them):
-chat {RATE_LIMITS["chat"]}, embeddings {RATE_LIMITS["embeddings"]}, everything else
-{RATE_LIMIT_DEFAULT}. Requests without a valid key are limited per client address
-({RATE_LIMIT_UNAUTHENTICATED}/min). Every response carries `x-ratelimit-limit-requests`,
-`x-ratelimit-remaining-requests` and `x-ratelimit-reset-requests`; a refused request gets
-`429` with `Retry-After` (seconds).
+Requests per minute, per key and endpoint group (a key's own limit overrides them):
+
+* chat: {RATE_LIMITS["chat"]}
+* embeddings: {RATE_LIMITS["embeddings"]}
+* everything else: {RATE_LIMIT_DEFAULT}
+* requests without a valid key, per client address: {RATE_LIMIT_UNAUTHENTICATED}
+
+Every response carries `x-ratelimit-limit-requests`, `x-ratelimit-remaining-requests`
+and `x-ratelimit-reset-requests`; a refused request gets `429` with `Retry-After`
+(seconds).
 
 ### Errors
 

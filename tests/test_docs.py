@@ -171,8 +171,11 @@ def test_the_description_tells_features_authentication_and_rate_limits(
 
     for words in ("Main features", "Authentication", "Authorization: Bearer", "Rate limits"):
         assert words in description
-    assert f"chat {settings.RATE_LIMITS['chat']}" in description
-    assert f"embeddings {settings.RATE_LIMITS['embeddings']}" in description
+    assert f"* chat: {settings.RATE_LIMITS['chat']}\n" in description
+    assert f"* embeddings: {settings.RATE_LIMITS['embeddings']}\n" in description
+    assert f"* everything else: {settings.RATE_LIMIT_DEFAULT}\n" in description
+    # No line of prose starts with a number (Markdown would make it a list item).
+    assert not re.search(r"^\d+\. ", description, re.MULTILINE)
 
 
 def test_every_operation_has_a_summary_description_tag_and_examples(
