@@ -840,11 +840,26 @@ def _any_value_nullable_fixed(node: Any) -> Any:
     return fixed
 
 
+def _stream_examples_unwrapped(result: dict[str, Any]) -> None:
+    """An NDJSON example is the list of its lines; drf-spectacular wraps it in one more list."""
+    for path_item in result.get("paths", {}).values():
+        for operation in path_item.values():
+            if not isinstance(operation, dict):
+                continue
+            for response in operation.get("responses", {}).values():
+                content = response.get("content", {}).get("application/x-ndjson", {})
+                for example in content.get("examples", {}).values():
+                    value = example.get("value")
+                    if isinstance(value, list) and len(value) == 1 and isinstance(value[0], list):
+                        example["value"] = value[0]
+
+
 def finish_schema(
     result: dict[str, Any], generator: Any, request: Any, public: bool, **kwargs: Any
 ) -> dict[str, Any]:
     """POSTPROCESSING_HOOK: serving origin first in `servers`; benchmark table on chat."""
     result = _any_value_nullable_fixed(result)
+    _stream_examples_unwrapped(result)
     if request is not None:
         origin = request.build_absolute_uri("/").rstrip("/")
         others = [server for server in result.get("servers", []) if server.get("url") != origin]

@@ -342,7 +342,11 @@ def ndjson_lines(serializer: type[serializers.Serializer]) -> PolymorphicProxySe
 
 
 def _answer(
-    serializer: type[serializers.Serializer], *, example: dict[str, Any], description: str
+    serializer: type[serializers.Serializer],
+    *,
+    example: dict[str, Any],
+    lines: list[dict[str, Any]],
+    description: str,
 ) -> dict[Any, OpenApiResponse]:
     """A JSON answer (`stream: false`) and its NDJSON lines (the default)."""
     return {
@@ -351,8 +355,44 @@ def _answer(
             description=description,
             examples=[OpenApiExample("answer", value=example, response_only=True)],
         ),
-        (200, NDJSON): OpenApiResponse(ndjson_lines(serializer), description=description),
+        (200, NDJSON): OpenApiResponse(
+            ndjson_lines(serializer),
+            description=description,
+            examples=[OpenApiExample("lines", value=lines, response_only=True)],
+        ),
     }
+
+
+def _chat_line(content: str, **last: Any) -> dict[str, Any]:
+    return {
+        "model": EXAMPLE_MODEL,
+        "created_at": "2026-01-15T10:30:00.123456Z",
+        "message": {"role": "assistant", "content": content},
+        "done": bool(last),
+        **last,
+    }
+
+
+def _generate_line(response: str, **last: Any) -> dict[str, Any]:
+    return {
+        "model": EXAMPLE_MODEL,
+        "created_at": "2026-01-15T10:30:00.123456Z",
+        "response": response,
+        "done": bool(last),
+        **last,
+    }
+
+
+DONE = {"done_reason": "stop", "prompt_eval_count": 15, "eval_count": 4}
+EXAMPLE_DETAILS = {
+    "parent_model": "",
+    "format": "gguf",
+    "family": "qwen2",
+    "families": ["qwen2"],
+    "parameter_size": "14.8B",
+    "quantization_level": "Q4_K_M",
+}
+EXAMPLE_DIGEST = "7cdf5a0187d5c58cc5d369b255592f7841d1c4696d45a8c8a9489440385b22f6"
 
 
 # --- operations ---------------------------------------------------------------------
@@ -387,6 +427,7 @@ chat = extend_schema(
                 "prompt_eval_count": 15,
                 "eval_count": 4,
             },
+            lines=[_chat_line("Rayleigh"), _chat_line(" scattering."), _chat_line("", **DONE)],
         ),
         **ollama_errors(400, *KEY_ERRORS, 404, 413, *BACKEND_ERRORS, 507),
     },
@@ -418,6 +459,11 @@ generate = extend_schema(
                 "prompt_eval_count": 15,
                 "eval_count": 4,
             },
+            lines=[
+                _generate_line("Rayleigh"),
+                _generate_line(" scattering."),
+                _generate_line("", **DONE),
+            ],
         ),
         **ollama_errors(400, *KEY_ERRORS, 404, 413, *BACKEND_ERRORS, 507),
     },
@@ -484,7 +530,28 @@ tags = extend_schema(
     description="Ollama's `/api/tags`: the models the backend has.",
     parameters=KEY_HEADERS,
     responses={
-        200: OpenApiResponse(OllamaTagsSerializer, description="The models."),
+        200: OpenApiResponse(
+            OllamaTagsSerializer,
+            description="The models.",
+            examples=[
+                OpenApiExample(
+                    "models",
+                    value={
+                        "models": [
+                            {
+                                "name": "qwen2.5:14b",
+                                "model": "qwen2.5:14b",
+                                "modified_at": "2026-01-15T10:30:00.123456Z",
+                                "size": 8988124069,
+                                "digest": EXAMPLE_DIGEST,
+                                "details": EXAMPLE_DETAILS,
+                                "capabilities": ["completion", "tools"],
+                            }
+                        ]
+                    },
+                )
+            ],
+        ),
         **ollama_errors(*KEY_ERRORS, *BACKEND_ERRORS),
     },
 )
@@ -498,7 +565,25 @@ show = extend_schema(
     examples=[OpenApiExample("show", request_only=True, value={"model": EXAMPLE_MODEL})],
     responses={
         200: OpenApiResponse(
-            OllamaShowResponseSerializer, description="Model details, `model_info` always present."
+            OllamaShowResponseSerializer,
+            description="Model details, `model_info` always present.",
+            examples=[
+                OpenApiExample(
+                    "model",
+                    value={
+                        "license": "Apache License 2.0",
+                        "parameters": "temperature 0.7",
+                        "template": "{{ .Prompt }}",
+                        "details": EXAMPLE_DETAILS,
+                        "model_info": {
+                            "general.architecture": "qwen2",
+                            "qwen2.context_length": 32768,
+                        },
+                        "capabilities": ["completion", "tools"],
+                        "modified_at": "2026-01-15T10:30:00.123456Z",
+                    },
+                )
+            ],
         ),
         **ollama_errors(400, *KEY_ERRORS, 404, 413, *BACKEND_ERRORS),
     },
@@ -510,7 +595,29 @@ ps = extend_schema(
     description="Ollama's `/api/ps`: the models loaded in memory.",
     parameters=KEY_HEADERS,
     responses={
-        200: OpenApiResponse(OllamaPsSerializer, description="The loaded models."),
+        200: OpenApiResponse(
+            OllamaPsSerializer,
+            description="The loaded models.",
+            examples=[
+                OpenApiExample(
+                    "loaded",
+                    value={
+                        "models": [
+                            {
+                                "name": "qwen2.5:14b",
+                                "model": "qwen2.5:14b",
+                                "size": 10485760000,
+                                "digest": EXAMPLE_DIGEST,
+                                "details": EXAMPLE_DETAILS,
+                                "expires_at": "2026-01-15T10:35:00.123456Z",
+                                "size_vram": 10485760000,
+                                "context_length": 4096,
+                            }
+                        ]
+                    },
+                )
+            ],
+        ),
         **ollama_errors(*KEY_ERRORS, *BACKEND_ERRORS),
     },
 )
@@ -553,6 +660,21 @@ def _progress(summary: str, what: str, request: type[serializers.Serializer]) ->
             (200, NDJSON): OpenApiResponse(
                 ndjson_lines(OllamaProgressSerializer),
                 description="The last status (`stream: false`), or every progress line.",
+                examples=[
+                    OpenApiExample(
+                        "progress",
+                        value=[
+                            {"status": "pulling manifest"},
+                            {
+                                "status": "pulling 7cdf5a0187d5",
+                                "digest": "sha256:" + EXAMPLE_DIGEST,
+                                "total": 8988124069,
+                                "completed": 1048576,
+                            },
+                            {"status": "success"},
+                        ],
+                    )
+                ],
             ),
             **ollama_errors(400, *KEY_ERRORS, 404, 413, *BACKEND_ERRORS, 507),
         },

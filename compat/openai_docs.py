@@ -555,6 +555,23 @@ completions_create = extend_schema(
         (200, "text/event-stream"): OpenApiResponse(
             CompletionSSEEvent,
             description="A `text_completion`, or (`stream: true`) its events.",
+            examples=[
+                OpenApiExample(
+                    "events",
+                    response_only=True,
+                    value=(
+                        'data: {"id":"cmpl-3b9a7d","object":"text_completion",'
+                        '"created":1768473000,"model":"qwen2.5:14b","system_fingerprint":null,'
+                        '"choices":[{"index":0,"text":"\\n    if n < 2:","logprobs":null,'
+                        '"finish_reason":null}]}\n\n'
+                        'data: {"id":"cmpl-3b9a7d","object":"text_completion",'
+                        '"created":1768473000,"model":"qwen2.5:14b","system_fingerprint":null,'
+                        '"choices":[{"index":0,"text":"","logprobs":null,'
+                        '"finish_reason":"stop"}]}\n\n'
+                        "data: [DONE]\n\n"
+                    ),
+                )
+            ],
         ),
         **errors(*KEY_ERRORS, *BODY_ERRORS, 404, *BACKEND_ERRORS, 507, examples=UNSUPPORTED),
     },

@@ -194,6 +194,8 @@ def test_every_operation_has_a_summary_description_tag_and_examples(
             assert body["content"]["application/json"].get("examples"), where
         success = operation["responses"].get("200") or operation["responses"].get("201")
         assert success, where
+        for media_type, content in success.get("content", {}).items():
+            assert content.get("examples"), (where, media_type)
 
 
 def test_every_operation_documents_every_error_it_can_give_with_the_envelope(
@@ -280,7 +282,7 @@ def test_every_example_is_valid_for_the_schema_it_illustrates(schema: dict[str, 
             media.append(("request", operation["requestBody"]["content"]["application/json"]))
         for status, response in operation["responses"].items():
             for media_type, content in response.get("content", {}).items():
-                if media_type in ("application/json", "text/plain"):
+                if media_type in ("application/json", "text/plain", "application/x-ndjson"):
                     media.append((status, content))
         for where, content in media:
             validator = validator_for(schema, content["schema"])
