@@ -5,10 +5,15 @@ Django is initialised before anything imports models or routing.
 
 import os
 
-from django.core.asgi import get_asgi_application
+import django
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "localai_site.settings")
-django_asgi_app = get_asgi_application()
+django.setup(set_prefix=False)  # what get_asgi_application() does first
+
+# Django's handler, except that API requests get no thread of their own.
+from localai_site.handlers import GatewayASGIHandler  # noqa: E402
+
+django_asgi_app = GatewayASGIHandler()
 
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
