@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent
 ST = Path(sys.executable).with_name("st")
 
 MAX_EXAMPLES = int(os.environ.get("FUZZ_MAX_EXAMPLES", "6"))
-TIMEOUT = float(os.environ.get("FUZZ_TIMEOUT", "100"))
+TIMEOUT = float(os.environ.get("FUZZ_TIMEOUT", "140"))
 PHASES = os.environ.get("FUZZ_PHASES", "examples,coverage,fuzzing,stateful")
 # The suite's run is reproducible; `make fuzz` explores (FUZZ_SEED= for a random seed).
 SEED = os.environ.get("FUZZ_SEED", "20260115")
@@ -66,6 +66,7 @@ def fuzz_key(transactional_db) -> str:
     return raw_key
 
 
+@pytest.mark.timeout(TIMEOUT + 60)
 def test_schemathesis_finds_no_server_error_and_no_response_contradicting_the_schema(
     gateway: str, fake_ollama: FakeOllama, fuzz_key: str, settings, tmp_path: Path, caplog
 ) -> None:
