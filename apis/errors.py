@@ -55,9 +55,7 @@ class BadRequestError(APIError):
 
 class AuthenticationError(APIError):
     status, type, code = 401, "authentication_error", "invalid_api_key"
-    default_message = (
-        "Missing or invalid API key. Send it as 'Authorization: Bearer <key>'."
-    )
+    default_message = "Missing or invalid API key. Send it as 'Authorization: Bearer <key>'."
 
     def __init__(self, message: str | None = None, **kwargs: Any) -> None:
         super().__init__(message, **kwargs)
@@ -208,9 +206,7 @@ def validation_error(detail: Any) -> ValidationFailedError:
         message = f"Validation error: {first['loc']}: {first['msg']}"
         if len(details) > 1:
             message += f" (and {len(details) - 1} more)"
-    return ValidationFailedError(
-        message, details=details, param=first["loc"] if first else None
-    )
+    return ValidationFailedError(message, details=details, param=first["loc"] if first else None)
 
 
 def as_api_error(exc: BaseException) -> APIError:

@@ -72,7 +72,9 @@ class ErrorEnvelopeMiddleware:
         response = await self.get_response(request)  # type: ignore[misc]
         return _convert(request, response)
 
-    def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponseBase | None:
+    def process_exception(
+        self, request: HttpRequest, exception: Exception
+    ) -> HttpResponseBase | None:
         if request.path.startswith(HTML_PREFIXES) and not isinstance(exception, RequestDataTooBig):
             return None
         return error_response(as_api_error(exception))
