@@ -1,5 +1,5 @@
-"""The real server process (daphne, as `make run` starts it) on a fresh database
-with no Ollama: it starts, and explains what to do instead of failing."""
+"""The real server processes (uvicorn, as `make run` starts it, and daphne) on a
+fresh database with no Ollama: they start, and explain what to do instead of failing."""
 
 from __future__ import annotations
 
@@ -17,8 +17,8 @@ from tests.processes import server_env, start_server
 ROOT = Path(__file__).resolve().parent.parent
 
 
-@pytest.fixture
-def daphne_without_ollama(tmp_path: Path) -> Iterator[tuple[str, str]]:
+@pytest.fixture(params=["uvicorn", "daphne"])
+def server_without_ollama(request, tmp_path: Path) -> Iterator[tuple[str, str]]:
     ollama_url = f"http://127.0.0.1:{free_port()}"
     env = server_env(
         DATABASE_URL=f"sqlite:///{tmp_path / 'fresh.sqlite3'}", OLLAMA_HOST=ollama_url, REDIS_URL=""
@@ -26,14 +26,14 @@ def daphne_without_ollama(tmp_path: Path) -> Iterator[tuple[str, str]]:
     subprocess.run(
         [sys.executable, "manage.py", "migrate", "--noinput", "-v0"], cwd=ROOT, env=env, check=True
     )
-    with start_server(env=env, server="daphne") as base_url:
+    with start_server(env=env, server=request.param) as base_url:
         yield base_url, ollama_url
 
 
-def test_daphne_starts_without_ollama_and_readyz_says_what_to_do(
-    daphne_without_ollama: tuple[str, str],
+def test_the_server_starts_without_ollama_and_readyz_says_what_to_do(
+    server_without_ollama: tuple[str, str],
 ) -> None:
-    base_url, ollama_url = daphne_without_ollama
+    base_url, ollama_url = server_without_ollama
 
     alive = httpx.get(f"{base_url}/healthz", timeout=5)
     ready = httpx.get(f"{base_url}/readyz", timeout=10)
