@@ -26,8 +26,11 @@ SECRET_KEY = env.str("SECRET_KEY", default=INSECURE_DEV_SECRET_KEY)
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 
+# daphne's app only swaps `manage.py runserver` for its ASGI server (WebSockets
+# in development); it imports Twisted, ~24 MB per worker, so only with DEBUG.
+# `make run` serves with uvicorn; the daphne command works either way.
 INSTALLED_APPS = [
-    "daphne",
+    *(["daphne"] if DEBUG else []),
     "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",
