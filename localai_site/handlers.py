@@ -1,4 +1,5 @@
-"""Django's ASGI handler, with API requests sharing one sync thread.
+"""Django's ASGI handler, with API requests sharing one sync thread and a cap
+on the API requests a worker has not started answering.
 
 Django runs each HTTP request in its own `ThreadSensitiveContext`: the first
 bit of sync code a request needs (Django's own request signals, DRF's
@@ -12,26 +13,75 @@ thousands of threads competing for the GIL.
 The API's sync work is short (one indexed query for the key, a rate-limit
 counter), so API requests skip the per-request context: their sync calls run
 on asgiref's one shared sync thread, as Channels' WebSocket consumers already
-do, with one persistent database connection. Every other request (the admin,
-the chat page, the key-management API) keeps Django's thread per request, so
-a slow admin page never holds up the API.
+do. Every other request (the admin, the chat page, the key-management API)
+keeps Django's thread per request, so a slow admin page never holds up the API.
+
+Overload: a worker answers API requests one CPU slice at a time, so beyond
+its capacity every request slows down together. GATEWAY_MAX_PENDING_REQUESTS
+caps the API requests this worker has accepted but not started answering
+(a stream counts until its first byte); past it, a request gets
+`503 backend_busy` with `Retry-After` at once, before Django parses it, which
+costs a small fraction of answering it.
 """
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
+from django.conf import settings
 from django.core.handlers.asgi import ASGIHandler
+
+from apis.errors import BackendBusyError, error_body
 
 # The JSON APIs and the probes: sync work is a key lookup and a counter.
 API_PATH_PREFIXES = ("/v1/", "/openai/", "/ollama/", "/healthz", "/readyz")
 
 
 class GatewayASGIHandler(ASGIHandler):
-    """`ASGIHandler` without a thread per request for API paths."""
+    """`ASGIHandler` without a thread per API request, and with a cap on pending ones."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        # API requests accepted and not answered yet (this worker, this loop).
+        self.pending = 0
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] == "http" and scope["path"].startswith(API_PATH_PREFIXES):
-            await self.handle(scope, receive, send)
+        if scope["type"] != "http" or not scope["path"].startswith(API_PATH_PREFIXES):
+            await super().__call__(scope, receive, send)
             return
-        await super().__call__(scope, receive, send)
+        limit = settings.GATEWAY_MAX_PENDING_REQUESTS
+        if limit and self.pending >= limit:
+            await _busy(send, limit)
+            return
+        self.pending += 1
+        started = False
+
+        async def send_counted(message: dict[str, Any]) -> None:
+            nonlocal started
+            if not started and message["type"] == "http.response.start":
+                started = True
+                self.pending -= 1
+            await send(message)
+
+        try:
+            await self.handle(scope, receive, send_counted)
+        finally:
+            if not started:
+                self.pending -= 1
+
+
+async def _busy(send: Any, limit: int) -> None:
+    error = BackendBusyError(
+        1,
+        f"The gateway is overloaded: {limit} requests are already waiting in this worker "
+        "(GATEWAY_MAX_PENDING_REQUESTS). Retry shortly.",
+    )
+    body = json.dumps(error_body(error)).encode()
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+        *((name.lower().encode(), value.encode()) for name, value in error.headers.items()),
+    ]
+    await send({"type": "http.response.start", "status": error.status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})

@@ -185,6 +185,10 @@ USAGE_BUFFER_MAX = env.int("USAGE_BUFFER_MAX", default=100_000)
 GATEWAY_AUTH_ENABLED = env.bool("GATEWAY_AUTH_ENABLED", default=True)
 GATEWAY_RATE_LIMITS_ENABLED = env.bool("GATEWAY_RATE_LIMITS_ENABLED", default=True)
 GATEWAY_USAGE_ENABLED = env.bool("GATEWAY_USAGE_ENABLED", default=True)
+# API requests one worker has accepted but not started answering (a stream
+# counts until its first byte); past it, 503 backend_busy at once instead of
+# every request slowing down together (localai_site/handlers.py). 0 = no cap.
+GATEWAY_MAX_PENDING_REQUESTS = env.int("GATEWAY_MAX_PENDING_REQUESTS", default=256)
 
 # --- REST framework ---------------------------------------------------------
 
