@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test lint format check bench fuzz clean help
+.PHONY: run test lint format check bench bench-long fuzz clean help
 
 help:
 	@echo "make run    install everything and start the server on http://$(HOST):$(PORT)"
@@ -14,6 +14,7 @@ help:
 	@echo "make lint   ruff lint + format check"
 	@echo "make check  Django system checks"
 	@echo "make fuzz   a long schemathesis run against a live gateway (FUZZ_MAX_EXAMPLES, FUZZ_SEED)"
+	@echo "make bench  benchmark suite (~6 min): writes BENCHMARKS.md; make bench-long for longer runs"
 
 # --- installation -------------------------------------------------------
 
@@ -61,6 +62,22 @@ FUZZ_SEED ?=
 fuzz: $(VENV)/.dev-installed
 	FUZZ_MAX_EXAMPLES=$(FUZZ_MAX_EXAMPLES) FUZZ_TIMEOUT=$(FUZZ_TIMEOUT) FUZZ_SEED=$(FUZZ_SEED) \
 	  $(BIN)/python -m pytest tests/test_schema_fuzz.py --timeout=$$(( $(FUZZ_TIMEOUT) + 60 ))
+
+# --- benchmarks -------------------------------------------------------------
+
+# Debian's wrk is the suite's throughput load generator.
+/usr/bin/wrk:
+	@echo "Installing Debian's wrk for the benchmark suite..."
+	apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk
+
+# The gateway against the fake Ollama, side by side with the direct path;
+# writes BENCHMARKS.md and bench/results.json (see bench/run.py).
+bench: $(VENV)/.dev-installed /usr/bin/wrk
+	$(BIN)/python -m bench.run
+
+bench-long: $(VENV)/.dev-installed /usr/bin/wrk
+	$(BIN)/python -m bench.run --long
 
 # --- tools ----------------------------------------------------------------
 

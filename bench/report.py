@@ -1,0 +1,573 @@
+# ruff: noqa: RUF001  (typographic multiplication sign and dashes are wanted in the Markdown)
+"""BENCHMARKS.md and bench/results.json from one run of the suite (bench/run.py)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from bench.run import TARGETS, fmt
+
+# "Quickly", for the overload figure: a refused request learns it within a second.
+OVERLOAD_REJECTION_P99_MS = 1000.0
+
+
+def plus(s: dict[str, float] | None, unit: str = "", digits: int = 2) -> str:
+    """An added figure with its sign ("n/a" when not measured)."""
+    if not s:
+        return "n/a"
+    text = fmt(s, unit, digits)
+    return text if text.startswith("-") else "+" + text
+
+
+def _get(data: dict[str, Any] | None, *path: str) -> Any:
+    for key in path:
+        if not isinstance(data, dict):
+            return None
+        data = data.get(key)
+    return data
+
+
+def _median(data: Any) -> float | None:
+    return data.get("median") if isinstance(data, dict) else None
+
+
+def _verdict(ok: bool | None, short: str = "") -> str:
+    if ok is None:
+        return "not measured"
+    return "**met**" if ok else f"**not met**{': ' + short if short else ''}"
+
+
+def _short_by(value: float, target: float, *, higher_is_better: bool, unit: str) -> str:
+    if higher_is_better:
+        return f"{target - value:,.1f}{unit} ({100 * (target - value) / target:.0f} %) short"
+    return f"{value - target:,.2f}{unit} over"
+
+
+def target_rows(r: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
+    """(figure, target, gateway, direct path, verdict) for the targets table."""
+    rows: list[tuple[str, str, str, str, str]] = []
+    t = TARGETS
+
+    rps = _get(r, "throughput", "gateway_rps")
+    rps_m = _median(rps)
+    ok = None if rps_m is None else rps_m >= t["chat_rps"]
+    verdict = _verdict(
+        ok,
+        _short_by(rps_m, t["chat_rps"], higher_is_better=True, unit=" req/s")
+        if rps_m is not None and not ok
+        else "",
+    )
+    if ok and rps_m is not None:
+        verdict += (
+            " (stretch 1,000 " + ("met" if rps_m >= t["chat_rps_stretch"] else "not met") + ")"
+        )
+    rows.append(
+        (
+            "non-streamed chat, full gateway (auth + limit + usage), 50 connections",
+            "≥ 800 req/s; stretch 1,000",
+            f"{fmt(rps, ' req/s', 0)}; "
+            f"{fmt(_get(r, 'throughput', 'gateway_cpu_ms'), ' ms', 2)} CPU/req",
+            f"{fmt(_get(r, 'throughput', 'direct_rps'), ' req/s', 0)}; "
+            f"gateway/direct {fmt(_get(r, 'throughput', 'ratio'), '', 3)}",
+            verdict,
+        )
+    )
+
+    for endpoint, title in (
+        ("models", "models list"),
+        ("chat", "chat"),
+        ("embeddings", "embeddings"),
+    ):
+        lat = _get(r, "latency", endpoint) or {}
+        p50, p99 = _median(lat.get("added_p50")), _median(lat.get("added_p99"))
+        ok = (
+            None
+            if p50 is None or p99 is None
+            else (p50 <= t["added_p50_ms"] and p99 <= t["added_p99_ms"])
+        )
+        short = []
+        if p50 is not None and p50 > t["added_p50_ms"]:
+            short.append(f"p50 {p50 - t['added_p50_ms']:.2f} ms over")
+        if p99 is not None and p99 > t["added_p99_ms"]:
+            short.append(f"p99 {p99 - t['added_p99_ms']:.2f} ms over")
+        rows.append(
+            (
+                f"added latency, concurrency 1, {title}",
+                "p50 ≤ 1.5 ms, p99 ≤ 5 ms",
+                f"p50 {plus(lat.get('added_p50'), ' ms')}, p99 {plus(lat.get('added_p99'), ' ms')}",
+                f"p50 {fmt(lat.get('direct_p50'), ' ms')}, p99 {fmt(lat.get('direct_p99'), ' ms')}",
+                _verdict(ok, ", ".join(short)),
+            )
+        )
+
+    ttft = _get(r, "latency", "chat-stream") or {}
+    added = _median(ttft.get("added_p50"))
+    ok = None if added is None else added <= t["added_ttft_c1_ms"]
+    rows.append(
+        (
+            "added time to first token, concurrency 1 (median)",
+            "≤ 2 ms",
+            f"{plus(ttft.get('added_p50'), ' ms')} (p99 {plus(ttft.get('added_p99'), ' ms')})",
+            f"{fmt(ttft.get('direct_p50'), ' ms')} (p99 {fmt(ttft.get('direct_p99'), ' ms')})",
+            _verdict(
+                ok,
+                _short_by(added, t["added_ttft_c1_ms"], higher_is_better=False, unit=" ms")
+                if added is not None and not ok
+                else "",
+            ),
+        )
+    )
+    st = r.get("streaming") or {}
+    added = _median(st.get("ttft_c16_added_p99"))
+    ok = None if added is None else added <= t["added_ttft_c16_p99_ms"]
+    rows.append(
+        (
+            "added time to first token, 16 concurrent streams (p99)",
+            "≤ 15 ms",
+            f"{plus(st.get('ttft_c16_added_p99'), ' ms')} (gateway p99 "
+            f"{fmt(st.get('ttft_c16_gateway_p99'), ' ms')})",
+            f"p99 {fmt(st.get('ttft_c16_direct_p99'), ' ms')}",
+            _verdict(
+                ok,
+                _short_by(added, t["added_ttft_c16_p99_ms"], higher_is_better=False, unit=" ms")
+                if added is not None and not ok
+                else "",
+            ),
+        )
+    )
+    added = _median(st.get("gap_added_p99"))
+    ok = None if added is None else added <= t["added_gap_p99_ms"]
+    rows.append(
+        (
+            "chunks relayed, never buffered: added gap between chunks (p99, 10 ms token pace, "
+            "16 streams)",
+            "≤ 1 ms",
+            f"{plus(st.get('gap_added_p99'), ' ms')} (gateway gap p50 "
+            f"{fmt(st.get('gap_gateway_p50'), ' ms')}, "
+            f"p99 {fmt(st.get('gap_gateway_p99'), ' ms')})",
+            f"gap p50 {fmt(st.get('gap_direct_p50'), ' ms')}, "
+            f"p99 {fmt(st.get('gap_direct_p99'), ' ms')}",
+            _verdict(
+                ok,
+                _short_by(added, t["added_gap_p99_ms"], higher_is_better=False, unit=" ms")
+                if added is not None and not ok
+                else "",
+            ),
+        )
+    )
+
+    for kind, title, count_t, kb_t in (
+        ("streams", "concurrent open streams", "streams", "stream_kb"),
+        ("websockets", "idle WebSockets", "websockets", "websocket_kb"),
+    ):
+        held = _get(r, "held", kind)
+        if not held:
+            rows.append(
+                (title, f"≥ {t[count_t]:,} at ≤ {t[kb_t]:.0f} KB each", "n/a", "—", _verdict(None))
+            )
+            continue
+        ok = held["open"] >= t[count_t] and held["kb_each"] <= t[kb_t]
+        short = []
+        if held["open"] < t[count_t]:
+            short.append(f"{t[count_t] - held['open']:,} connections short")
+        if held["kb_each"] > t[kb_t]:
+            short.append(f"{held['kb_each'] - t[kb_t]:.1f} KB each over")
+        rows.append(
+            (
+                title,
+                f"≥ {t[count_t]:,} at ≤ {t[kb_t]:.0f} KB each",
+                f"{held['open']:,} of {held['requested']:,} open, {held['kb_each']:.1f} KB each "
+                f"(RSS {held['rss_before_kb'] / 1024:.0f} → {held['rss_held_kb'] / 1024:.0f} MB)",
+                "—",
+                _verdict(ok, ", ".join(short)),
+            )
+        )
+
+    idle = r.get("idle_rss_kb") or {}
+    main_server = r.get("server", "uvicorn")
+    if idle:
+        value = idle.get(main_server, next(iter(idle.values()))) / 1024
+        ok = value <= t["idle_mb"]
+        others = ", ".join(f"{name} {kb / 1024:.0f} MB" for name, kb in idle.items())
+        rows.append(
+            (
+                "idle memory per worker (RSS after warm-up)",
+                "≤ 120 MB",
+                f"{value:.0f} MB ({main_server}); {others}",
+                "—",
+                _verdict(
+                    ok,
+                    _short_by(value, t["idle_mb"], higher_is_better=False, unit=" MB")
+                    if not ok
+                    else "",
+                ),
+            )
+        )
+
+    rej = r.get("rejections") or {}
+    for code, title in (
+        ("401", "rejections: 401 (revoked key)"),
+        ("429", "rejections: 429 (limit spent)"),
+    ):
+        row = rej.get(code)
+        if not row:
+            continue
+        ratio = _median(row["ratio"])
+        ok = None if ratio is None else ratio >= t["rejection_ratio"]
+        rows.append(
+            (
+                title,
+                "≥ 2 × the proxied rate",
+                f"{fmt(row['rps'], ' req/s', 0)} = {fmt(row['ratio'], '×', 2)} the proxied rate",
+                "—",
+                _verdict(
+                    ok,
+                    f"{t['rejection_ratio'] - ratio:.2f}× short"
+                    if ratio is not None and not ok
+                    else "",
+                ),
+            )
+        )
+
+    disc = r.get("disconnect") or {}
+    if disc:
+        gw, direct = disc["gateway"], disc["direct"]
+        ok = gw["max_ms"] <= t["disconnect_ms"]
+        rows.append(
+            (
+                "backend request closed after the client disconnects",
+                "≤ 100 ms",
+                f"median {gw['median_ms']:.1f} ms, p95 {gw['p95_ms']:.1f} ms, "
+                f"max {gw['max_ms']:.1f} ms "
+                f"({gw['n']} streams)",
+                f"median {direct['median_ms']:.1f} ms, max {direct['max_ms']:.1f} ms",
+                _verdict(
+                    ok,
+                    _short_by(gw["max_ms"], t["disconnect_ms"], higher_is_better=False, unit=" ms")
+                    if not ok
+                    else "",
+                ),
+            )
+        )
+
+    over = r.get("overload") or {}
+    if over:
+        verdicts = []
+        texts = []
+        for name, case in over["cases"].items():
+            if name.startswith("direct"):
+                continue
+            codes = case["codes"]
+            bad = {c: n for c, n in codes.items() if c not in ("200", "429", "503")}
+            fast = (case["rejected_p99_ms"] or 0) <= OVERLOAD_REJECTION_P99_MS
+            ok_case = not bad and not case["errors"] and fast
+            verdicts.append(ok_case)
+            texts.append(
+                f"{name}: {', '.join(f'{c}×{n}' for c, n in codes.items())}"
+                + (f", errors {case['errors']}" if case["errors"] else "")
+                + f"; rejections p99 {case['rejected_p99_ms'] or 0:.0f} ms"
+            )
+        rows.append(
+            (
+                f"overload: {over['offered_rps']:.0f} req/s offered (2 × sustained), open loop, "
+                f"{over['seconds']:g} s",
+                "every request answered; only 200/429/503; rejections p99 ≤ 1 s",
+                "; ".join(texts),
+                "; ".join(
+                    f"{', '.join(f'{c}×{n}' for c, n in case['codes'].items())}"
+                    for name, case in over["cases"].items()
+                    if name.startswith("direct")
+                ),
+                _verdict(all(verdicts)),
+            )
+        )
+    return rows
+
+
+def _table(header: list[str], rows: list[list[str]] | list[tuple[str, ...]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(" --- " for _ in header) + "|"]
+    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def render(results: dict[str, Any], meta: dict[str, Any], analysis: str) -> str:
+    r = results
+    out = [
+        "# Benchmarks",
+        "",
+        f"Written by `{meta['command']}` on {meta['date']} (git {meta['commit']}). "
+        "Do not edit by hand: run it again.",
+        "",
+        "What the gateway adds on top of Ollama, measured against the project's fake Ollama "
+        "(`tests/fake_ollama.py`, a separate process; zero delay between tokens unless a "
+        "figure says otherwise) **side by side with the direct path** (the same load sent "
+        "straight to the fake's `/api/...`). Gateway and direct runs alternate (ABAB); "
+        f"each figure is the median of {meta['repeats']} repeats with min–max in brackets.",
+        "",
+        "## Setup",
+        "",
+        f"- Machine: {meta['nproc']} cores ({meta['cpu']}), {meta['memory']} memory, {meta['os']}.",
+        f"- Pinning: {meta['pinning']}",
+        f"- Gateway: one `{r.get('server')}` worker process (what `make run` serves; uvicorn "
+        "with uvloop and httptools, no access log; daphne with `-v 0`), SQLite "
+        "database in a temporary folder, a key from `manage.py create_api_key` with a limit "
+        "of 1,000,000,000 requests/minute (never throttles), all features on "
+        "(`GATEWAY_AUTH_ENABLED`, `GATEWAY_RATE_LIMITS_ENABLED`, `GATEWAY_USAGE_ENABLED`), "
+        "`RATE_LIMIT_UNAUTHENTICATED` raised so that 401s stay 401s, `DEBUG=false`.",
+        "- Load generators: `wrk` (Debian, one thread, `bench/wrk.lua` for POST bodies and "
+        "status counts) for throughput; the project's `bench.loadtest` tool (asyncio + "
+        "aiohttp, a steady pool of workers, or an open loop at a fixed rate) for latency, "
+        "time to first token, gaps between chunks, overload; aiohttp clients for held "
+        "streams and WebSockets.",
+        f"- Python {meta['python']}; "
+        + ", ".join(f"{name} {version}" for name, version in meta["packages"].items())
+        + ".",
+        "",
+        "## Targets",
+        "",
+        "Per worker process, one core, zero-delay backend.",
+        "",
+        _table(["figure", "target", "gateway", "direct path", "verdict"], target_rows(r)),
+        "",
+    ]
+    feats = r.get("features") or {}
+    if feats:
+        rows = []
+        previous = None
+        for name, row in feats.items():
+            cpu = _median(row["cpu_ms"])
+            delta = "" if previous is None or cpu is None else f"{cpu - previous:+.2f} ms"
+            rows.append([name, fmt(row["rps"], "", 0), fmt(row["cpu_ms"], " ms", 2), delta])
+            previous = cpu
+        out += [
+            "## The cost of each feature",
+            "",
+            "Non-streamed chat, 50 connections, wrk; each step adds one feature to the one "
+            "above (`+ usage records` is the full gateway; `+ Redis store` moves the rate-limit "
+            "counters and the cache to Redis). CPU per request is the gateway process's CPU "
+            "time over the run divided by the requests it answered.",
+            "",
+            _table(["gateway", "req/s", "CPU per request", "Δ CPU vs the step above"], rows),
+            "",
+            f"Direct path over the same runs: {fmt(r.get('features_direct_rps'), ' req/s', 0)}."
+            + (f" {r['features_note']}" if r.get("features_note") else ""),
+            "",
+        ]
+    servers = r.get("servers") or {}
+    if servers:
+        idle = r.get("idle_rss_kb") or {}
+        rows = [
+            [
+                name,
+                fmt(row.get("rps"), "", 0),
+                fmt(row.get("cpu_ms"), " ms", 2),
+                fmt(row.get("c1_p50_ms"), " ms"),
+                fmt(row.get("c1_p99_ms"), " ms"),
+                f"{idle.get(name, 0) / 1024:.0f} MB" if idle.get(name) else "n/a",
+            ]
+            for name, row in servers.items()
+        ]
+        out += [
+            "## Servers",
+            "",
+            "The full gateway under each ASGI server (one worker, core 0): chat at 50 "
+            "connections (wrk), chat latency at concurrency 1 (loadtest), idle memory. "
+            "uvicorn runs with uvloop and httptools. All three serve WebSockets.",
+            "",
+            _table(["server", "req/s", "CPU per request", "c=1 p50", "c=1 p99", "idle RSS"], rows),
+            "",
+        ]
+    lat = r.get("latency") or {}
+    if lat:
+        rows = []
+        for endpoint, row in lat.items():
+            what = "time to first token" if endpoint == "chat-stream" else "latency"
+            rows.append(
+                [
+                    f"{endpoint} ({what})",
+                    fmt(row.get("gateway_p50"), " ms"),
+                    fmt(row.get("gateway_p99"), " ms"),
+                    fmt(row.get("direct_p50"), " ms"),
+                    fmt(row.get("direct_p99"), " ms"),
+                    plus(row.get("added_p50"), " ms"),
+                    plus(row.get("added_p99"), " ms"),
+                ]
+            )
+        out += [
+            "## Latency at concurrency 1",
+            "",
+            "One client, one request at a time (loadtest tool, "
+            f"{meta['latency_requests']} requests per run). Added = gateway − direct, "
+            "computed per repeat.",
+            "",
+            _table(
+                [
+                    "endpoint",
+                    "gateway p50",
+                    "gateway p99",
+                    "direct p50",
+                    "direct p99",
+                    "added p50",
+                    "added p99",
+                ],
+                rows,
+            ),
+            "",
+        ]
+    over = r.get("overload") or {}
+    if over:
+        rows = [
+            [
+                name,
+                str(case["total"]),
+                ", ".join(f"{c}×{n}" for c, n in case["codes"].items())
+                + (f", errors {case['errors']}" if case["errors"] else ""),
+                f"{case['answered_rps']:.0f}",
+                f"{case['p50_ms']:.1f} ms" if case["p50_ms"] else "-",
+                f"{case['p99_ms']:.1f} ms" if case["p99_ms"] else "-",
+                f"{case['rejected_p99_ms']:.1f} ms" if case["rejected_p99_ms"] else "-",
+            ]
+            for name, case in over["cases"].items()
+        ]
+        out += [
+            "## Overload",
+            "",
+            f"An open loop offers {over['offered_rps']:.0f} requests/s (twice the sustained "
+            f"chat rate) for {over['seconds']:g} s, whatever the answers' pace (at most 4,000 "
+            "in flight). Rate limit: a key admitting a quarter of them. Backend queue full: "
+            "the fake answers 4 at a time, 50 ms each, and queues 16 (then answers 503, as "
+            "Ollama does). The gateway's own cap (`GATEWAY_MAX_PENDING_REQUESTS`, 256) "
+            "refuses what it cannot start with 503 `backend_busy` at once. "
+            f"Afterwards the models list answered with p99 {over['after_models_p99_ms']:.1f} ms "
+            f"({over['after_failed']} failed).",
+            "",
+            _table(
+                ["case", "requests", "answers", "answered/s", "p50", "p99", "rejections p99"], rows
+            ),
+            "",
+        ]
+    held = r.get("held") or {}
+    if held:
+        out += ["## Held connections", ""]
+        streams = held.get("streams")
+        if streams:
+            out.append(
+                f"- Streams: {streams['open']:,} of {streams['requested']:,} chat streams open "
+                f"at once (each read up to its first event, then kept; the fake sends a token "
+                f"every 2 s), opened in {streams['seconds_to_open']:.0f} s; failures "
+                f"{streams['failures'] or 'none'}; {streams['sample_still_streaming']} of a "
+                f"sample of {streams['sample_size']} were still streaming afterwards. Gateway "
+                f"RSS {streams['rss_before_kb'] / 1024:.0f} → "
+                f"{streams['rss_held_kb'] / 1024:.0f} MB: {streams['kb_each']:.1f} KB per "
+                "stream (client and backend connection included)."
+            )
+        sockets = held.get("websockets")
+        if sockets:
+            out.append(
+                f"- WebSockets: {sockets['open']:,} of {sockets['requested']:,} idle chat "
+                f"connections open at once (key in the Authorization header, each its own "
+                f"session), opened in {sockets['seconds_to_open']:.0f} s; failures "
+                f"{sockets['failures'] or 'none'}. Gateway RSS "
+                f"{sockets['rss_before_kb'] / 1024:.0f} → {sockets['rss_held_kb'] / 1024:.0f} "
+                f"MB: {sockets['kb_each']:.1f} KB per connection."
+            )
+        out.append("")
+    prof = r.get("profile") or {}
+    if prof.get("inclusive"):
+        out += [
+            "## Profile",
+            "",
+            f"py-spy, {prof['samples']} samples of the {r.get('server')} worker during the "
+            "chat run at 50 connections (all threads; share of samples).",
+            "",
+            _table(
+                ["inclusive (where the time goes, with callees)", "%"],
+                [[f"`{frame}`", f"{share}"] for frame, share in prof["inclusive"]],
+            ),
+            "",
+            _table(
+                ["self (the frame on top)", "%"],
+                [[f"`{frame}`", f"{share}"] for frame, share in prof["self"]],
+            ),
+            "",
+        ]
+    elif prof.get("note"):
+        out += ["## Profile", "", prof["note"], ""]
+    out += ["## What limits the rest, and what was tried", "", analysis.strip(), ""]
+    if meta.get("errors"):
+        out += ["## Sections that failed in this run", ""]
+        for section, error in meta["errors"].items():
+            out += [f"### {section}", "", "```", error.strip(), "```", ""]
+    return "\n".join(out)
+
+
+def results_json(results: dict[str, Any], meta: dict[str, Any]) -> dict[str, Any]:
+    """The machine-readable file the API docs read (apis/schema.py), plus every figure."""
+    rows = []
+    lat = results.get("latency") or {}
+    thr = results.get("throughput") or {}
+    st = results.get("streaming") or {}
+    if lat.get("chat"):
+        rows.append(
+            {
+                "model": "qwen2.5:14b",
+                "endpoint": "chat",
+                "concurrency": 1,
+                "latency_p50_ms": _median(lat["chat"].get("gateway_p50")),
+                "latency_p99_ms": _median(lat["chat"].get("gateway_p99")),
+            }
+        )
+    if thr:
+        rows.append(
+            {
+                "model": "qwen2.5:14b",
+                "endpoint": "chat",
+                "concurrency": 50,
+                "requests_per_second": _median(thr.get("gateway_rps")),
+                "latency_p50_ms": _median(thr.get("gateway_p50_ms")),
+                "latency_p99_ms": _median(thr.get("gateway_p99_ms")),
+            }
+        )
+    if lat.get("chat-stream"):
+        rows.append(
+            {
+                "model": "qwen2.5:14b",
+                "endpoint": "chat-stream",
+                "concurrency": 1,
+                "ttft_p50_ms": _median(lat["chat-stream"].get("gateway_p50")),
+            }
+        )
+    if st:
+        rows.append(
+            {
+                "model": "qwen2.5:14b",
+                "endpoint": "chat-stream",
+                "concurrency": 16,
+                "ttft_p99_ms": _median(st.get("ttft_c16_gateway_p99")),
+            }
+        )
+    if lat.get("embeddings"):
+        rows.append(
+            {
+                "model": "mxbai-embed-large",
+                "endpoint": "embeddings",
+                "concurrency": 1,
+                "latency_p50_ms": _median(lat["embeddings"].get("gateway_p50")),
+            }
+        )
+    return {
+        "backend": "fake Ollama, zero delay",
+        "date": meta["date"][:10],
+        "results": rows,
+        "meta": meta,
+        "figures": results,
+    }
+
+
+def write(
+    results: dict[str, Any], meta: dict[str, Any], analysis: str, markdown: Path, json_path: Path
+) -> None:
+    markdown.write_text(render(results, meta, analysis))
+    json_path.write_text(json.dumps(results_json(results, meta), indent=1, default=str) + "\n")
