@@ -12,7 +12,6 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
-from adrf.viewsets import ViewSet
 from rest_framework.request import Request
 from rest_framework.response import Response
 
@@ -27,6 +26,7 @@ from apis.serializers import (
     ModelSerializer,
 )
 from apis.streaming import sse_event, sse_response, stream_primed
+from apis.viewsets import ViewSet
 from keys.services import api_key_allows_model, api_key_authorize
 
 

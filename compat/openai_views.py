@@ -12,13 +12,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from adrf.viewsets import ViewSet
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from apis import inference
 from apis.metering import meter_for
 from apis.streaming import sse_response, stream_primed
+from apis.viewsets import ViewSet
 from compat import openai_docs as docs
 from compat import openai_translate as translate
 from compat.access import model_authorize
