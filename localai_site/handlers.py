@@ -21,12 +21,18 @@ its capacity every request slows down together. GATEWAY_MAX_PENDING_REQUESTS
 caps the API requests this worker has accepted but not started answering
 (a stream counts until its first byte); past it, a request gets
 `503 backend_busy` with `Retry-After` at once, before Django parses it, which
-costs a small fraction of answering it.
+costs a small fraction of answering it. That bounds how many wait, not how
+long: while the admitted requests keep the CPU busy, new ones (refusals
+included) wait for the event loop too. GATEWAY_SHED_LAG_MS adds the other
+guard: while the event loop runs late by more than that, new API requests are
+refused at once, until it has caught up.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
+import weakref
 from typing import Any
 
 from django.conf import settings
@@ -36,6 +42,8 @@ from apis.errors import BackendBusyError, error_body
 
 # The JSON APIs and the probes: sync work is a key lookup and a counter.
 API_PATH_PREFIXES = ("/v1/", "/openai/", "/ollama/", "/healthz", "/readyz")
+# How often the event loop's lateness is measured (GATEWAY_SHED_LAG_MS).
+LAG_INTERVAL = 0.025
 
 
 class GatewayASGIHandler(ASGIHandler):
@@ -45,6 +53,11 @@ class GatewayASGIHandler(ASGIHandler):
         super().__init__()
         # API requests accepted and not answered yet (this worker, this loop).
         self.pending = 0
+        # How late the event loop ran its last timer, seconds.
+        self.lag = 0.0
+        self._watchers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = (
+            weakref.WeakKeyDictionary()
+        )
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http" or not scope["path"].startswith(API_PATH_PREFIXES):
@@ -52,8 +65,20 @@ class GatewayASGIHandler(ASGIHandler):
             return
         limit = settings.GATEWAY_MAX_PENDING_REQUESTS
         if limit and self.pending >= limit:
-            await _busy(send, limit)
+            await _busy(
+                send,
+                f"{limit} requests are already waiting in this worker "
+                "(GATEWAY_MAX_PENDING_REQUESTS)",
+            )
             return
+        shed_after = settings.GATEWAY_SHED_LAG_MS / 1000
+        if shed_after:
+            self._watch_lag()
+            if self.lag > shed_after:
+                await _busy(
+                    send, f"its event loop runs {self.lag * 1000:.0f} ms late (GATEWAY_SHED_LAG_MS)"
+                )
+                return
         self.pending += 1
         started = False
 
@@ -70,13 +95,20 @@ class GatewayASGIHandler(ASGIHandler):
             if not started:
                 self.pending -= 1
 
+    def _watch_lag(self) -> None:
+        loop = asyncio.get_running_loop()
+        if loop not in self._watchers:
+            self._watchers[loop] = loop.create_task(self._measure_lag(loop))
 
-async def _busy(send: Any, limit: int) -> None:
-    error = BackendBusyError(
-        1,
-        f"The gateway is overloaded: {limit} requests are already waiting in this worker "
-        "(GATEWAY_MAX_PENDING_REQUESTS). Retry shortly.",
-    )
+    async def _measure_lag(self, loop: asyncio.AbstractEventLoop) -> None:
+        while True:
+            due = loop.time() + LAG_INTERVAL
+            await asyncio.sleep(LAG_INTERVAL)
+            self.lag = max(0.0, loop.time() - due)
+
+
+async def _busy(send: Any, reason: str) -> None:
+    error = BackendBusyError(1, f"The gateway is overloaded: {reason}. Retry shortly.")
     body = json.dumps(error_body(error)).encode()
     headers = [
         (b"content-type", b"application/json"),

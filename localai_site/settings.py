@@ -189,6 +189,11 @@ GATEWAY_USAGE_ENABLED = env.bool("GATEWAY_USAGE_ENABLED", default=True)
 # counts until its first byte); past it, 503 backend_busy at once instead of
 # every request slowing down together (localai_site/handlers.py). 0 = no cap.
 GATEWAY_MAX_PENDING_REQUESTS = env.int("GATEWAY_MAX_PENDING_REQUESTS", default=256)
+# While the worker's event loop runs this many ms late (it has more work than
+# CPU), new API requests get 503 backend_busy at once. 0 = off (the default:
+# a machine that stalls a process for other reasons would refuse requests);
+# 250 is a good value for a dedicated server.
+GATEWAY_SHED_LAG_MS = env.int("GATEWAY_SHED_LAG_MS", default=0)
 
 # --- REST framework ---------------------------------------------------------
 

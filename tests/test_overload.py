@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import threading
+import time
 
 import httpx
 
@@ -70,3 +72,47 @@ def test_without_a_cap_nothing_is_refused(
             return list(await asyncio.gather(*(client.post(CHAT, json=HELLO) for _ in range(20))))
 
     assert [response.status_code for response in asyncio.run(burst())] == [200] * 20
+
+
+def test_while_the_event_loop_runs_late_new_requests_are_refused_then_served_again(
+    gateway: str, fake_ollama: FakeOllama, auth_headers: dict, settings
+) -> None:
+    from localai_site.asgi import django_asgi_app as handler
+
+    settings.GATEWAY_SHED_LAG_MS = 100
+
+    def stall_the_loop(seconds: float) -> threading.Event:
+        """Block the gateway's event loop, as a worker with more work than CPU does."""
+        stalled = threading.Event()
+
+        def block() -> None:
+            stalled.set()
+            time.sleep(seconds)
+
+        loop = next(loop for loop in handler._watchers if loop.is_running())
+        loop.call_soon_threadsafe(block)
+        assert stalled.wait(5)
+        return stalled
+
+    def wait_until(condition) -> None:  # type: ignore[no-untyped-def]
+        deadline = time.monotonic() + 5
+        while not condition():
+            assert time.monotonic() < deadline, "condition not met in time"
+            time.sleep(0.005)
+
+    with httpx.Client(base_url=gateway, headers=auth_headers, timeout=10) as client:
+        before = client.post(CHAT, json=HELLO)  # also starts the lag watcher
+        stall_the_loop(0.3)
+        wait_until(lambda: handler.lag > 0.1)  # the watcher saw it run late
+        stall_the_loop(0.3)  # still late when the next request arrives
+        refused = client.post(CHAT, json=HELLO)
+        wait_until(lambda: handler.lag < 0.1)  # caught up
+        after = client.post(CHAT, json=HELLO)
+
+    assert before.status_code == 200
+    assert refused.status_code == 503
+    assert refused.json()["error"]["code"] == "backend_busy"
+    assert "GATEWAY_SHED_LAG_MS" in refused.json()["error"]["message"]
+    assert refused.headers["retry-after"] == "1"
+    assert after.status_code == 200
+    assert len(fake_ollama.requests_to("/api/chat")) == 2
