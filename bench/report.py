@@ -263,12 +263,21 @@ def target_rows(r: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
             bad = {c: n for c, n in codes.items() if c not in ("200", "429", "503")}
             fast = (case["rejected_p99_ms"] or 0) <= OVERLOAD_REJECTION_P99_MS
             ok_case = not bad and not case["errors"] and fast
-            verdicts.append(ok_case)
+            verdicts.append((name, ok_case))
             texts.append(
                 f"{name}: {', '.join(f'{c}×{n}' for c, n in codes.items())}"
                 + (f", errors {case['errors']}" if case["errors"] else "")
                 + f"; rejections p99 {case['rejected_p99_ms'] or 0:.0f} ms"
+                + ("" if ok_case else " (not met)")
             )
+        defaults_ok = all(ok for name, ok in verdicts if "SHED" not in name)
+        shed_ok = [ok for name, ok in verdicts if "SHED" in name]
+        if defaults_ok:
+            verdict = _verdict(True)
+        elif shed_ok and all(shed_ok):
+            verdict = _verdict(False, "with the defaults; **met** with GATEWAY_SHED_LAG_MS=250")
+        else:
+            verdict = _verdict(False)
         rows.append(
             (
                 f"overload: {over['offered_rps']:.0f} req/s offered (2 × sustained), open loop, "
@@ -280,7 +289,7 @@ def target_rows(r: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
                     for name, case in over["cases"].items()
                     if name.startswith("direct")
                 ),
-                _verdict(all(verdicts)),
+                verdict,
             )
         )
     return rows
@@ -439,7 +448,9 @@ def render(results: dict[str, Any], meta: dict[str, Any], analysis: str) -> str:
             "in flight). Rate limit: a key admitting a quarter of them. Backend queue full: "
             "the fake answers 4 at a time, 50 ms each, and queues 16 (then answers 503, as "
             "Ollama does). The gateway's own cap (`GATEWAY_MAX_PENDING_REQUESTS`, 256) "
-            "refuses what it cannot start with 503 `backend_busy` at once. "
+            "refuses what it cannot start with 503 `backend_busy` at once; with "
+            "`GATEWAY_SHED_LAG_MS=250` (off by default) it also refuses while its event loop "
+            "runs more than 250 ms late. "
             f"Afterwards the models list answered with p99 {over['after_models_p99_ms']:.1f} ms "
             f"({over['after_failed']} failed).",
             "",

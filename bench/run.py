@@ -772,6 +772,21 @@ class Bench:
             self.main.url, "gateway", "chat", key=key, duration=seconds, concurrency=4000, rate=rate
         )
         cases["rate limit (429)"] = report
+        # The same, with load shedding on the event loop's lateness.
+        admitted_key = create_key(self.db_env, "bench-overload-shed", admitted)
+        shedding = self.gateway("shedding", OLLAMA_HOST=self.fake.url, GATEWAY_SHED_LAG_MS="250")
+        self.warm(shedding)
+        report = loadtest(
+            shedding.url,
+            "gateway",
+            "chat",
+            key=admitted_key,
+            duration=seconds,
+            concurrency=4000,
+            rate=rate,
+        )
+        cases["rate limit (429), GATEWAY_SHED_LAG_MS=250"] = report
+        shedding.stop()
         busy = self.gateway("busy backend", OLLAMA_HOST=self.busy_fake.url)
         self.warm(busy)
         report = loadtest(
