@@ -24,6 +24,25 @@ from tests.processes import listening_socket
 
 
 @pytest.fixture(scope="session")
+def django_db_modify_db_settings(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """The SQLite test database is a file (WAL, like a real deployment), not shared memory.
+
+    In SQLite's shared-cache memory mode, the default test database, a
+    connection that reads a table another connection is writing fails at once
+    with "database table is locked" (no busy timeout applies): the usage
+    flusher's write and a concurrent key lookup could turn a request into a
+    500. A file in WAL mode, as served, lets readers read while a writer writes.
+    """
+    from django.conf import settings
+
+    database = settings.DATABASES["default"]
+    if database["ENGINE"] == "django.db.backends.sqlite3":
+        database.setdefault("TEST", {})["NAME"] = str(
+            tmp_path_factory.mktemp("database") / "test.sqlite3"
+        )
+
+
+@pytest.fixture(scope="session")
 def fake_ollama_server() -> Iterator[FakeOllama]:
     server = FakeOllama()
     server.start()
