@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from rest_framework.request import Request
 
+from apis.metering import UsageMeter, meter_for
 from keys.services import api_key_authorize
 
 # Endpoint group of Ollama's model-management calls (pull, push, create,
@@ -24,3 +25,15 @@ def model_authorize(request: Request, *, endpoint_group: str, model: str) -> Non
     only known once the body is read.
     """
     api_key_authorize(api_key=request.auth, endpoint_group=endpoint_group, model=model)
+
+
+def metered_model(request: Request, *, endpoint_group: str, model: str) -> UsageMeter:
+    """Name `model` on the request's usage meter, then authorize it for the key.
+
+    The meter carries the model first so that a refused call's usage record
+    still says which model was asked for.
+    """
+    meter = meter_for(request)
+    meter.model = model
+    model_authorize(request, endpoint_group=endpoint_group, model=model)
+    return meter

@@ -31,7 +31,7 @@ from apis.metering import meter_for
 from apis.streaming import stream_primed
 from compat import ollama_docs as docs
 from compat import ollama_translate as translate
-from compat.access import OLLAMA_ADMIN_GROUP, model_authorize
+from compat.access import OLLAMA_ADMIN_GROUP, metered_model
 from compat.ollama_serializers import (
     OllamaChatSerializer,
     OllamaCopySerializer,
@@ -140,9 +140,7 @@ class OllamaChatView(OllamaView):
         data = serializer.validated_data
         _model_required(data["model"])
         chat = translate.chat_request_from(data)
-        meter = meter_for(request)
-        meter.model = chat.model
-        model_authorize(request, endpoint_group=self.endpoint_group, model=chat.model)
+        meter = metered_model(request, endpoint_group=self.endpoint_group, model=chat.model)
         if data.get("stream") is False:
             result = await inference.chat_complete(request=chat)
             meter.charge(
@@ -167,9 +165,7 @@ class OllamaGenerateView(OllamaView):
         data = serializer.validated_data
         _model_required(data["model"], status=404)
         generate = translate.generate_request_from(data)
-        meter = meter_for(request)
-        meter.model = generate.model
-        model_authorize(request, endpoint_group=self.endpoint_group, model=generate.model)
+        meter = metered_model(request, endpoint_group=self.endpoint_group, model=generate.model)
         if data.get("stream") is False:
             result = await inference.generate_complete(request=generate)
             meter.charge(
@@ -194,9 +190,7 @@ class OllamaEmbedView(OllamaView):
         data = serializer.validated_data
         model = data["model"]
         _model_required(model, status=404)
-        meter = meter_for(request)
-        meter.model = model
-        model_authorize(request, endpoint_group=self.endpoint_group, model=model)
+        meter = metered_model(request, endpoint_group=self.endpoint_group, model=model)
         result = await inference.embeddings_create(
             model=model,
             inputs=data["input"],
@@ -229,9 +223,7 @@ class OllamaEmbeddingsView(OllamaView):
         data = serializer.validated_data
         model = data["model"]
         _model_required(model)
-        meter = meter_for(request)
-        meter.model = model
-        model_authorize(request, endpoint_group=self.endpoint_group, model=model)
+        meter = metered_model(request, endpoint_group=self.endpoint_group, model=model)
         prompt = data.get("prompt") or ""
         result = await inference.embeddings_create(
             model=model,
@@ -270,8 +262,7 @@ class OllamaShowView(OllamaView):
         data = serializer.validated_data
         model = data["model"] or data["name"]
         _model_required(model)
-        meter_for(request).model = model
-        model_authorize(request, endpoint_group=self.endpoint_group, model=model)
+        metered_model(request, endpoint_group=self.endpoint_group, model=model)
         description = await inference.model_describe(
             model_id=model, verbose=bool(data.get("verbose"))
         )

@@ -16,12 +16,11 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from apis import inference
-from apis.metering import meter_for
 from apis.streaming import sse_response, stream_primed
 from apis.viewsets import ViewSet
 from compat import openai_docs as docs
 from compat import openai_translate as translate
-from compat.access import model_authorize
+from compat.access import metered_model, model_authorize
 from compat.openai_serializers import (
     ChatCompletionInputSerializer,
     CompletionInputSerializer,
@@ -66,9 +65,7 @@ class OpenAIChatCompletionViewSet(ViewSet):
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
         chat = translate.chat_request_from(data)
-        meter = meter_for(request)
-        meter.model = chat.model
-        model_authorize(request, endpoint_group=self.endpoint_group, model=chat.model)
+        meter = metered_model(request, endpoint_group=self.endpoint_group, model=chat.model)
         completion_id, created = translate.new_id("chatcmpl"), translate.unix_now()
 
         if data.get("stream"):
@@ -108,9 +105,7 @@ class OpenAICompletionViewSet(ViewSet):
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
         generate = translate.completion_request_from(data)
-        meter = meter_for(request)
-        meter.model = generate.model
-        model_authorize(request, endpoint_group=self.endpoint_group, model=generate.model)
+        meter = metered_model(request, endpoint_group=self.endpoint_group, model=generate.model)
         completion_id, created = translate.new_id("cmpl"), translate.unix_now()
 
         if data.get("stream"):
@@ -151,9 +146,7 @@ class OpenAIEmbeddingViewSet(ViewSet):
         data = serializer.validated_data
         model = data["model"]
         inputs = translate.embedding_inputs_from(data["input"])
-        meter = meter_for(request)
-        meter.model = model
-        model_authorize(request, endpoint_group=self.endpoint_group, model=model)
+        meter = metered_model(request, endpoint_group=self.endpoint_group, model=model)
         result = await inference.embeddings_create(
             model=model, inputs=inputs, dimensions=data.get("dimensions")
         )
