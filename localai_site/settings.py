@@ -200,6 +200,8 @@ GATEWAY_SHED_LAG_MS = env.int("GATEWAY_SHED_LAG_MS", default=0)
 REST_FRAMEWORK = {
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    # An `Accept` the API cannot meet (e.g. only text/event-stream) gets JSON, not 406.
+    "DEFAULT_CONTENT_NEGOTIATION_CLASS": "apis.negotiation.JSONFallbackNegotiation",
     # Every API view needs a key; the permission also counts the rate limit.
     "DEFAULT_AUTHENTICATION_CLASSES": ["keys.authentication.ApiKeyAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["keys.authentication.HasApiKey"],

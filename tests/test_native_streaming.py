@@ -130,3 +130,32 @@ def test_a_stream_for_an_unknown_model_is_a_404_not_an_event(
 
     assert response.status_code == 404
     assert response.json()["error"]["code"] == "model_not_found"
+
+
+def test_a_client_that_accepts_only_event_streams_gets_the_stream(
+    http: httpx.Client, auth_headers: dict, fake_ollama: FakeOllama
+) -> None:
+    fake_ollama.reply = ["Hi", "!"]
+    headers = {**auth_headers, "Accept": "text/event-stream"}
+    for path in (CHAT, "/openai/v1/chat/completions"):
+        body = {**BODY, "model": "qwen2.5:14b"}
+        with http.stream("POST", path, headers=headers, json=body) as response:
+            assert response.status_code == 200, path
+            assert response.headers["content-type"].startswith("text/event-stream")
+            payloads = list(sse_data(response.iter_lines()))
+        assert payloads[-1] == "[DONE]", path
+
+
+def test_errors_for_a_client_that_accepts_only_event_streams_are_json_envelopes(
+    http: httpx.Client, auth_headers: dict, fake_ollama: FakeOllama
+) -> None:
+    accept = {"Accept": "text/event-stream"}
+    unknown = http.post(CHAT, headers={**auth_headers, **accept}, json={**BODY, "model": "ghost:1b"})
+    no_key = http.post(CHAT, headers=accept, json=BODY)
+    invalid = http.post(CHAT, headers={**auth_headers, **accept}, json={**BODY, "messages": []})
+
+    assert (unknown.status_code, unknown.json()["error"]["code"]) == (404, "model_not_found")
+    assert (no_key.status_code, no_key.json()["error"]["code"]) == (401, "invalid_api_key")
+    assert invalid.status_code in (400, 422)
+    for response in (unknown, no_key, invalid):
+        assert response.headers["content-type"].startswith("application/json")
