@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import uuid
 
 from asgiref.sync import sync_to_async
@@ -15,8 +16,25 @@ from django.views.decorators.http import require_http_methods
 from apis import inference
 from apis.errors import APIError, error_body
 
+logger = logging.getLogger(__name__)
+
 # A readiness probe must answer fast even when a dependency hangs.
 CHECK_TIMEOUT_SECONDS = 3.0
+
+# What the last probe of this process found failing ("" = ready): an
+# orchestrator polls every few seconds, so only changes are logged.
+_last_failure = ""
+
+
+def _log_change(failure: str) -> None:
+    global _last_failure
+    if failure == _last_failure:
+        return
+    if failure:
+        logger.warning("%s", failure)
+    else:
+        logger.info("Ready again: database, cache and backend answer")
+    _last_failure = failure
 
 
 # Exempt from CSRF so that any other method gets its 405 (with Allow), not a CSRF page.
@@ -65,13 +83,20 @@ async def readyz(request: HttpRequest) -> JsonResponse:
     checks = {name: ("ok" if problem is None else "failing") for name, problem in results}
     failing = [(name, problem) for name, problem in results if problem is not None]
     if not failing:
+        _log_change("")
         return JsonResponse({"status": "ok", "checks": checks})
+    message = "Not ready: " + "; ".join(f"{name}: {problem}" for name, problem in failing)
+    _log_change(message)
     error = APIError(
-        "Not ready: " + "; ".join(f"{name}: {problem}" for name, problem in failing),
+        message,
         code="not_ready",
         details=[{"check": name, "problem": problem} for name, problem in failing],
     )
     error.type = "service_unavailable_error"
     body = error_body(error)
     body["checks"] = checks
-    return JsonResponse(body, status=503)
+    response = JsonResponse(body, status=503)
+    # An expected answer, logged above once per change: not django.request's
+    # "Service Unavailable" ERROR line on every poll.
+    response._has_been_logged = True  # type: ignore[attr-defined]
+    return response

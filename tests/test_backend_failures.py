@@ -55,6 +55,19 @@ def test_readyz_names_the_backend_when_ollama_is_absent(dead_gateway_http: httpx
     assert body["error"]["details"][0]["check"] == "backend"
 
 
+def test_a_failing_readyz_is_logged_once_as_a_warning_not_an_error_per_poll(
+    dead_gateway_http: httpx.Client, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level("INFO"):
+        polls = [dead_gateway_http.get("/readyz") for _ in range(3)]
+
+    assert [poll.status_code for poll in polls] == [503] * 3
+    assert not [r for r in caplog.records if r.levelname == "ERROR"]
+    warnings = [r for r in caplog.records if r.name == "apis.probes" and r.levelname == "WARNING"]
+    assert len(warnings) == 1
+    assert "backend" in warnings[0].getMessage()
+
+
 def test_readyz_is_ok_when_everything_answers(http: httpx.Client) -> None:
     response = http.get("/readyz")
 
