@@ -96,6 +96,16 @@ class RequestTooLargeError(APIError):
     default_message = "Request body too large."
 
 
+class NotAcceptableError(BadRequestError):
+    status, code = 406, "not_acceptable"
+    default_message = "Could not satisfy the request Accept header."
+
+
+class UnsupportedMediaTypeError(BadRequestError):
+    status, code = 415, "unsupported_media_type"
+    default_message = "Unsupported media type in request."
+
+
 class ValidationFailedError(APIError):
     status, type, code = 422, "invalid_request_error", "validation_error"
     default_message = "Validation error."
@@ -230,13 +240,9 @@ def as_api_error(exc: BaseException) -> APIError:
     if isinstance(exc, RequestDataTooBig):
         return RequestTooLargeError()
     if isinstance(exc, drf_exceptions.UnsupportedMediaType):
-        error = BadRequestError(str(exc.detail), code="unsupported_media_type")
-        error.status = 415
-        return error
+        return UnsupportedMediaTypeError(str(exc.detail))
     if isinstance(exc, drf_exceptions.NotAcceptable):
-        error = BadRequestError(str(exc.detail), code="not_acceptable")
-        error.status = 406
-        return error
+        return NotAcceptableError(str(exc.detail))
     if isinstance(exc, drf_exceptions.APIException):
         error = APIError(str(exc.detail))
         error.status = exc.status_code

@@ -54,9 +54,11 @@ from apis.errors import (
     BadRequestError,
     InsufficientResourcesError,
     ModelNotFoundError,
+    NotAcceptableError,
     PermissionDeniedError,
     RateLimitedError,
     RequestTooLargeError,
+    UnsupportedMediaTypeError,
     error_body,
     validation_error,
 )
@@ -109,20 +111,6 @@ def _example_body(exc: APIError) -> dict[str, Any]:
     return body
 
 
-def _unsupported_media_type() -> APIError:
-    error = BadRequestError(
-        'Unsupported media type "text/plain" in request.', code="unsupported_media_type"
-    )
-    error.status = 415
-    return error
-
-
-def _not_acceptable() -> APIError:
-    error = BadRequestError("Could not satisfy the request Accept header.", code="not_acceptable")
-    error.status = 406
-    return error
-
-
 # Every error the gateway gives, by status: description and example errors.
 _ERRORS: dict[int, tuple[str, list[tuple[str, APIError]]]] = {
     400: (
@@ -165,13 +153,21 @@ _ERRORS: dict[int, tuple[str, list[tuple[str, APIError]]]] = {
     ),
     406: (
         "The `Accept` header asks for a type other than JSON.",
-        [("not_acceptable", _not_acceptable())],
+        [("not_acceptable", NotAcceptableError())],
     ),
     413: (
         "The request body is over MAX_REQUEST_BYTES.",
         [("request_too_large", RequestTooLargeError())],
     ),
-    415: ("The body is not `application/json`.", [("unsupported", _unsupported_media_type())]),
+    415: (
+        "The body is not `application/json`.",
+        [
+            (
+                "unsupported",
+                UnsupportedMediaTypeError('Unsupported media type "text/plain" in request.'),
+            )
+        ],
+    ),
     422: (
         "A field failed validation; `details` lists every failing field.",
         [
@@ -212,6 +208,11 @@ _ERRORS: dict[int, tuple[str, list[tuple[str, APIError]]]] = {
 KEY_ERRORS = (401, 403, 406, 429)
 BACKEND_ERRORS = (502, 503, 504)
 BODY_ERRORS = (400, 413, 415, 422)
+# What an operation can answer, by what it does: read the backend's model list,
+# look one model up, run a model on a request body.
+LIST_ERRORS = (*KEY_ERRORS, *BACKEND_ERRORS)
+MODEL_ERRORS = (*LIST_ERRORS, 404)
+INFERENCE_ERRORS = (*MODEL_ERRORS, *BODY_ERRORS, 507)
 
 
 def errors(
@@ -255,49 +256,84 @@ def ollama_errors(*statuses: int) -> dict[int, OpenApiResponse]:
     return responses
 
 
+# --- answers and examples ----------------------------------------------------------
+
+
+def answer(serializer: Any, description: str, example_name: str, example: Any) -> OpenApiResponse:
+    """A documented answer: its schema, what it is, and one example of it."""
+    return OpenApiResponse(
+        serializer, description=description, examples=[OpenApiExample(example_name, value=example)]
+    )
+
+
+def answer_or_stream(
+    description: str,
+    whole: tuple[Any, str, Any],
+    stream: tuple[Any, str, Any],
+    *,
+    stream_type: str = "text/event-stream",
+) -> dict[tuple[int, str], OpenApiResponse]:
+    """`200` as one JSON answer (`stream: false`) or as a stream: (serializer, example name,
+    example) for each, under one description."""
+    return {
+        (200, "application/json"): answer(whole[0], description, *whole[1:]),
+        (200, stream_type): answer(stream[0], description, *stream[1:]),
+    }
+
+
+def request_example(name: str, value: Any, summary: str | None = None) -> OpenApiExample:
+    """An example request body."""
+    return OpenApiExample(name, summary=summary, request_only=True, value=value)
+
+
 # --- headers --------------------------------------------------------------------
 
+
+def response_header(
+    name: str, kind: OpenApiTypes, status: int, description: str
+) -> OpenApiParameter:
+    """A header the gateway always sends with `status` answers."""
+    return OpenApiParameter(
+        name,
+        kind,
+        OpenApiParameter.HEADER,
+        response=[status],
+        required=True,
+        description=description,
+    )
+
+
 RATE_LIMIT_HEADERS = [
-    OpenApiParameter(
+    response_header(
         "x-ratelimit-limit-requests",
         OpenApiTypes.INT,
-        OpenApiParameter.HEADER,
-        response=[200],
-        required=True,
-        description="Requests per minute this key may make to this endpoint group.",
+        200,
+        "Requests per minute this key may make to this endpoint group.",
     ),
-    OpenApiParameter(
+    response_header(
         "x-ratelimit-remaining-requests",
         OpenApiTypes.INT,
-        OpenApiParameter.HEADER,
-        response=[200],
-        required=True,
-        description="Requests left in the current window.",
+        200,
+        "Requests left in the current window.",
     ),
-    OpenApiParameter(
+    response_header(
         "x-ratelimit-reset-requests",
         OpenApiTypes.STR,
-        OpenApiParameter.HEADER,
-        response=[200],
-        required=True,
-        description='Time until the budget is whole again, e.g. "17s".',
+        200,
+        'Time until the budget is whole again, e.g. "17s".',
     ),
 ]
-RETRY_AFTER = OpenApiParameter(
+RETRY_AFTER = response_header(
     "Retry-After",
     OpenApiTypes.INT,
-    OpenApiParameter.HEADER,
-    response=[429],
-    required=True,
-    description="Whole seconds to wait before retrying (at least 1).",
+    429,
+    "Whole seconds to wait before retrying (at least 1).",
 )
-WWW_AUTHENTICATE = OpenApiParameter(
+WWW_AUTHENTICATE = response_header(
     "WWW-Authenticate",
     OpenApiTypes.STR,
-    OpenApiParameter.HEADER,
-    response=[401],
-    required=True,
-    description='The scheme to authenticate with: `Bearer realm="api"`.',
+    401,
+    'The scheme to authenticate with: `Bearer realm="api"`.',
 )
 KEY_HEADERS = [*RATE_LIMIT_HEADERS, RETRY_AFTER, WWW_AUTHENTICATE]
 
@@ -596,13 +632,7 @@ class HealthzDocs(_DocumentedPlainView):
         tags=["health"],
         summary="Liveness probe",
         description="The process is alive and answering. Does no I/O; needs no key.",
-        responses={
-            200: OpenApiResponse(
-                HealthSerializer,
-                description="Alive.",
-                examples=[OpenApiExample("ok", value={"status": "ok"})],
-            )
-        },
+        responses={200: answer(HealthSerializer, "Alive.", "ok", {"status": "ok"})},
     )
     def get(self, request: Request) -> Response:  # pragma: no cover - documentation only
         raise NotImplementedError
@@ -621,45 +651,32 @@ class ReadyzDocs(_DocumentedPlainView):
             "Needs no key."
         ),
         responses={
-            200: OpenApiResponse(
+            200: answer(
                 ReadySerializer,
-                description="Ready to serve.",
-                examples=[
-                    OpenApiExample(
-                        "ready",
-                        value={
-                            "status": "ok",
-                            "checks": {"database": "ok", "cache": "ok", "backend": "ok"},
-                        },
-                    )
-                ],
+                "Ready to serve.",
+                "ready",
+                {"status": "ok", "checks": {"database": "ok", "cache": "ok", "backend": "ok"}},
             ),
-            503: OpenApiResponse(
+            503: answer(
                 NotReadySerializer,
-                description="Something the gateway needs is failing.",
-                examples=[
-                    OpenApiExample(
-                        "backend_down",
-                        status_codes=[503],
-                        value={
-                            "error": {
-                                "message": "Not ready: backend: The inference backend is not "
-                                "reachable.",
-                                "type": "service_unavailable_error",
-                                "code": "not_ready",
-                                "param": None,
-                                "timestamp": EXAMPLE_TIMESTAMP,
-                                "details": [
-                                    {
-                                        "check": "backend",
-                                        "problem": "The inference backend is not reachable.",
-                                    }
-                                ],
-                            },
-                            "checks": {"database": "ok", "cache": "ok", "backend": "failing"},
-                        },
-                    )
-                ],
+                "Something the gateway needs is failing.",
+                "backend_down",
+                {
+                    "error": {
+                        "message": "Not ready: backend: The inference backend is not reachable.",
+                        "type": "service_unavailable_error",
+                        "code": "not_ready",
+                        "param": None,
+                        "timestamp": EXAMPLE_TIMESTAMP,
+                        "details": [
+                            {
+                                "check": "backend",
+                                "problem": "The inference backend is not reachable.",
+                            }
+                        ],
+                    },
+                    "checks": {"database": "ok", "cache": "ok", "backend": "failing"},
+                },
             ),
         },
     )
@@ -679,10 +696,11 @@ class OllamaRootDocs(_DocumentedPlainView):
             "make before anything else. Needs no key (it says nothing about models)."
         ),
         responses={
-            (200, "text/plain"): OpenApiResponse(
+            (200, "text/plain"): answer(
                 {"type": "string", "const": "Ollama is running"},
-                description="The gateway's Ollama surface is up.",
-                examples=[OpenApiExample("running", value="Ollama is running")],
+                "The gateway's Ollama surface is up.",
+                "running",
+                "Ollama is running",
             )
         },
     )
