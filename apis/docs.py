@@ -8,18 +8,21 @@ error the action can answer with (see `apis.schema.errors`).
 from __future__ import annotations
 
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema
 from rest_framework.exceptions import ErrorDetail
 
-from apis.errors import BadRequestError, ModelNotFoundError, validation_error
+from apis.errors import BadRequestError, validation_error
 from apis.schema import (
-    BACKEND_ERRORS,
-    BODY_ERRORS,
     EXAMPLE_MODEL,
-    KEY_ERRORS,
+    INFERENCE_ERRORS,
     KEY_HEADERS,
+    LIST_ERRORS,
+    MODEL_ERRORS,
     ErrorEnvelopeSerializer,
+    answer,
+    answer_or_stream,
     errors,
+    request_example,
     sse_event_serializer,
 )
 from apis.serializers import (
@@ -61,13 +64,9 @@ models_list = extend_schema(
     ),
     parameters=KEY_HEADERS,
     responses={
-        200: OpenApiResponse(
-            ModelSerializer(many=True),
-            description="The models.",
-            # drf-spectacular wraps the example of a list in a list.
-            examples=[OpenApiExample("models", value=EXAMPLE_MODEL_INFO)],
-        ),
-        **errors(*KEY_ERRORS, *BACKEND_ERRORS),
+        # drf-spectacular wraps the example of a list in a list.
+        200: answer(ModelSerializer(many=True), "The models.", "models", EXAMPLE_MODEL_INFO),
+        **errors(*LIST_ERRORS),
     },
 )
 
@@ -78,12 +77,8 @@ models_retrieve = extend_schema(
     description="One model's details; `404 model_not_found` when the backend has no such model.",
     parameters=[MODEL_ID, *KEY_HEADERS],
     responses={
-        200: OpenApiResponse(
-            ModelSerializer,
-            description="The model.",
-            examples=[OpenApiExample("model", value=EXAMPLE_MODEL_INFO)],
-        ),
-        **errors(*KEY_ERRORS, 404, *BACKEND_ERRORS),
+        200: answer(ModelSerializer, "The model.", "model", EXAMPLE_MODEL_INFO),
+        **errors(*MODEL_ERRORS),
     },
 )
 
@@ -120,11 +115,9 @@ chat_create = extend_schema(
     request=ChatInputSerializer,
     parameters=KEY_HEADERS,
     examples=[
-        OpenApiExample(
+        request_example(
             "chat",
-            summary="A whole answer",
-            request_only=True,
-            value={
+            {
                 "model": EXAMPLE_MODEL,
                 "messages": [
                     {"role": "system", "content": "You are a concise assistant."},
@@ -133,52 +126,41 @@ chat_create = extend_schema(
                 "temperature": 0.7,
                 "max_tokens": 256,
             },
+            summary="A whole answer",
         ),
-        OpenApiExample(
+        request_example(
             "stream",
-            summary="A streamed answer",
-            request_only=True,
-            value={
+            {
                 "model": EXAMPLE_MODEL,
                 "messages": [{"role": "user", "content": "What is a Python list comprehension?"}],
                 "stream": True,
             },
+            summary="A streamed answer",
         ),
     ],
     responses={
-        (200, "application/json"): OpenApiResponse(
-            ChatOutputSerializer,
-            description="The answer (`stream: false`), or its events (`stream: true`).",
-            examples=[
-                OpenApiExample(
-                    "answer",
-                    response_only=True,
-                    value={
-                        "id": "6f1c2d8e-6a1b-4b8e-9f3a-2c1d0e9b8a7f",
-                        "model": EXAMPLE_MODEL,
-                        "created": "2026-01-15T10:30:00+00:00",
-                        "message": {
-                            "role": "assistant",
-                            "content": "A list comprehension builds a list in one expression: "
-                            "`[x * x for x in range(5)]`.",
-                        },
-                        "finish_reason": "stop",
-                        "usage": {"prompt_tokens": 24, "completion_tokens": 19, "total_tokens": 43},
+        **answer_or_stream(
+            "The answer (`stream: false`), or its events (`stream: true`).",
+            (
+                ChatOutputSerializer,
+                "answer",
+                {
+                    "id": "6f1c2d8e-6a1b-4b8e-9f3a-2c1d0e9b8a7f",
+                    "model": EXAMPLE_MODEL,
+                    "created": "2026-01-15T10:30:00+00:00",
+                    "message": {
+                        "role": "assistant",
+                        "content": "A list comprehension builds a list in one expression: "
+                        "`[x * x for x in range(5)]`.",
                     },
-                )
-            ],
-        ),
-        (200, "text/event-stream"): OpenApiResponse(
-            ChatStreamSSEEvent,
-            description="The answer (`stream: false`), or its events (`stream: true`).",
-            examples=[OpenApiExample("events", response_only=True, value=CHAT_STREAM_EXAMPLE)],
+                    "finish_reason": "stop",
+                    "usage": {"prompt_tokens": 24, "completion_tokens": 19, "total_tokens": 43},
+                },
+            ),
+            (ChatStreamSSEEvent, "events", CHAT_STREAM_EXAMPLE),
         ),
         **errors(
-            *KEY_ERRORS,
-            *BODY_ERRORS,
-            404,
-            *BACKEND_ERRORS,
-            507,
+            *INFERENCE_ERRORS,
             examples={
                 400: [
                     (
@@ -186,7 +168,6 @@ chat_create = extend_schema(
                         BadRequestError("The backend refused the request: invalid options"),
                     )
                 ],
-                404: [("model_not_found", ModelNotFoundError(EXAMPLE_MODEL))],
             },
         ),
     },
@@ -204,41 +185,30 @@ embeddings_create = extend_schema(
     request=EmbeddingInputSerializer,
     parameters=KEY_HEADERS,
     examples=[
-        OpenApiExample(
+        request_example(
             "one",
+            {"model": "mxbai-embed-large", "input": "The quick brown fox"},
             summary="One text",
-            request_only=True,
-            value={"model": "mxbai-embed-large", "input": "The quick brown fox"},
         ),
-        OpenApiExample(
+        request_example(
             "many",
+            {"model": "mxbai-embed-large", "input": ["first text", "second text"]},
             summary="Several texts in one call",
-            request_only=True,
-            value={"model": "mxbai-embed-large", "input": ["first text", "second text"]},
         ),
     ],
     responses={
-        200: OpenApiResponse(
+        200: answer(
             EmbeddingOutputSerializer,
-            description="The vectors.",
-            examples=[
-                OpenApiExample(
-                    "vectors",
-                    response_only=True,
-                    value={
-                        "model": "mxbai-embed-large",
-                        "embeddings": [[0.0123, -0.0456, 0.0789], [0.0321, 0.0654, -0.0987]],
-                        "usage": {"prompt_tokens": 6, "total_tokens": 6},
-                    },
-                )
-            ],
+            "The vectors.",
+            "vectors",
+            {
+                "model": "mxbai-embed-large",
+                "embeddings": [[0.0123, -0.0456, 0.0789], [0.0321, 0.0654, -0.0987]],
+                "usage": {"prompt_tokens": 6, "total_tokens": 6},
+            },
         ),
         **errors(
-            *KEY_ERRORS,
-            *BODY_ERRORS,
-            404,
-            *BACKEND_ERRORS,
-            507,
+            *INFERENCE_ERRORS,
             examples={
                 422: [
                     (
