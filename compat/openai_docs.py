@@ -12,20 +12,23 @@ from typing import Any
 
 from django.conf import settings
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema
 from rest_framework import serializers
 
-from apis.errors import BadRequestError, ModelNotFoundError
+from apis.errors import BadRequestError
 from apis.schema import (
-    BACKEND_ERRORS,
     BASE64_PATTERN,
-    BODY_ERRORS,
     EXAMPLE_MODEL,
     FALSY,
-    KEY_ERRORS,
+    INFERENCE_ERRORS,
     KEY_HEADERS,
+    LIST_ERRORS,
+    MODEL_ERRORS,
     ErrorEnvelopeSerializer,
+    answer,
+    answer_or_stream,
     errors,
+    request_example,
     schema_field,
     sse_event_serializer,
     tool_parameters_schema,
@@ -297,14 +300,20 @@ class ChunkChoiceSerializer(serializers.Serializer):
     )
 
 
-class ChatCompletionChunkSerializer(serializers.Serializer):
-    """`chat.completion.chunk`: one event of a streamed chat completion."""
+class _ChunkSerializer(serializers.Serializer):
+    """What every streamed chunk carries; each kind names its `object` and `choices`."""
 
     id = serializers.CharField()
-    object = serializers.ChoiceField(choices=["chat.completion.chunk"])
+    object = serializers.CharField()
     created = serializers.IntegerField()
     model = serializers.CharField()
     system_fingerprint = serializers.CharField(allow_null=True)
+
+
+class ChatCompletionChunkSerializer(_ChunkSerializer):
+    """`chat.completion.chunk`: one event of a streamed chat completion."""
+
+    object = serializers.ChoiceField(choices=["chat.completion.chunk"])
     choices = ChunkChoiceSerializer(
         many=True, help_text="One choice; empty in the final usage chunk."
     )
@@ -322,14 +331,10 @@ class CompletionChunkChoiceSerializer(serializers.Serializer):
     finish_reason = serializers.ChoiceField(choices=["stop", "length"], allow_null=True)
 
 
-class CompletionChunkSerializer(serializers.Serializer):
+class CompletionChunkSerializer(_ChunkSerializer):
     """`text_completion`: one event of a streamed (legacy) completion."""
 
-    id = serializers.CharField()
     object = serializers.ChoiceField(choices=["text_completion"])
-    created = serializers.IntegerField()
-    model = serializers.CharField()
-    system_fingerprint = serializers.CharField(allow_null=True)
     choices = CompletionChunkChoiceSerializer(many=True)
     usage = OpenAIUsageSerializer(required=False, allow_null=True)
 
@@ -370,10 +375,7 @@ UNSUPPORTED = {
         ),
         ("malformed_json", BadRequestError("Malformed JSON body: JSON parse error")),
     ],
-    404: [("model_not_found", ModelNotFoundError(EXAMPLE_MODEL))],
 }
-
-CHAT_ANSWER = "A `chat.completion`, or (`stream: true`) its `chat.completion.chunk` events."
 
 # --- operations ---------------------------------------------------------------------
 
@@ -385,14 +387,13 @@ models_list = extend_schema(
     ),
     parameters=KEY_HEADERS,
     responses={
-        200: OpenApiResponse(
+        200: answer(
             OpenAIModelListSerializer,
-            description="The models.",
-            examples=[
-                OpenApiExample("models", value={"object": "list", "data": [EXAMPLE_MODEL_OBJECT]})
-            ],
+            "The models.",
+            "models",
+            {"object": "list", "data": [EXAMPLE_MODEL_OBJECT]},
         ),
-        **errors(*KEY_ERRORS, *BACKEND_ERRORS),
+        **errors(*LIST_ERRORS),
     },
 )
 
@@ -402,12 +403,8 @@ models_retrieve = extend_schema(
     description="One model as OpenAI's `model` object; `404 model_not_found` if there is none.",
     parameters=[MODEL_ID, *KEY_HEADERS],
     responses={
-        200: OpenApiResponse(
-            OpenAIModelSerializer,
-            description="The model.",
-            examples=[OpenApiExample("model", value=EXAMPLE_MODEL_OBJECT)],
-        ),
-        **errors(*KEY_ERRORS, 404, *BACKEND_ERRORS),
+        200: answer(OpenAIModelSerializer, "The model.", "model", EXAMPLE_MODEL_OBJECT),
+        **errors(*MODEL_ERRORS),
     },
 )
 
@@ -425,86 +422,73 @@ chat_create = extend_schema(
     request=ChatCompletionInput,
     parameters=KEY_HEADERS,
     examples=[
-        OpenApiExample(
+        request_example(
             "chat",
-            summary="A whole answer",
-            request_only=True,
-            value={
+            {
                 "model": EXAMPLE_MODEL,
                 "messages": [{"role": "user", "content": "Say hello in French."}],
                 "temperature": 0.2,
                 "max_tokens": 64,
             },
+            summary="A whole answer",
         ),
-        OpenApiExample(
+        request_example(
             "stream",
-            summary="A streamed answer with usage",
-            request_only=True,
-            value={
+            {
                 "model": EXAMPLE_MODEL,
                 "messages": [{"role": "user", "content": "Say hello in French."}],
                 "stream": True,
                 "stream_options": {"include_usage": True},
             },
+            summary="A streamed answer with usage",
         ),
     ],
     responses={
-        (200, "application/json"): OpenApiResponse(
-            ChatCompletionSerializer,
-            description=CHAT_ANSWER,
-            examples=[
-                OpenApiExample(
-                    "completion",
-                    response_only=True,
-                    value={
-                        "id": "chatcmpl-8f2c1e",
-                        "object": "chat.completion",
-                        "created": 1768473000,
-                        "model": EXAMPLE_MODEL,
-                        "system_fingerprint": None,
-                        "choices": [
-                            {
-                                "index": 0,
-                                "message": {
-                                    "role": "assistant",
-                                    "content": "Bonjour !",
-                                    "refusal": None,
-                                },
-                                "logprobs": None,
-                                "finish_reason": "stop",
-                            }
-                        ],
-                        "usage": {"prompt_tokens": 15, "completion_tokens": 3, "total_tokens": 18},
-                    },
-                )
-            ],
+        **answer_or_stream(
+            "A `chat.completion`, or (`stream: true`) its `chat.completion.chunk` events.",
+            (
+                ChatCompletionSerializer,
+                "completion",
+                {
+                    "id": "chatcmpl-8f2c1e",
+                    "object": "chat.completion",
+                    "created": 1768473000,
+                    "model": EXAMPLE_MODEL,
+                    "system_fingerprint": None,
+                    "choices": [
+                        {
+                            "index": 0,
+                            "message": {
+                                "role": "assistant",
+                                "content": "Bonjour !",
+                                "refusal": None,
+                            },
+                            "logprobs": None,
+                            "finish_reason": "stop",
+                        }
+                    ],
+                    "usage": {"prompt_tokens": 15, "completion_tokens": 3, "total_tokens": 18},
+                },
+            ),
+            (
+                ChatCompletionSSEEvent,
+                "events",
+                'data: {"id":"chatcmpl-8f2c1e","object":"chat.completion.chunk",'
+                '"created":1768473000,"model":"qwen2.5:14b","system_fingerprint":null,'
+                '"choices":[{"index":0,"delta":{"role":"assistant","content":""},'
+                '"logprobs":null,"finish_reason":null}]}\n\n'
+                'data: {"id":"chatcmpl-8f2c1e","object":"chat.completion.chunk",'
+                '"created":1768473000,"model":"qwen2.5:14b","system_fingerprint":null,'
+                '"choices":[{"index":0,"delta":{"content":"Bonjour"},'
+                '"logprobs":null,"finish_reason":null}]}\n\n'
+                'data: {"id":"chatcmpl-8f2c1e","object":"chat.completion.chunk",'
+                '"created":1768473000,"model":"qwen2.5:14b","system_fingerprint":null,'
+                '"choices":[{"index":0,"delta":{},"logprobs":null,'
+                '"finish_reason":"stop"}]}\n\n'
+                "data: [DONE]\n\n",
+            ),
         ),
-        (200, "text/event-stream"): OpenApiResponse(
-            ChatCompletionSSEEvent,
-            description=CHAT_ANSWER,
-            examples=[
-                OpenApiExample(
-                    "events",
-                    response_only=True,
-                    value=(
-                        'data: {"id":"chatcmpl-8f2c1e","object":"chat.completion.chunk",'
-                        '"created":1768473000,"model":"qwen2.5:14b","system_fingerprint":null,'
-                        '"choices":[{"index":0,"delta":{"role":"assistant","content":""},'
-                        '"logprobs":null,"finish_reason":null}]}\n\n'
-                        'data: {"id":"chatcmpl-8f2c1e","object":"chat.completion.chunk",'
-                        '"created":1768473000,"model":"qwen2.5:14b","system_fingerprint":null,'
-                        '"choices":[{"index":0,"delta":{"content":"Bonjour"},'
-                        '"logprobs":null,"finish_reason":null}]}\n\n'
-                        'data: {"id":"chatcmpl-8f2c1e","object":"chat.completion.chunk",'
-                        '"created":1768473000,"model":"qwen2.5:14b","system_fingerprint":null,'
-                        '"choices":[{"index":0,"delta":{},"logprobs":null,'
-                        '"finish_reason":"stop"}]}\n\n'
-                        "data: [DONE]\n\n"
-                    ),
-                )
-            ],
-        ),
-        **errors(*KEY_ERRORS, *BODY_ERRORS, 404, *BACKEND_ERRORS, 507, examples=UNSUPPORTED),
+        **errors(*INFERENCE_ERRORS, examples=UNSUPPORTED),
     },
 )
 
@@ -519,61 +503,48 @@ completions_create = extend_schema(
     request=CompletionInput,
     parameters=KEY_HEADERS,
     examples=[
-        OpenApiExample(
-            "prompt",
-            request_only=True,
-            value={"model": EXAMPLE_MODEL, "prompt": "def fibonacci(n):", "max_tokens": 64},
+        request_example(
+            "prompt", {"model": EXAMPLE_MODEL, "prompt": "def fibonacci(n):", "max_tokens": 64}
         )
     ],
     responses={
-        (200, "application/json"): OpenApiResponse(
-            CompletionSerializer,
-            description="A `text_completion`, or (`stream: true`) its events.",
-            examples=[
-                OpenApiExample(
-                    "completion",
-                    response_only=True,
-                    value={
-                        "id": "cmpl-3b9a7d",
-                        "object": "text_completion",
-                        "created": 1768473000,
-                        "model": EXAMPLE_MODEL,
-                        "system_fingerprint": None,
-                        "choices": [
-                            {
-                                "index": 0,
-                                "text": "\n    if n < 2:\n        return n",
-                                "logprobs": None,
-                                "finish_reason": "stop",
-                            }
-                        ],
-                        "usage": {"prompt_tokens": 5, "completion_tokens": 12, "total_tokens": 17},
-                    },
-                )
-            ],
+        **answer_or_stream(
+            "A `text_completion`, or (`stream: true`) its events.",
+            (
+                CompletionSerializer,
+                "completion",
+                {
+                    "id": "cmpl-3b9a7d",
+                    "object": "text_completion",
+                    "created": 1768473000,
+                    "model": EXAMPLE_MODEL,
+                    "system_fingerprint": None,
+                    "choices": [
+                        {
+                            "index": 0,
+                            "text": "\n    if n < 2:\n        return n",
+                            "logprobs": None,
+                            "finish_reason": "stop",
+                        }
+                    ],
+                    "usage": {"prompt_tokens": 5, "completion_tokens": 12, "total_tokens": 17},
+                },
+            ),
+            (
+                CompletionSSEEvent,
+                "events",
+                'data: {"id":"cmpl-3b9a7d","object":"text_completion",'
+                '"created":1768473000,"model":"qwen2.5:14b","system_fingerprint":null,'
+                '"choices":[{"index":0,"text":"\\n    if n < 2:","logprobs":null,'
+                '"finish_reason":null}]}\n\n'
+                'data: {"id":"cmpl-3b9a7d","object":"text_completion",'
+                '"created":1768473000,"model":"qwen2.5:14b","system_fingerprint":null,'
+                '"choices":[{"index":0,"text":"","logprobs":null,'
+                '"finish_reason":"stop"}]}\n\n'
+                "data: [DONE]\n\n",
+            ),
         ),
-        (200, "text/event-stream"): OpenApiResponse(
-            CompletionSSEEvent,
-            description="A `text_completion`, or (`stream: true`) its events.",
-            examples=[
-                OpenApiExample(
-                    "events",
-                    response_only=True,
-                    value=(
-                        'data: {"id":"cmpl-3b9a7d","object":"text_completion",'
-                        '"created":1768473000,"model":"qwen2.5:14b","system_fingerprint":null,'
-                        '"choices":[{"index":0,"text":"\\n    if n < 2:","logprobs":null,'
-                        '"finish_reason":null}]}\n\n'
-                        'data: {"id":"cmpl-3b9a7d","object":"text_completion",'
-                        '"created":1768473000,"model":"qwen2.5:14b","system_fingerprint":null,'
-                        '"choices":[{"index":0,"text":"","logprobs":null,'
-                        '"finish_reason":"stop"}]}\n\n'
-                        "data: [DONE]\n\n"
-                    ),
-                )
-            ],
-        ),
-        **errors(*KEY_ERRORS, *BODY_ERRORS, 404, *BACKEND_ERRORS, 507, examples=UNSUPPORTED),
+        **errors(*INFERENCE_ERRORS, examples=UNSUPPORTED),
     },
 )
 
@@ -588,32 +559,25 @@ embeddings_create = extend_schema(
     request=OpenAIEmbeddingInput,
     parameters=KEY_HEADERS,
     examples=[
-        OpenApiExample(
-            "texts",
-            request_only=True,
-            value={"model": "mxbai-embed-large", "input": ["first text", "second text"]},
+        request_example(
+            "texts", {"model": "mxbai-embed-large", "input": ["first text", "second text"]}
         )
     ],
     responses={
-        200: OpenApiResponse(
+        200: answer(
             EmbeddingListSerializer,
-            description="The vectors, in input order.",
-            examples=[
-                OpenApiExample(
-                    "vectors",
-                    response_only=True,
-                    value={
-                        "object": "list",
-                        "data": [
-                            {"object": "embedding", "embedding": [0.0123, -0.0456], "index": 0},
-                            {"object": "embedding", "embedding": [0.0321, 0.0654], "index": 1},
-                        ],
-                        "model": "mxbai-embed-large",
-                        "usage": {"prompt_tokens": 6, "total_tokens": 6},
-                    },
-                )
-            ],
+            "The vectors, in input order.",
+            "vectors",
+            {
+                "object": "list",
+                "data": [
+                    {"object": "embedding", "embedding": [0.0123, -0.0456], "index": 0},
+                    {"object": "embedding", "embedding": [0.0321, 0.0654], "index": 1},
+                ],
+                "model": "mxbai-embed-large",
+                "usage": {"prompt_tokens": 6, "total_tokens": 6},
+            },
         ),
-        **errors(*KEY_ERRORS, *BODY_ERRORS, 404, *BACKEND_ERRORS, 507, examples=UNSUPPORTED),
+        **errors(*INFERENCE_ERRORS, examples=UNSUPPORTED),
     },
 )
