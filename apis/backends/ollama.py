@@ -90,6 +90,7 @@ class OllamaBackend:
                 transport=AiohttpTransport(client=_aiohttp_session),
             )
             self._clients[loop] = client
+            _close_when_loop_ends(client)
         return client
 
     def _translate(self, exc: BaseException, model: str | None = None) -> APIError:
@@ -400,10 +401,46 @@ class OllamaBackend:
             raise self._translate(exc) from exc
 
     async def aclose(self) -> None:
-        clients = list(self._clients.values())
-        self._clients.clear()
-        for client in clients:
+        """Close the current event loop's client (others close when their loop ends)."""
+        client = self._clients.pop(asyncio.get_running_loop(), None)
+        if client is not None:
             await client.close()
+
+
+# Strong references to the closers below: the loop tracks async generators weakly.
+_loop_closers: set[AsyncIterator[None]] = set()
+
+
+def _close_when_loop_ends(client: ollama.AsyncClient) -> None:
+    """Close `client` (its aiohttp session) when its event loop shuts down.
+
+    `asyncio.run()` and every runner built on it (uvicorn, pytest-asyncio)
+    end by closing the async generators still open on the loop
+    (`loop.shutdown_asyncgens()`), after cancelling the loop's tasks: this
+    generator, started here and parked at its `yield`, is one of them. Without
+    it the session stays open and asyncio reports "Unclosed client session"
+    when the loop is gone. Costs nothing per request: one generator per loop.
+    """
+
+    async def closer() -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            _loop_closers.discard(agen)
+            await client.close()
+
+    agen = closer()
+    _loop_closers.add(agen)
+    # Run it to its `yield` now: the first step registers it with the running
+    # loop (sys.set_asyncgen_hooks' firstiter) and awaits nothing, so it
+    # completes synchronously.
+    step = agen.asend(None)
+    try:
+        step.send(None)
+    except StopIteration:
+        pass
+    else:  # pragma: no cover - the generator awaits nothing before its yield
+        raise RuntimeError("the loop closer did not stop at its yield")
 
 
 def _aiohttp_session() -> aiohttp.ClientSession:
