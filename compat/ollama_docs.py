@@ -11,20 +11,20 @@ from __future__ import annotations
 from typing import Any
 
 from drf_spectacular.extensions import OpenApiSerializerExtension
-from drf_spectacular.utils import (
-    OpenApiExample,
-    OpenApiResponse,
-    PolymorphicProxySerializer,
-    extend_schema,
-)
+from drf_spectacular.utils import OpenApiResponse, PolymorphicProxySerializer, extend_schema
 from rest_framework import serializers
 
 from apis.schema import (
     BASE64_PATTERN,
     EXAMPLE_MODEL,
     KEY_HEADERS,
+    LIST_ERRORS,
+    MODEL_ERRORS,
     OllamaErrorSerializer,
+    answer,
+    answer_or_stream,
     ollama_errors,
+    request_example,
     schema_field,
     tool_parameters_schema,
 )
@@ -43,8 +43,9 @@ from compat.ollama_serializers import (
 
 TAGS = ["ollama"]
 NDJSON = "application/x-ndjson"
-KEY_ERRORS = (401, 403, 406, 429)
-BACKEND_ERRORS = (502, 503, 504)
+# A body naming a model; Ollama answers bad input with 400 (no 415, no 422).
+MODEL_BODY_ERRORS = (*MODEL_ERRORS, 400, 413)
+RUN_ERRORS = (*MODEL_BODY_ERRORS, 507)
 
 # --- requests, as strictly as the views check them ----------------------------------
 # Documentation subclasses of the real input serializers: `model` is optional
@@ -341,26 +342,16 @@ def ndjson_lines(serializer: type[serializers.Serializer]) -> PolymorphicProxySe
     )
 
 
-def _answer(
+def _answer_or_lines(
     serializer: type[serializers.Serializer],
-    *,
-    example: dict[str, Any],
-    lines: list[dict[str, Any]],
     description: str,
+    answer: tuple[str, Any],
+    lines: tuple[str, list[dict[str, Any]]],
 ) -> dict[Any, OpenApiResponse]:
-    """A JSON answer (`stream: false`) and its NDJSON lines (the default)."""
-    return {
-        (200, "application/json"): OpenApiResponse(
-            serializer,
-            description=description,
-            examples=[OpenApiExample("answer", value=example, response_only=True)],
-        ),
-        (200, NDJSON): OpenApiResponse(
-            ndjson_lines(serializer),
-            description=description,
-            examples=[OpenApiExample("lines", value=lines, response_only=True)],
-        ),
-    }
+    """A JSON answer (`stream: false`) and its NDJSON lines (the default): (name, example)."""
+    return answer_or_stream(
+        description, (serializer, *answer), (ndjson_lines(serializer), *lines), stream_type=NDJSON
+    )
 
 
 def _chat_line(content: str, **last: Any) -> dict[str, Any]:
@@ -384,6 +375,7 @@ def _generate_line(response: str, **last: Any) -> dict[str, Any]:
 
 
 DONE = {"done_reason": "stop", "prompt_eval_count": 15, "eval_count": 4}
+ANSWER = "The answer, or (by default) its NDJSON lines."
 EXAMPLE_DETAILS = {
     "parent_model": "",
     "format": "gguf",
@@ -404,10 +396,9 @@ chat = extend_schema(
     request=OllamaChat,
     parameters=KEY_HEADERS,
     examples=[
-        OpenApiExample(
+        request_example(
             "chat",
-            request_only=True,
-            value={
+            {
                 "model": EXAMPLE_MODEL,
                 "messages": [{"role": "user", "content": "Why is the sky blue?"}],
                 "stream": False,
@@ -415,21 +406,13 @@ chat = extend_schema(
         )
     ],
     responses={
-        **_answer(
+        **_answer_or_lines(
             OllamaChatResponseSerializer,
-            description="The answer, or (by default) its NDJSON lines.",
-            example={
-                "model": EXAMPLE_MODEL,
-                "created_at": "2026-01-15T10:30:00.123456Z",
-                "message": {"role": "assistant", "content": "Rayleigh scattering."},
-                "done": True,
-                "done_reason": "stop",
-                "prompt_eval_count": 15,
-                "eval_count": 4,
-            },
-            lines=[_chat_line("Rayleigh"), _chat_line(" scattering."), _chat_line("", **DONE)],
+            ANSWER,
+            ("answer", _chat_line("Rayleigh scattering.", **DONE)),
+            ("lines", [_chat_line("Rayleigh"), _chat_line(" scattering."), _chat_line("", **DONE)]),
         ),
-        **ollama_errors(400, *KEY_ERRORS, 404, 413, *BACKEND_ERRORS, 507),
+        **ollama_errors(*RUN_ERRORS),
     },
 )
 
@@ -440,32 +423,25 @@ generate = extend_schema(
     request=OllamaGenerate,
     parameters=KEY_HEADERS,
     examples=[
-        OpenApiExample(
-            "generate",
-            request_only=True,
-            value={"model": EXAMPLE_MODEL, "prompt": "Why is the sky blue?", "stream": False},
+        request_example(
+            "generate", {"model": EXAMPLE_MODEL, "prompt": "Why is the sky blue?", "stream": False}
         )
     ],
     responses={
-        **_answer(
+        **_answer_or_lines(
             OllamaGenerateResponseSerializer,
-            description="The answer, or (by default) its NDJSON lines.",
-            example={
-                "model": EXAMPLE_MODEL,
-                "created_at": "2026-01-15T10:30:00.123456Z",
-                "response": "Rayleigh scattering.",
-                "done": True,
-                "done_reason": "stop",
-                "prompt_eval_count": 15,
-                "eval_count": 4,
-            },
-            lines=[
-                _generate_line("Rayleigh"),
-                _generate_line(" scattering."),
-                _generate_line("", **DONE),
-            ],
+            ANSWER,
+            ("answer", _generate_line("Rayleigh scattering.", **DONE)),
+            (
+                "lines",
+                [
+                    _generate_line("Rayleigh"),
+                    _generate_line(" scattering."),
+                    _generate_line("", **DONE),
+                ],
+            ),
         ),
-        **ollama_errors(400, *KEY_ERRORS, 404, 413, *BACKEND_ERRORS, 507),
+        **ollama_errors(*RUN_ERRORS),
     },
 )
 
@@ -476,28 +452,22 @@ embed = extend_schema(
     request=OllamaEmbed,
     parameters=KEY_HEADERS,
     examples=[
-        OpenApiExample(
-            "embed",
-            request_only=True,
-            value={"model": "mxbai-embed-large", "input": ["first text", "second text"]},
+        request_example(
+            "embed", {"model": "mxbai-embed-large", "input": ["first text", "second text"]}
         )
     ],
     responses={
-        200: OpenApiResponse(
+        200: answer(
             OllamaEmbedResponseSerializer,
-            description="The vectors, in input order.",
-            examples=[
-                OpenApiExample(
-                    "vectors",
-                    value={
-                        "model": "mxbai-embed-large",
-                        "embeddings": [[0.0123, -0.0456], [0.0321, 0.0654]],
-                        "prompt_eval_count": 6,
-                    },
-                )
-            ],
+            "The vectors, in input order.",
+            "vectors",
+            {
+                "model": "mxbai-embed-large",
+                "embeddings": [[0.0123, -0.0456], [0.0321, 0.0654]],
+                "prompt_eval_count": 6,
+            },
         ),
-        **ollama_errors(400, *KEY_ERRORS, 404, 413, *BACKEND_ERRORS, 507),
+        **ollama_errors(*RUN_ERRORS),
     },
 )
 
@@ -508,19 +478,18 @@ embeddings = extend_schema(
     request=OllamaEmbeddings,
     parameters=KEY_HEADERS,
     examples=[
-        OpenApiExample(
-            "embeddings",
-            request_only=True,
-            value={"model": "mxbai-embed-large", "prompt": "The quick brown fox"},
+        request_example(
+            "embeddings", {"model": "mxbai-embed-large", "prompt": "The quick brown fox"}
         )
     ],
     responses={
-        200: OpenApiResponse(
+        200: answer(
             OllamaEmbeddingResponseSerializer,
-            description="The vector (empty for an empty prompt).",
-            examples=[OpenApiExample("vector", value={"embedding": [0.5123, -1.0456]})],
+            "The vector (empty for an empty prompt).",
+            "vector",
+            {"embedding": [0.5123, -1.0456]},
         ),
-        **ollama_errors(400, *KEY_ERRORS, 404, 413, *BACKEND_ERRORS, 507),
+        **ollama_errors(*RUN_ERRORS),
     },
 )
 
@@ -530,29 +499,25 @@ tags = extend_schema(
     description="Ollama's `/api/tags`: the models the backend has.",
     parameters=KEY_HEADERS,
     responses={
-        200: OpenApiResponse(
+        200: answer(
             OllamaTagsSerializer,
-            description="The models.",
-            examples=[
-                OpenApiExample(
-                    "models",
-                    value={
-                        "models": [
-                            {
-                                "name": "qwen2.5:14b",
-                                "model": "qwen2.5:14b",
-                                "modified_at": "2026-01-15T10:30:00.123456Z",
-                                "size": 8988124069,
-                                "digest": EXAMPLE_DIGEST,
-                                "details": EXAMPLE_DETAILS,
-                                "capabilities": ["completion", "tools"],
-                            }
-                        ]
-                    },
-                )
-            ],
+            "The models.",
+            "models",
+            {
+                "models": [
+                    {
+                        "name": "qwen2.5:14b",
+                        "model": "qwen2.5:14b",
+                        "modified_at": "2026-01-15T10:30:00.123456Z",
+                        "size": 8988124069,
+                        "digest": EXAMPLE_DIGEST,
+                        "details": EXAMPLE_DETAILS,
+                        "capabilities": ["completion", "tools"],
+                    }
+                ]
+            },
         ),
-        **ollama_errors(*KEY_ERRORS, *BACKEND_ERRORS),
+        **ollama_errors(*LIST_ERRORS),
     },
 )
 
@@ -562,30 +527,23 @@ show = extend_schema(
     description="Ollama's `/api/show`: one model's details (`name`: the old spelling of `model`).",
     request=OllamaShow,
     parameters=KEY_HEADERS,
-    examples=[OpenApiExample("show", request_only=True, value={"model": EXAMPLE_MODEL})],
+    examples=[request_example("show", {"model": EXAMPLE_MODEL})],
     responses={
-        200: OpenApiResponse(
+        200: answer(
             OllamaShowResponseSerializer,
-            description="Model details, `model_info` always present.",
-            examples=[
-                OpenApiExample(
-                    "model",
-                    value={
-                        "license": "Apache License 2.0",
-                        "parameters": "temperature 0.7",
-                        "template": "{{ .Prompt }}",
-                        "details": EXAMPLE_DETAILS,
-                        "model_info": {
-                            "general.architecture": "qwen2",
-                            "qwen2.context_length": 32768,
-                        },
-                        "capabilities": ["completion", "tools"],
-                        "modified_at": "2026-01-15T10:30:00.123456Z",
-                    },
-                )
-            ],
+            "Model details, `model_info` always present.",
+            "model",
+            {
+                "license": "Apache License 2.0",
+                "parameters": "temperature 0.7",
+                "template": "{{ .Prompt }}",
+                "details": EXAMPLE_DETAILS,
+                "model_info": {"general.architecture": "qwen2", "qwen2.context_length": 32768},
+                "capabilities": ["completion", "tools"],
+                "modified_at": "2026-01-15T10:30:00.123456Z",
+            },
         ),
-        **ollama_errors(400, *KEY_ERRORS, 404, 413, *BACKEND_ERRORS),
+        **ollama_errors(*MODEL_BODY_ERRORS),
     },
 )
 
@@ -595,30 +553,26 @@ ps = extend_schema(
     description="Ollama's `/api/ps`: the models loaded in memory.",
     parameters=KEY_HEADERS,
     responses={
-        200: OpenApiResponse(
+        200: answer(
             OllamaPsSerializer,
-            description="The loaded models.",
-            examples=[
-                OpenApiExample(
-                    "loaded",
-                    value={
-                        "models": [
-                            {
-                                "name": "qwen2.5:14b",
-                                "model": "qwen2.5:14b",
-                                "size": 10485760000,
-                                "digest": EXAMPLE_DIGEST,
-                                "details": EXAMPLE_DETAILS,
-                                "expires_at": "2026-01-15T10:35:00.123456Z",
-                                "size_vram": 10485760000,
-                                "context_length": 4096,
-                            }
-                        ]
-                    },
-                )
-            ],
+            "The loaded models.",
+            "loaded",
+            {
+                "models": [
+                    {
+                        "name": "qwen2.5:14b",
+                        "model": "qwen2.5:14b",
+                        "size": 10485760000,
+                        "digest": EXAMPLE_DIGEST,
+                        "details": EXAMPLE_DETAILS,
+                        "expires_at": "2026-01-15T10:35:00.123456Z",
+                        "size_vram": 10485760000,
+                        "context_length": 4096,
+                    }
+                ]
+            },
         ),
-        **ollama_errors(*KEY_ERRORS, *BACKEND_ERRORS),
+        **ollama_errors(*LIST_ERRORS),
     },
 )
 
@@ -628,12 +582,10 @@ version = extend_schema(
     description="Ollama's `/api/version`: clients gate features on it.",
     parameters=KEY_HEADERS,
     responses={
-        200: OpenApiResponse(
-            OllamaVersionSerializer,
-            description="The backend's version.",
-            examples=[OpenApiExample("version", value={"version": "0.12.6"})],
+        200: answer(
+            OllamaVersionSerializer, "The backend's version.", "version", {"version": "0.12.6"}
         ),
-        **ollama_errors(*KEY_ERRORS, *BACKEND_ERRORS),
+        **ollama_errors(*LIST_ERRORS),
     },
 )
 
@@ -650,33 +602,27 @@ def _progress(summary: str, what: str, request: type[serializers.Serializer]) ->
         description=f"{what}\n\n{ADMIN_NOTE}\n\n" + STREAM_NOTE.replace("`done: true`", "status"),
         request=request,
         parameters=KEY_HEADERS,
-        examples=[OpenApiExample("model", request_only=True, value={"model": EXAMPLE_MODEL})],
+        examples=[request_example("model", {"model": EXAMPLE_MODEL})],
         responses={
-            (200, "application/json"): OpenApiResponse(
+            **_answer_or_lines(
                 OllamaProgressSerializer,
-                description="The last status (`stream: false`), or every progress line.",
-                examples=[OpenApiExample("done", value={"status": "success"})],
+                "The last status (`stream: false`), or every progress line.",
+                ("done", {"status": "success"}),
+                (
+                    "progress",
+                    [
+                        {"status": "pulling manifest"},
+                        {
+                            "status": "pulling 7cdf5a0187d5",
+                            "digest": "sha256:" + EXAMPLE_DIGEST,
+                            "total": 8988124069,
+                            "completed": 1048576,
+                        },
+                        {"status": "success"},
+                    ],
+                ),
             ),
-            (200, NDJSON): OpenApiResponse(
-                ndjson_lines(OllamaProgressSerializer),
-                description="The last status (`stream: false`), or every progress line.",
-                examples=[
-                    OpenApiExample(
-                        "progress",
-                        value=[
-                            {"status": "pulling manifest"},
-                            {
-                                "status": "pulling 7cdf5a0187d5",
-                                "digest": "sha256:" + EXAMPLE_DIGEST,
-                                "total": 8988124069,
-                                "completed": 1048576,
-                            },
-                            {"status": "success"},
-                        ],
-                    )
-                ],
-            ),
-            **ollama_errors(400, *KEY_ERRORS, 404, 413, *BACKEND_ERRORS, 507),
+            **ollama_errors(*RUN_ERRORS),
         },
     )
 
@@ -705,10 +651,10 @@ def _empty(summary: str, what: str, request: type[serializers.Serializer], examp
         description=f"{what}\n\n{ADMIN_NOTE}",
         request=request,
         parameters=KEY_HEADERS,
-        examples=[OpenApiExample("model", request_only=True, value=example)],
+        examples=[request_example("model", example)],
         responses={
             200: OpenApiResponse(description="Done; empty body."),
-            **ollama_errors(400, *KEY_ERRORS, 404, 413, *BACKEND_ERRORS),
+            **ollama_errors(*MODEL_BODY_ERRORS),
         },
     )
 
