@@ -12,7 +12,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema
 
 from apis.errors import AuthenticationError, NotFoundError, PermissionDeniedError
-from apis.schema import errors
+from apis.schema import KEY_ERRORS, answer, errors, request_example, response_header
 from keys.serializers import (
     ApiKeyCreatedSerializer,
     ApiKeyCreateInputSerializer,
@@ -64,24 +64,20 @@ STAFF_ERRORS: dict[int, list[tuple[str, Any]]] = {
     404: [("not_found", NotFoundError("No API key with prefix 'Ab3dE5gH'."))],
 }
 STAFF_HEADERS = [
-    OpenApiParameter(
-        "WWW-Authenticate",
-        OpenApiTypes.STR,
-        OpenApiParameter.HEADER,
-        response=[401],
-        required=True,
-        description='`Basic realm="admin"`.',
-    ),
-    OpenApiParameter(
+    response_header("WWW-Authenticate", OpenApiTypes.STR, 401, '`Basic realm="admin"`.'),
+    response_header(
         "Retry-After",
         OpenApiTypes.INT,
-        OpenApiParameter.HEADER,
-        response=[429],
-        required=True,
-        description="Whole seconds to wait: failed sign-ins are limited per client address.",
+        429,
+        "Whole seconds to wait: failed sign-ins are limited per client address.",
     ),
 ]
-AUTH_ERRORS = (401, 403, 406, 429)
+
+
+def staff_errors(*statuses: int) -> dict[int, OpenApiResponse]:
+    """The statuses of an API-key operation (`KEY_ERRORS`), with the staff examples."""
+    return errors(*KEY_ERRORS, *statuses, examples=STAFF_ERRORS)
+
 
 keys_list = extend_schema(
     operation_id="admin_api_keys_list",
@@ -90,13 +86,9 @@ keys_list = extend_schema(
     description="Every key, newest first: prefix, status, limits, usage. Never the raw key.",
     parameters=STAFF_HEADERS,
     responses={
-        200: OpenApiResponse(
-            ApiKeyOutputSerializer(many=True),
-            description="The keys.",
-            # drf-spectacular wraps the example of a list in a list.
-            examples=[OpenApiExample("keys", value=EXAMPLE_KEY)],
-        ),
-        **errors(*AUTH_ERRORS, examples=STAFF_ERRORS),
+        # drf-spectacular wraps the example of a list in a list.
+        200: answer(ApiKeyOutputSerializer(many=True), "The keys.", "keys", EXAMPLE_KEY),
+        **staff_errors(),
     },
 )
 
@@ -111,10 +103,9 @@ keys_create = extend_schema(
     request=ApiKeyCreateInputSerializer,
     parameters=STAFF_HEADERS,
     examples=[
-        OpenApiExample(
+        request_example(
             "key",
-            request_only=True,
-            value={
+            {
                 "name": "reporting service",
                 "owner": "alice",
                 "expires_days": 90,
@@ -124,23 +115,19 @@ keys_create = extend_schema(
         )
     ],
     responses={
-        201: OpenApiResponse(
+        201: answer(
             ApiKeyCreatedSerializer,
-            description="The new key; `api_key` is shown only in this answer.",
-            examples=[
-                OpenApiExample(
-                    "created",
-                    value={
-                        "api_key": "lai_Ab3dE5gH_" + "x" * 38 + "Q1w2E3",
-                        "note": "This key will only appear once",
-                        **EXAMPLE_KEY,
-                        "usage_count": 0,
-                        "last_used_at": None,
-                    },
-                )
-            ],
+            "The new key; `api_key` is shown only in this answer.",
+            "created",
+            {
+                "api_key": "lai_Ab3dE5gH_" + "x" * 38 + "Q1w2E3",
+                "note": "This key will only appear once",
+                **EXAMPLE_KEY,
+                "usage_count": 0,
+                "last_used_at": None,
+            },
         ),
-        **errors(400, *AUTH_ERRORS, 415, 422, examples=STAFF_ERRORS),
+        **staff_errors(400, 415, 422),
     },
 )
 
@@ -151,12 +138,8 @@ keys_retrieve = extend_schema(
     description="One key by its prefix.",
     parameters=[PREFIX, *STAFF_HEADERS],
     responses={
-        200: OpenApiResponse(
-            ApiKeyOutputSerializer,
-            description="The key.",
-            examples=[OpenApiExample("key", value=EXAMPLE_KEY)],
-        ),
-        **errors(*AUTH_ERRORS, 404, examples=STAFF_ERRORS),
+        200: answer(ApiKeyOutputSerializer, "The key.", "key", EXAMPLE_KEY),
+        **staff_errors(404),
     },
 )
 
@@ -175,12 +158,8 @@ def _revoke(summary: str) -> Any:
         request=None,
         parameters=[PREFIX, *STAFF_HEADERS],
         responses={
-            200: OpenApiResponse(
-                ApiKeyOutputSerializer,
-                description="The revoked key.",
-                examples=[OpenApiExample("revoked", value=REVOKED_KEY)],
-            ),
-            **errors(*AUTH_ERRORS, 404, examples=STAFF_ERRORS),
+            200: answer(ApiKeyOutputSerializer, "The revoked key.", "revoked", REVOKED_KEY),
+            **staff_errors(404),
         },
     )
 
