@@ -75,7 +75,7 @@ STAFF_HEADERS = [
 
 
 def staff_errors(*statuses: int) -> dict[int, OpenApiResponse]:
-    """The statuses of an API-key operation (`KEY_ERRORS`), with the staff examples."""
+    """401, 403, 406, 429 (as for an API key) and `statuses`, with the staff examples."""
     return errors(*KEY_ERRORS, *statuses, examples=STAFF_ERRORS)
 
 
