@@ -113,38 +113,32 @@ TOOL_CALL = {
         },
     },
 }
-TOOL = {
-    "type": "object",
-    "required": ["function"],
-    "properties": {
-        "type": {"const": "function"},
-        "function": {
-            "type": "object",
-            "required": ["name"],
-            "properties": {
-                "name": {"type": "string", "minLength": 1},
-                "description": {"type": ["string", "null"]},
-                "parameters": tool_parameters_schema(nullable_type=False),
+
+
+def _function_object(**properties: Any) -> dict[str, Any]:
+    """`{"type": "function", "function": {"name": ..., **properties}}`, `name` not blank."""
+    return {
+        "type": "object",
+        "required": ["function"],
+        "properties": {
+            "type": {"const": "function"},
+            "function": {
+                "type": "object",
+                "required": ["name"],
+                "properties": {"name": {"type": "string", "minLength": 1}, **properties},
             },
         },
-    },
-}
+    }
+
+
+TOOL = _function_object(
+    description={"type": ["string", "null"]},
+    parameters=tool_parameters_schema(nullable_type=False),
+)
 TOOL_CHOICE = {
     "anyOf": [
         {"enum": ["none", "auto", "required", None]},
-        {
-            "type": "object",
-            "required": ["function"],
-            "properties": {
-                "type": {"const": "function"},
-                "function": {
-                    "type": "object",
-                    "required": ["name"],
-                    "properties": {"name": {"type": "string", "minLength": 1}},
-                },
-            },
-            "description": "Only this function (it must be one of `tools`).",
-        },
+        {**_function_object(), "description": "Only this function (it must be one of `tools`)."},
     ]
 }
 RESPONSE_FORMAT = {
