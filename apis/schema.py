@@ -624,24 +624,32 @@ class _DocumentedPlainView(APIView):
     view_name: str = ""
 
 
-class HealthzDocs(_DocumentedPlainView):
-    route, view_name = "/healthz", "healthz"
+def _plain_view_docs(route: str, view_name: str, **schema: Any) -> type[_DocumentedPlainView]:
+    """The stand-in documenting `GET route` (Django's `view_name`): `extend_schema(**schema)`."""
 
-    @extend_schema(
+    def get(self: Any, request: Request) -> Response:  # pragma: no cover - documentation only
+        raise NotImplementedError
+
+    return type(
+        f"{view_name.replace(':', '_')}_docs",
+        (_DocumentedPlainView,),
+        {"route": route, "view_name": view_name, "get": extend_schema(**schema)(get)},
+    )
+
+
+PLAIN_VIEWS: tuple[type[_DocumentedPlainView], ...] = (
+    _plain_view_docs(
+        "/healthz",
+        "healthz",
         operation_id="healthz",
         tags=["health"],
         summary="Liveness probe",
         description="The process is alive and answering. Does no I/O; needs no key.",
         responses={200: answer(HealthSerializer, "Alive.", "ok", {"status": "ok"})},
-    )
-    def get(self, request: Request) -> Response:  # pragma: no cover - documentation only
-        raise NotImplementedError
-
-
-class ReadyzDocs(_DocumentedPlainView):
-    route, view_name = "/readyz", "readyz"
-
-    @extend_schema(
+    ),
+    _plain_view_docs(
+        "/readyz",
+        "readyz",
         operation_id="readyz",
         tags=["health"],
         summary="Readiness probe",
@@ -679,15 +687,10 @@ class ReadyzDocs(_DocumentedPlainView):
                 },
             ),
         },
-    )
-    def get(self, request: Request) -> Response:  # pragma: no cover - documentation only
-        raise NotImplementedError
-
-
-class OllamaRootDocs(_DocumentedPlainView):
-    route, view_name = "/ollama/", "ollama_compat:root"
-
-    @extend_schema(
+    ),
+    _plain_view_docs(
+        "/ollama/",
+        "ollama_compat:root",
         operation_id="ollama_root",
         tags=["ollama"],
         summary="Ollama health check",
@@ -703,12 +706,8 @@ class OllamaRootDocs(_DocumentedPlainView):
                 "Ollama is running",
             )
         },
-    )
-    def get(self, request: Request) -> Response:  # pragma: no cover - documentation only
-        raise NotImplementedError
-
-
-PLAIN_VIEWS: tuple[type[_DocumentedPlainView], ...] = (HealthzDocs, ReadyzDocs, OllamaRootDocs)
+    ),
+)
 
 
 def _route_name(path: str) -> str | None:
