@@ -1782,31 +1782,47 @@ class FakeOllama:
             return "error", min(err, count)
         return None, count
 
-    def _line(self, model_name: str, kind: str, value: Any, chat: bool) -> dict[str, Any]:
+    @staticmethod
+    def _answer(
+        model_name: str,
+        chat: bool,
+        done: bool,
+        content: str,
+        thinking: str | None = None,
+        tool_calls: list[dict[str, Any]] | None = None,
+    ) -> dict[str, Any]:
+        """One line of a chat or generate answer, up to `done` (`thinking`, `tool_calls` if set)."""
         if chat:
-            message: dict[str, Any] = {
-                "role": "assistant",
-                "content": value if kind == "content" else "",
-            }
-            if kind == "thinking":
-                message["thinking"] = value
-            elif kind == "tool_calls":
-                message["tool_calls"] = value
+            message: dict[str, Any] = {"role": "assistant", "content": content}
+            if thinking is not None:
+                message["thinking"] = thinking
+            if tool_calls is not None:
+                message["tool_calls"] = tool_calls
             return {
                 "model": model_name,
                 "created_at": _rfc3339_now(),
                 "message": message,
-                "done": False,
+                "done": done,
             }
         line: dict[str, Any] = {
             "model": model_name,
             "created_at": _rfc3339_now(),
-            "response": value if kind == "content" else "",
+            "response": content,
         }
-        if kind == "thinking":
-            line["thinking"] = value
-        line["done"] = False
+        if thinking is not None:
+            line["thinking"] = thinking
+        line["done"] = done
         return line
+
+    def _line(self, model_name: str, kind: str, value: Any, chat: bool) -> dict[str, Any]:
+        return self._answer(
+            model_name,
+            chat,
+            False,
+            value if kind == "content" else "",
+            thinking=value if kind == "thinking" else None,
+            tool_calls=value if kind == "tool_calls" else None,
+        )
 
     def _final(
         self,
@@ -1829,30 +1845,9 @@ class FakeOllama:
             plan.prompt_eval_count,
             plan.eval_count,
         )
-        if chat:
-            message: dict[str, Any] = {"role": "assistant", "content": content}
-            if thinking:
-                message["thinking"] = thinking
-            if tool_calls:
-                message["tool_calls"] = tool_calls
-            return {
-                "model": model_name,
-                "created_at": _rfc3339_now(),
-                "message": message,
-                "done": True,
-                "done_reason": plan.done_reason,
-                **metrics,
-            }
-        final: dict[str, Any] = {
-            "model": model_name,
-            "created_at": _rfc3339_now(),
-            "response": content,
-        }
-        if thinking:
-            final["thinking"] = thinking
-        final["done"] = True
+        final = self._answer(model_name, chat, True, content, thinking or None, tool_calls or None)
         final["done_reason"] = plan.done_reason
-        if context:
+        if context and not chat:
             final["context"] = [
                 (i * 7919 + 128000) % 151936
                 for i in range(plan.prompt_eval_count + plan.eval_count)
