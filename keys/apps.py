@@ -6,7 +6,10 @@ class KeysConfig(AppConfig):
     verbose_name = "API keys"
 
     def ready(self) -> None:
-        from keys import checks, usage  # noqa: F401  (checks registers itself)
+        from keys import checks, signals, usage  # noqa: F401  (checks registers itself)
+
+        # Changes to keys and users drop the keys every process keeps.
+        signals.connect()
 
         # Usage records buffered in memory are written when the process exits.
         usage.install_exit_flush()

@@ -6,6 +6,8 @@ exists once, in the answer to whoever created it (see `keys.services`).
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
@@ -33,6 +35,18 @@ class ApiKeyStatus(models.TextChoices):
 
 
 class ApiKeyQuerySet(models.QuerySet["ApiKey"]):
+    def update(self, **kwargs: Any) -> int:
+        """Bulk updates skip `post_save`: say here that keys changed (see `keys.keycache`).
+
+        Except the usage flusher's counters, which no process keeps.
+        """
+        from keys import keycache
+
+        rows = super().update(**kwargs)
+        if not set(kwargs) <= keycache.USAGE_FIELDS:
+            keycache.generation_bump()
+        return rows
+
     def usable(self) -> ApiKeyQuerySet:
         """Keys that authenticate right now: not revoked, not expired."""
         return self.filter(is_active=True).filter(

@@ -31,11 +31,12 @@ from django.utils import timezone
 
 from apis.backends.base import normalize_model_name
 from apis.errors import AuthenticationError, PermissionDeniedError, RateLimitedError
-from keys import ratelimit, usage
+from keys import keycache, ratelimit, usage
 from keys.models import ENDPOINT_GROUP_NAMES, EXPLICIT_ONLY_GROUPS, ApiKey
 from keys.ratelimit import RateLimitStatus
 
 __all__ = [
+    "KeyNotCached",
     "RateLimitStatus",
     "api_key_allows_model",
     "api_key_authenticate",
@@ -193,22 +194,41 @@ def api_key_extend(*, api_key: ApiKey, days: int) -> bool:
 # --- authenticate, authorize ----------------------------------------------------
 
 
-def api_key_authenticate(*, raw_key: str | None) -> ApiKey:
+class KeyNotCached(Exception):
+    """`api_key_authenticate(cached_only=True)` would need the database."""
+
+
+def api_key_authenticate(*, raw_key: str | None, cached_only: bool = False) -> ApiKey:
     """The key for `raw_key`, or AuthenticationError (missing, unknown, revoked, expired).
 
-    Malformed keys fail without touching the database; everything else costs
-    one indexed query (the owner joined in). Nothing is cached in the
-    process, so a revocation takes effect on every worker at once.
+    Malformed keys fail without touching the database. A key this process
+    looked up since the last change to any key (`keys.keycache`) is checked
+    without a query; otherwise one indexed query (the owner joined in). Any
+    change to a key replaces the shared keys generation, so a revocation
+    takes effect on every worker at once. Expiry, revocation and the owner
+    are checked on every call, the hash compared in constant time.
+
+    `cached_only`: raise KeyNotCached instead of querying (async callers in
+    the event loop, who then retry in a thread).
     """
     if not raw_key:
         raise AuthenticationError("Missing API key. Send it as 'Authorization: Bearer <key>'.")
     prefix = api_key_parse(raw_key)
     if prefix is None:
         raise AuthenticationError("Invalid API key.")
-    try:
-        api_key = ApiKey.objects.select_related("owner").get(prefix=prefix)
-    except ApiKey.DoesNotExist:
-        raise AuthenticationError("Invalid API key.") from None
+    # Read the generation BEFORE the row: a row read meanwhile is kept under
+    # a generation that a change committed meanwhile has already replaced.
+    generation = keycache.generation()
+    api_key = keycache.lookup(prefix, generation) if generation is not None else None
+    if api_key is None:
+        if cached_only:
+            raise KeyNotCached(prefix)
+        try:
+            api_key = ApiKey.objects.select_related("owner").get(prefix=prefix)
+        except ApiKey.DoesNotExist:
+            raise AuthenticationError("Invalid API key.") from None
+        if generation is not None:
+            keycache.remember(prefix, generation, api_key)
     if not hmac.compare_digest(api_key.hashed_key, _hash(raw_key)):
         raise AuthenticationError("Invalid API key.")
     if not api_key.is_active:

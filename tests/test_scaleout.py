@@ -95,3 +95,85 @@ def test_two_processes_share_one_limit_and_see_revocation_at_once(
         ).fetchall()
     assert usage_count == 14 and last_used is not None
     assert rows == [(200, 10, tokens), (429, 4, 0)]
+
+
+def test_processes_keep_keys_yet_see_a_change_made_through_another_at_once(
+    scaleout_stores: ScaleOutStores,
+    scaleout_database: str,
+    scaleout_redis_prefix: str,
+    fake_ollama: FakeOllama,
+) -> None:
+    """Each process keeps the keys it looked up (keys.keycache) while the keys
+    generation in Redis is unchanged; a change made by a script, or through
+    the staff API of the other process, applies from the next request on."""
+    env = server_env(
+        DATABASE_URL=scaleout_database,
+        REDIS_URL=scaleout_stores.redis_url,
+        CACHE_KEY_PREFIX=scaleout_redis_prefix,
+        OLLAMA_HOST=fake_ollama.url,
+        LOG_LEVEL="WARNING",
+    )
+    manage(env, "migrate", "--noinput", "-v0")
+    raw_key = manage(env, "create_api_key", "kept", "--rate-limit", "1000").splitlines()[-1]
+    prefix = raw_key.split("_")[1]
+    manage(
+        {**env, "DJANGO_SUPERUSER_PASSWORD": "op-password-1"},
+        *("createsuperuser", "--noinput", "--username", "op", "--email", "op@example.com"),
+    )
+    auth = {"Authorization": f"Bearer {raw_key}"}
+
+    with (
+        start_server(env=env, server="uvicorn") as first,
+        start_server(env=env, server="uvicorn") as second,
+        httpx.Client(timeout=15) as client,
+    ):
+        servers = (first, second)
+        warm = [client.post(base + CHAT, headers=auth, json=HELLO) for base in servers]
+        # A script changes the allow-list with the ORM (a model save).
+        manage(
+            env,
+            "shell",
+            "-c",
+            f"from keys.models import ApiKey; key = ApiKey.objects.get(prefix='{prefix}'); "
+            "key.allowed_endpoints = ['embeddings']; key.save()",
+        )
+        narrowed = [client.post(base + CHAT, headers=auth, json=HELLO) for base in servers]
+        revoked = client.post(
+            f"{first}/admin/api-keys/{prefix}/revoke", auth=("op", "op-password-1")
+        )
+        after = client.get(f"{second}/v1/models", headers=auth)
+
+    assert [a.status_code for a in warm] == [200, 200], [a.text for a in warm]
+    assert [a.status_code for a in narrowed] == [403, 403]
+    assert {a.json()["error"]["code"] for a in narrowed} == {"endpoint_not_allowed"}
+    assert revoked.status_code == 200 and revoked.json()["status"] == "revoked"
+    assert after.status_code == 401 and "revoked" in after.json()["error"]["message"]
+
+
+def test_without_redis_postgresql_processes_keep_no_keys_and_see_revocation_at_once(
+    scaleout_stores: ScaleOutStores, scaleout_database: str, fake_ollama: FakeOllama
+) -> None:
+    """PostgreSQL with the local-memory cache: no store every process shares,
+    so no process keeps keys; a revocation still applies at once."""
+    env = server_env(
+        DATABASE_URL=scaleout_database,
+        REDIS_URL="",
+        OLLAMA_HOST=fake_ollama.url,
+        LOG_LEVEL="WARNING",
+    )
+    manage(env, "migrate", "--noinput", "-v0")
+    raw_key = manage(env, "create_api_key", "unkept", "--rate-limit", "1000").splitlines()[-1]
+    auth = {"Authorization": f"Bearer {raw_key}"}
+
+    with (
+        start_server(env=env, server="uvicorn") as first,
+        start_server(env=env, server="uvicorn") as second,
+        httpx.Client(timeout=15) as client,
+    ):
+        servers = (first, second)
+        before = [client.get(f"{base}/v1/models", headers=auth).status_code for base in servers]
+        manage(env, "revoke_api_key", raw_key.split("_")[1])
+        after = [client.get(f"{base}/v1/models", headers=auth).status_code for base in servers]
+
+    assert before == [200, 200]
+    assert after == [401, 401]
