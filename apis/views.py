@@ -25,7 +25,7 @@ from apis.serializers import (
     EmbeddingInputSerializer,
     ModelSerializer,
 )
-from apis.streaming import sse_event, sse_response, stream_primed
+from apis.streaming import json_object_head, json_string, sse_event, sse_response, stream_primed
 from apis.viewsets import ViewSet
 from keys.services import api_key_allows_model, api_key_authorize
 
@@ -93,8 +93,13 @@ class ChatCompletionViewSet(ViewSet):
         if serializer.validated_data["stream"]:
             chunks = await stream_primed(inference.chat_stream(request=chat))
             return sse_response(
-                _chat_events(chunks, completion_id=completion_id, created=created,
-                             model=chat.model, meter=meter)
+                _chat_events(
+                    chunks,
+                    completion_id=completion_id,
+                    created=created,
+                    model=chat.model,
+                    meter=meter,
+                )
             )
 
         result = await inference.chat_complete(request=chat)
@@ -130,21 +135,26 @@ async def _chat_events(
     no `[DONE]`, so clients can tell a failure from a finished answer.
     """
     head = {"id": completion_id, "model": model, "created": created.isoformat()}
+    # Every event but the last differs only in its text: its bytes are this
+    # prefix, the text as a JSON string, and a constant end.
+    token_prefix = f'data: {json_object_head(head)},"message":{{"role":"assistant","content":'
     try:
         async for chunk in chunks:
+            if not chunk.done:
+                yield f'{token_prefix}{json_string(chunk.content)}}},"done":false}}\n\n'.encode()
+                continue
             event: dict[str, Any] = {
                 **head,
                 "message": {"role": "assistant", "content": chunk.content},
-                "done": chunk.done,
+                "done": True,
+                "finish_reason": chunk.done_reason,
+                "usage": _usage(chunk.prompt_tokens, chunk.completion_tokens),
             }
-            if chunk.done:
-                meter.charge(
-                    model=model,
-                    prompt_tokens=chunk.prompt_tokens,
-                    completion_tokens=chunk.completion_tokens,
-                )
-                event["finish_reason"] = chunk.done_reason
-                event["usage"] = _usage(chunk.prompt_tokens, chunk.completion_tokens)
+            meter.charge(
+                model=model,
+                prompt_tokens=chunk.prompt_tokens,
+                completion_tokens=chunk.completion_tokens,
+            )
             yield sse_event(event)
     except APIError as exc:
         meter.error_code = exc.code

@@ -9,7 +9,7 @@ one last `{"error": "..."}` line.
 
 from __future__ import annotations
 
-import json
+import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
@@ -30,16 +30,34 @@ from apis.backends import (
 )
 from apis.errors import APIError, BackendError
 from apis.metering import UsageMeter
+from apis.streaming import compact_json, json_object_head, json_string
 
 
 def rfc3339(value: datetime | None = None) -> str:
     """`2025-10-26T17:21:21.196249Z`, as Ollama stamps its answers."""
-    value = (value or datetime.now(UTC)).astimezone(UTC)
-    return value.isoformat().replace("+00:00", "Z")
+    if value is None:
+        return _now_rfc3339()
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+_second_stamp: tuple[int, str] = (0, "")
+
+
+def _now_rfc3339() -> str:
+    """Now, with microseconds: every streamed line is stamped, so the date and
+    time of day are formatted once a second, not once a line."""
+    global _second_stamp
+    now = time.time()
+    second = int(now)
+    cached, text = _second_stamp
+    if cached != second:
+        text = datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+        _second_stamp = (second, text)
+    return f"{text}.{int((now - second) * 1e6):06d}Z"
 
 
 def ndjson_line(payload: dict[str, Any]) -> bytes:
-    return json.dumps(payload, separators=(",", ":")).encode() + b"\n"
+    return (compact_json(payload) + "\n").encode()
 
 
 def error_line(exc: APIError) -> bytes:
@@ -236,9 +254,17 @@ async def chat_lines(
     chunks: AsyncIterator[ChatChunk], *, model: str, meter: UsageMeter
 ) -> AsyncIterator[bytes]:
     """`/api/chat` NDJSON: one line per backend chunk as it arrives."""
+    # A token's line differs only in its time and text: the rest is encoded once.
+    start = json_object_head({"model": model}) + ',"created_at":"'
     tool_index, done = 0, False
     try:
         async for chunk in chunks:
+            if not (chunk.done or chunk.thinking or chunk.tool_calls):
+                yield (
+                    f'{start}{rfc3339()}","message":{{"role":"assistant","content":'
+                    f'{json_string(chunk.content)}}},"done":false}}\n'
+                ).encode()
+                continue
             line: dict[str, Any] = {
                 "model": model,
                 "created_at": rfc3339(),
@@ -267,9 +293,15 @@ async def generate_lines(
     chunks: AsyncIterator[GenerateChunk], *, model: str, meter: UsageMeter
 ) -> AsyncIterator[bytes]:
     """`/api/generate` NDJSON: one line per backend chunk as it arrives."""
+    start = json_object_head({"model": model}) + ',"created_at":"'
     done = False
     try:
         async for chunk in chunks:
+            if not (chunk.done or chunk.thinking):
+                yield (
+                    f'{start}{rfc3339()}","response":{json_string(chunk.text)},"done":false}}\n'
+                ).encode()
+                continue
             line: dict[str, Any] = {"model": model, "created_at": rfc3339(), "response": chunk.text}
             if chunk.thinking:
                 line["thinking"] = chunk.thinking

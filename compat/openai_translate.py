@@ -34,7 +34,7 @@ from apis.backends import (
 )
 from apis.errors import APIError, BackendError, BadRequestError, error_body
 from apis.metering import UsageMeter
-from apis.streaming import sse_event
+from apis.streaming import compact_json, json_object_head, json_string, sse_event
 from apis.validation import tool_problem
 
 # OpenAI's reasoning_effort -> Ollama's `think`.
@@ -424,6 +424,27 @@ def chat_completion(
     }
 
 
+def _event_frame(
+    completion_id: str, kind: str, created: int, model: str, include_usage: bool, field: str
+) -> tuple[str, str]:
+    """The constant start (up to the choice's `field`) and end of a stream's events.
+
+    `prefix + <field's JSON> + ',"logprobs":null,"finish_reason":...}]' + end`
+    is the `data:` event `sse_event` would write for the whole object, byte for byte.
+    """
+    head = json_object_head(
+        {
+            "id": completion_id,
+            "object": kind,
+            "created": created,
+            "model": model,
+            "system_fingerprint": None,
+        }
+    )
+    end = ',"usage":null}\n\n' if include_usage else "}\n\n"
+    return f'data: {head},"choices":[{{"index":0,{field}', end
+
+
 async def chat_completion_events(
     chunks: AsyncIterator[ChatChunk],
     *,
@@ -441,27 +462,27 @@ async def chat_completion_events(
     and no `[DONE]`, which the openai SDK raises as `APIError`.
     """
 
+    # The events differ only in their delta and finish reason: the rest is
+    # encoded once per stream.
+    prefix, end = _event_frame(
+        completion_id, "chat.completion.chunk", created, model, include_usage, '"delta":'
+    )
+    text_end = f',"logprobs":null,"finish_reason":null}}]{end}'
+
     def event(delta: dict[str, Any], finish: str | None = None) -> bytes:
-        chunk: dict[str, Any] = {
-            "id": completion_id,
-            "object": "chat.completion.chunk",
-            "created": created,
-            "model": model,
-            "system_fingerprint": None,
-            "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
-        }
-        if include_usage:
-            chunk["usage"] = None
-        return sse_event(chunk)
+        return (
+            f'{prefix}{compact_json(delta)},"logprobs":null,'
+            f'"finish_reason":{compact_json(finish)}}}]{end}'
+        ).encode()
 
     yield event({"role": "assistant", "content": ""})
     tool_index, done = 0, False
     try:
         async for chunk in chunks:
             if chunk.thinking:
-                yield event({"reasoning": chunk.thinking})
+                yield f'{prefix}{{"reasoning":{json_string(chunk.thinking)}}}{text_end}'.encode()
             if chunk.content:
-                yield event({"content": chunk.content})
+                yield f'{prefix}{{"content":{json_string(chunk.content)}}}{text_end}'.encode()
             if chunk.tool_calls:
                 calls = [
                     tool_call_object(call, tool_index + offset)
@@ -531,18 +552,15 @@ async def completion_events(
 ) -> AsyncIterator[bytes]:
     """`text_completion` SSE events, the finish reason on the last, then `[DONE]`."""
 
+    prefix, end = _event_frame(
+        completion_id, "text_completion", created, model, include_usage, '"text":'
+    )
+
     def event(text: str, finish: str | None = None) -> bytes:
-        chunk: dict[str, Any] = {
-            "id": completion_id,
-            "object": "text_completion",
-            "created": created,
-            "model": model,
-            "system_fingerprint": None,
-            "choices": [{"index": 0, "text": text, "logprobs": None, "finish_reason": finish}],
-        }
-        if include_usage:
-            chunk["usage"] = None
-        return sse_event(chunk)
+        return (
+            f'{prefix}{json_string(text)},"logprobs":null,'
+            f'"finish_reason":{compact_json(finish)}}}]{end}'
+        ).encode()
 
     done = False
     try:

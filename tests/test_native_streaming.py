@@ -150,7 +150,9 @@ def test_errors_for_a_client_that_accepts_only_event_streams_are_json_envelopes(
     http: httpx.Client, auth_headers: dict, fake_ollama: FakeOllama
 ) -> None:
     accept = {"Accept": "text/event-stream"}
-    unknown = http.post(CHAT, headers={**auth_headers, **accept}, json={**BODY, "model": "ghost:1b"})
+    unknown = http.post(
+        CHAT, headers={**auth_headers, **accept}, json={**BODY, "model": "ghost:1b"}
+    )
     no_key = http.post(CHAT, headers=accept, json=BODY)
     invalid = http.post(CHAT, headers={**auth_headers, **accept}, json={**BODY, "messages": []})
 
@@ -159,3 +161,42 @@ def test_errors_for_a_client_that_accepts_only_event_streams_are_json_envelopes(
     assert invalid.status_code in (400, 422)
     for response in (unknown, no_key, invalid):
         assert response.headers["content-type"].startswith("application/json")
+
+
+TRICKY_TOKENS = ['Say "hi"', " back\\slash", " line\nbreak\ttab", " ünïcødé ✓", " 😀", " </script>"]
+
+
+def test_every_streaming_surface_relays_any_text_intact(
+    http: httpx.Client, auth_headers: dict, fake_ollama: FakeOllama
+) -> None:
+    """Quotes, backslashes, control characters and non-ASCII survive each token's event."""
+    fake_ollama.reply = TRICKY_TOKENS
+    message = [{"role": "user", "content": "hi"}]
+
+    with http.stream("POST", CHAT, headers=auth_headers, json=BODY) as response:
+        events = [json.loads(p) for p in sse_data(response.iter_lines()) if p != "[DONE]"]
+    assert [e["message"]["content"] for e in events if not e["done"]] == TRICKY_TOKENS
+
+    body = {"model": "qwen2.5:14b", "messages": message, "stream": True}
+    with http.stream(
+        "POST", "/openai/v1/chat/completions", headers=auth_headers, json=body
+    ) as response:
+        chunks = [json.loads(p) for p in sse_data(response.iter_lines()) if p != "[DONE]"]
+    deltas = [c["choices"][0]["delta"].get("content") for c in chunks]
+    assert [d for d in deltas if d] == TRICKY_TOKENS
+
+    body = {"model": "qwen2.5:14b", "messages": message}
+    with http.stream("POST", "/ollama/api/chat", headers=auth_headers, json=body) as response:
+        lines = [json.loads(line) for line in response.iter_lines() if line]
+    assert [line["message"]["content"] for line in lines if not line["done"]] == TRICKY_TOKENS
+    assert all(line["created_at"].endswith("Z") for line in lines)
+
+    body = {"model": "qwen2.5:14b", "prompt": "hi"}
+    with http.stream("POST", "/ollama/api/generate", headers=auth_headers, json=body) as response:
+        lines = [json.loads(line) for line in response.iter_lines() if line]
+    assert [line["response"] for line in lines if not line["done"]] == TRICKY_TOKENS
+
+    body = {"model": "qwen2.5:14b", "prompt": "hi", "stream": True}
+    with http.stream("POST", "/openai/v1/completions", headers=auth_headers, json=body) as response:
+        chunks = [json.loads(p) for p in sse_data(response.iter_lines()) if p != "[DONE]"]
+    assert "".join(c["choices"][0]["text"] for c in chunks) == "".join(TRICKY_TOKENS)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
@@ -74,18 +74,25 @@ class ChatRequest:
     keep_alive: float | str | None = None
 
 
+NO_TIMINGS = Timings()
+
+
 @dataclass(slots=True)
 class ChatChunk:
-    """One piece of a streamed answer; the last one has `done=True` and counts."""
+    """One piece of a streamed answer; the last one has `done=True` and counts.
+
+    Built once per token, so its defaults are shared immutable values
+    (`tool_calls` is a sequence: an empty tuple unless the model called tools).
+    """
 
     content: str = ""
     thinking: str | None = None
-    tool_calls: list[ToolCall] = field(default_factory=list)
+    tool_calls: Sequence[ToolCall] = ()
     done: bool = False
     done_reason: str | None = None
     prompt_tokens: int = 0
     completion_tokens: int = 0
-    timings: Timings = field(default_factory=Timings)
+    timings: Timings = NO_TIMINGS
 
 
 @dataclass(slots=True)
@@ -136,7 +143,7 @@ class GenerateChunk:
     context: list[int] | None = None
     prompt_tokens: int = 0
     completion_tokens: int = 0
-    timings: Timings = field(default_factory=Timings)
+    timings: Timings = NO_TIMINGS
 
 
 @dataclass(slots=True)

@@ -181,11 +181,20 @@ class OllamaBackend:
         try:
             async for part in parts:
                 message = part.message
+                calls = message.tool_calls
+                if not part.done:
+                    # Every token but the last: no counts, no timings.
+                    yield ChatChunk(
+                        message.content or "",
+                        message.thinking,
+                        _tool_calls(calls) if calls else (),
+                    )
+                    continue
                 yield ChatChunk(
                     content=message.content or "",
                     thinking=message.thinking,
-                    tool_calls=_tool_calls(message.tool_calls),
-                    done=bool(part.done),
+                    tool_calls=_tool_calls(calls) if calls else (),
+                    done=True,
                     done_reason=part.done_reason,
                     prompt_tokens=part.prompt_eval_count or 0,
                     completion_tokens=part.eval_count or 0,
@@ -222,6 +231,9 @@ class OllamaBackend:
             raise self._translate(exc, request.model) from exc
         try:
             async for part in parts:
+                if not part.done:
+                    yield GenerateChunk(part.response or "", part.thinking)
+                    continue
                 yield GenerateChunk(
                     text=part.response or "",
                     thinking=part.thinking,
