@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from json.encoder import encode_basestring_ascii
 from typing import Any, TypeVar
 
@@ -28,7 +29,7 @@ async def stream_primed(chunks: AsyncIterator[T]) -> AsyncIterator[T]:
     except BaseException:
         await chunks.aclose()  # type: ignore[attr-defined]
         raise
-    return _chain(first, chunks)
+    return _Primed(first, chunks)
 
 
 async def _empty() -> AsyncIterator[Any]:
@@ -36,13 +37,39 @@ async def _empty() -> AsyncIterator[Any]:
     yield  # pragma: no cover - makes this an async generator
 
 
-async def _chain(first: T, rest: AsyncIterator[T]) -> AsyncIterator[T]:
-    try:
-        yield first
-        async for item in rest:
-            yield item
-    finally:
-        await rest.aclose()  # type: ignore[attr-defined]
+_TAKEN: Any = object()
+
+
+class _Primed(AsyncIterator[T]):
+    """The first chunk, then `rest`'s own steps, handed out as they are.
+
+    Not a generator: after the first chunk each `__anext__` IS `rest`'s, so
+    a chunk takes no extra step and an open stream holds no extra frame.
+    Closing, cancelling or exhausting it is closing, cancelling or exhausting
+    `rest` (cancellation reaches `rest`, which is the one awaiting).
+    """
+
+    __slots__ = ("_first", "_rest")
+
+    def __init__(self, first: T, rest: AsyncIterator[T]) -> None:
+        self._first = first
+        self._rest = rest
+
+    def __aiter__(self) -> _Primed[T]:
+        return self
+
+    def __anext__(self) -> Awaitable[T]:  # type: ignore[override]
+        first = self._first
+        if first is _TAKEN:
+            return self._rest.__anext__()
+        self._first = _TAKEN
+        ready: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        ready.set_result(first)
+        return ready
+
+    async def aclose(self) -> None:
+        self._first = _TAKEN
+        await self._rest.aclose()  # type: ignore[attr-defined]
 
 
 # `json.dumps(payload, separators=(",", ":"))` builds a new encoder on every
@@ -66,9 +93,40 @@ def sse_event(payload: dict[str, Any] | str) -> bytes:
     return f"data: {data}\n\n".encode()
 
 
-def sse_response(events: AsyncIterator[bytes]) -> StreamingHttpResponse:
-    """A `text/event-stream` response that proxies must not buffer."""
-    response = StreamingHttpResponse(events, content_type="text/event-stream")
+class ByteStreamResponse(StreamingHttpResponse):
+    """A streamed response whose async iterator yields bytes, relayed as is.
+
+    Django's StreamingHttpResponse wraps an async iterator in a new async
+    generator each time `streaming_content` is read (to turn str into bytes),
+    and its `__aiter__` is one more: with the usage middleware re-wrapping the
+    content, three generator steps per chunk, and three generators held per
+    open stream, for bytes that are already bytes.
+    """
+
+    @property
+    def streaming_content(self) -> Any:
+        if self.is_async:
+            return self._iterator
+        return StreamingHttpResponse.streaming_content.fget(self)  # type: ignore[attr-defined]
+
+    @streaming_content.setter
+    def streaming_content(self, value: Any) -> None:
+        self._set_streaming_content(value)
+
+    def __aiter__(self) -> Any:
+        if self.is_async:
+            return self._iterator
+        return super().__aiter__()
+
+
+def stream_response(chunks: AsyncIterator[bytes], content_type: str) -> ByteStreamResponse:
+    """A streamed response that proxies must not buffer."""
+    response = ByteStreamResponse(chunks, content_type=content_type)
     response["Cache-Control"] = "no-cache"
     response["X-Accel-Buffering"] = "no"
     return response
+
+
+def sse_response(events: AsyncIterator[bytes]) -> StreamingHttpResponse:
+    """A `text/event-stream` response that proxies must not buffer."""
+    return stream_response(events, "text/event-stream")

@@ -134,17 +134,19 @@ async def _chat_events(
     A backend failure after the stream began ends it with an error event and
     no `[DONE]`, so clients can tell a failure from a finished answer.
     """
-    head = {"id": completion_id, "model": model, "created": created.isoformat()}
+    head = json_object_head({"id": completion_id, "model": model, "created": created.isoformat()})
     # Every event but the last differs only in its text: its bytes are this
     # prefix, the text as a JSON string, and a constant end.
-    token_prefix = f'data: {json_object_head(head)},"message":{{"role":"assistant","content":'
+    token_prefix = f'data: {head},"message":{{"role":"assistant","content":'
     try:
         async for chunk in chunks:
             if not chunk.done:
                 yield f'{token_prefix}{json_string(chunk.content)}}},"done":false}}\n\n'.encode()
                 continue
             event: dict[str, Any] = {
-                **head,
+                "id": completion_id,
+                "model": model,
+                "created": created.isoformat(),
                 "message": {"role": "assistant", "content": chunk.content},
                 "done": True,
                 "finish_reason": chunk.done_reason,

@@ -28,7 +28,7 @@ from apis import inference
 from apis.backends import ProgressUpdate
 from apis.errors import BadRequestError, ModelNotFoundError, as_api_error
 from apis.metering import meter_for
-from apis.streaming import stream_primed
+from apis.streaming import stream_primed, stream_response
 from compat import ollama_docs as docs
 from compat import ollama_translate as translate
 from compat.access import OLLAMA_ADMIN_GROUP, metered_model
@@ -90,10 +90,7 @@ class OllamaView(APIView):
 
 
 def _ndjson(lines: AsyncIterator[bytes]) -> StreamingHttpResponse:
-    response = StreamingHttpResponse(lines, content_type=NDJSON)
-    response["Cache-Control"] = "no-cache"
-    response["X-Accel-Buffering"] = "no"
-    return response
+    return stream_response(lines, NDJSON)
 
 
 def _model_required(model: str, *, status: int = 400) -> None:

@@ -15,13 +15,14 @@ import logging
 import weakref
 from collections.abc import AsyncIterator
 from datetime import datetime
-from typing import Any
+from typing import Any, NoReturn
 
 import aiohttp
 import httpx
 import ollama
 import pydantic
 from httpx_aiohttp import AiohttpTransport
+from httpx_aiohttp.transport import AiohttpResponseStream, map_aiohttp_exceptions
 
 from apis.backends.base import (
     ChatChunk,
@@ -87,7 +88,7 @@ class OllamaBackend:
                 # httpx's API over aiohttp's connection pool: httpcore's pool
                 # scans every open connection on each request, which made it
                 # the largest cost per call at 50 concurrent requests.
-                transport=AiohttpTransport(client=_aiohttp_session),
+                transport=_Transport(client=_aiohttp_session),
             )
             self._clients[loop] = client
             _close_when_loop_ends(client)
@@ -173,35 +174,22 @@ class OllamaBackend:
         )
 
     async def chat_stream(self, request: ChatRequest) -> AsyncIterator[ChatChunk]:
-        client = self._client()
+        client, model = self._client(), request.model
         try:
             parts = await client.chat(stream=True, **_chat_kwargs(request))
         except Exception as exc:
-            raise self._translate(exc, request.model) from exc
+            raise self._translate(exc, model) from exc
+        # The request (the whole conversation) is sent: not held while streaming.
+        request = None  # type: ignore[assignment]
         try:
             async for part in parts:
-                message = part.message
-                calls = message.tool_calls
-                if not part.done:
-                    # Every token but the last: no counts, no timings.
-                    yield ChatChunk(
-                        message.content or "",
-                        message.thinking,
-                        _tool_calls(calls) if calls else (),
-                    )
-                    continue
-                yield ChatChunk(
-                    content=message.content or "",
-                    thinking=message.thinking,
-                    tool_calls=_tool_calls(calls) if calls else (),
-                    done=True,
-                    done_reason=part.done_reason,
-                    prompt_tokens=part.prompt_eval_count or 0,
-                    completion_tokens=part.eval_count or 0,
-                    timings=_timings(part),
-                )
+                chunk = _chat_chunk(part)
+                # A held stream waits here: keep the small chunk, not the
+                # client's pydantic model of the line.
+                part = None
+                yield chunk
         except Exception as exc:
-            raise self._translate(exc, request.model) from exc
+            raise self._translate(exc, model) from exc
         finally:
             # Closes the HTTP response: Ollama stops generating when its
             # connection closes (client gone, cancel, or error).
@@ -224,28 +212,19 @@ class OllamaBackend:
         )
 
     async def generate_stream(self, request: GenerateRequest) -> AsyncIterator[GenerateChunk]:
-        client = self._client()
+        client, model = self._client(), request.model
         try:
             parts = await client.generate(stream=True, **_generate_kwargs(request))
         except Exception as exc:
-            raise self._translate(exc, request.model) from exc
+            raise self._translate(exc, model) from exc
+        request = None  # type: ignore[assignment]  # sent: not held while streaming
         try:
             async for part in parts:
-                if not part.done:
-                    yield GenerateChunk(part.response or "", part.thinking)
-                    continue
-                yield GenerateChunk(
-                    text=part.response or "",
-                    thinking=part.thinking,
-                    done=bool(part.done),
-                    done_reason=part.done_reason,
-                    context=list(part.context) if part.context is not None else None,
-                    prompt_tokens=part.prompt_eval_count or 0,
-                    completion_tokens=part.eval_count or 0,
-                    timings=_timings(part),
-                )
+                chunk = _generate_chunk(part)
+                part = None  # as in chat_stream: not held while waiting
+                yield chunk
         except Exception as exc:
-            raise self._translate(exc, request.model) from exc
+            raise self._translate(exc, model) from exc
         finally:
             await parts.aclose()
 
@@ -455,6 +434,56 @@ def _close_when_loop_ends(client: ollama.AsyncClient) -> None:
         raise RuntimeError("the loop closer did not stop at its yield")
 
 
+class _ResponseStream(httpx.AsyncByteStream):
+    """An aiohttp response body as httpx reads it, one object per response.
+
+    httpx-aiohttp's own stream is an async generator over `iter_chunked`
+    inside a context manager: four objects more per open stream, held for as
+    long as the answer lasts, and one more generator step per chunk.
+    """
+
+    __slots__ = ("_response",)
+
+    def __init__(self, response: aiohttp.ClientResponse) -> None:
+        self._response = response
+
+    def __aiter__(self) -> _ResponseStream:
+        return self
+
+    async def __anext__(self) -> bytes:
+        try:
+            data = await self._response.content.readany()
+        except Exception as exc:
+            _raise_as_httpx(exc)
+        if not data:
+            raise StopAsyncIteration
+        return data
+
+    async def aclose(self) -> None:
+        try:
+            await self._response.__aexit__(None, None, None)
+        except Exception as exc:
+            _raise_as_httpx(exc)
+
+
+def _raise_as_httpx(exc: Exception) -> NoReturn:
+    """Raise `exc` as httpx-aiohttp maps it (an httpx error caused by aiohttp's)."""
+    with map_aiohttp_exceptions():
+        raise exc
+    raise exc  # pragma: no cover - the context manager always raises
+
+
+class _Transport(AiohttpTransport):
+    """httpx-aiohttp's transport, with the lighter response stream above."""
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        response = await super().handle_async_request(request)
+        stream = response.stream
+        if isinstance(stream, AiohttpResponseStream):
+            response.stream = _ResponseStream(stream._aiohttp_response)
+        return response
+
+
 def _aiohttp_session() -> aiohttp.ClientSession:
     """The connection pool to Ollama, made in the event loop that uses it.
 
@@ -464,6 +493,41 @@ def _aiohttp_session() -> aiohttp.ClientSession:
     return aiohttp.ClientSession(
         connector=aiohttp.TCPConnector(limit=0, keepalive_timeout=5.0),
         auto_decompress=False,
+    )
+
+
+def _chat_chunk(part: ollama.ChatResponse) -> ChatChunk:
+    message = part.message
+    calls = message.tool_calls
+    if not part.done:
+        # Every token but the last: no counts, no timings.
+        return ChatChunk(
+            message.content or "", message.thinking, _tool_calls(calls) if calls else ()
+        )
+    return ChatChunk(
+        content=message.content or "",
+        thinking=message.thinking,
+        tool_calls=_tool_calls(calls) if calls else (),
+        done=True,
+        done_reason=part.done_reason,
+        prompt_tokens=part.prompt_eval_count or 0,
+        completion_tokens=part.eval_count or 0,
+        timings=_timings(part),
+    )
+
+
+def _generate_chunk(part: ollama.GenerateResponse) -> GenerateChunk:
+    if not part.done:
+        return GenerateChunk(part.response or "", part.thinking)
+    return GenerateChunk(
+        text=part.response or "",
+        thinking=part.thinking,
+        done=True,
+        done_reason=part.done_reason,
+        context=list(part.context) if part.context is not None else None,
+        prompt_tokens=part.prompt_eval_count or 0,
+        completion_tokens=part.eval_count or 0,
+        timings=_timings(part),
     )
 
 
