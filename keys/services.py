@@ -36,7 +36,6 @@ from keys.models import ENDPOINT_GROUP_NAMES, EXPLICIT_ONLY_GROUPS, ApiKey
 from keys.ratelimit import RateLimitStatus
 
 __all__ = [
-    "KeyNotCached",
     "RateLimitStatus",
     "api_key_allows_model",
     "api_key_authenticate",
@@ -194,11 +193,7 @@ def api_key_extend(*, api_key: ApiKey, days: int) -> bool:
 # --- authenticate, authorize ----------------------------------------------------
 
 
-class KeyNotCached(Exception):
-    """`api_key_authenticate(cached_only=True)` would need the database."""
-
-
-def api_key_authenticate(*, raw_key: str | None, cached_only: bool = False) -> ApiKey:
+def api_key_authenticate(*, raw_key: str | None) -> ApiKey:
     """The key for `raw_key`, or AuthenticationError (missing, unknown, revoked, expired).
 
     Malformed keys fail without touching the database. A key this process
@@ -207,9 +202,6 @@ def api_key_authenticate(*, raw_key: str | None, cached_only: bool = False) -> A
     change to a key replaces the shared keys generation, so a revocation
     takes effect on every worker at once. Expiry, revocation and the owner
     are checked on every call, the hash compared in constant time.
-
-    `cached_only`: raise KeyNotCached instead of querying (async callers in
-    the event loop, who then retry in a thread).
     """
     if not raw_key:
         raise AuthenticationError("Missing API key. Send it as 'Authorization: Bearer <key>'.")
@@ -221,8 +213,6 @@ def api_key_authenticate(*, raw_key: str | None, cached_only: bool = False) -> A
     generation = keycache.generation()
     api_key = keycache.lookup(prefix, generation) if generation is not None else None
     if api_key is None:
-        if cached_only:
-            raise KeyNotCached(prefix)
         try:
             api_key = ApiKey.objects.select_related("owner").get(prefix=prefix)
         except ApiKey.DoesNotExist:
