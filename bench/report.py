@@ -120,21 +120,35 @@ def target_rows(r: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
         )
     )
     st = r.get("streaming") or {}
-    added = _median(st.get("ttft_c16_added_p99"))
+    # The verdict is the user-facing case: a backend producing tokens at a
+    # realistic pace (10 ms each). The zero-delay backend saturates the worker.
+    added = _median(st.get("ttft_c16_paced_added_p99"))
     ok = None if added is None else added <= t["added_ttft_c16_p99_ms"]
     rows.append(
         (
-            "added time to first token, 16 concurrent streams (p99)",
+            "added time to first token, 16 concurrent streams (p99, backend at 10 ms per token, "
+            "users arriving spread out)",
             "≤ 15 ms",
-            f"{plus(st.get('ttft_c16_added_p99'), ' ms')} (gateway p99 "
-            f"{fmt(st.get('ttft_c16_gateway_p99'), ' ms')})",
-            f"p99 {fmt(st.get('ttft_c16_direct_p99'), ' ms')}",
+            f"{plus(st.get('ttft_c16_paced_added_p99'), ' ms')} (gateway p99 "
+            f"{fmt(st.get('ttft_c16_paced_gateway_p99'), ' ms')})",
+            f"p99 {fmt(st.get('ttft_c16_paced_direct_p99'), ' ms')}",
             _verdict(
                 ok,
                 _short_by(added, t["added_ttft_c16_p99_ms"], higher_is_better=False, unit=" ms")
                 if added is not None and not ok
                 else "",
             ),
+        )
+    )
+    rows.append(
+        (
+            "the same against a zero-delay backend: the worker saturated, pure overhead "
+            "(16 streams queue for one core; not the user-facing figure)",
+            "— (no target)",
+            f"{plus(st.get('ttft_c16_added_p99'), ' ms')} (gateway p99 "
+            f"{fmt(st.get('ttft_c16_gateway_p99'), ' ms')})",
+            f"p99 {fmt(st.get('ttft_c16_direct_p99'), ' ms')}",
+            "informational",
         )
     )
     added = _median(st.get("gap_added_p99"))
@@ -336,7 +350,13 @@ def render(results: dict[str, Any], meta: dict[str, Any], analysis: str) -> str:
         "",
         "## Targets",
         "",
-        "Per worker process, one core, zero-delay backend.",
+        "Per worker process, one core, zero-delay backend unless the row names a pace. "
+        "The issue's rule: zero delay for pure overhead, realistic profiles for user-facing "
+        "numbers. Time to first token at 16 streams is user-facing, so its verdict is taken "
+        "against a backend making a token every 10 ms (100 tokens/s, faster than a 14B model "
+        "here: more chunks for the gateway to relay than real users cause); against the "
+        "zero-delay backend 16 streams keep the one core at 100 % and a new stream waits its "
+        "turn behind the others' chunks, which measures saturation, not what a user waits.",
         "",
         _table(["figure", "target", "gateway", "direct path", "verdict"], target_rows(r)),
         "",
@@ -559,6 +579,16 @@ def results_json(results: dict[str, Any], meta: dict[str, Any]) -> dict[str, Any
                 "ttft_p99_ms": _median(st.get("ttft_c16_gateway_p99")),
             }
         )
+        if st.get("ttft_c16_paced_gateway_p99"):
+            # The docs table has no backend column: the endpoint cell says it.
+            rows.append(
+                {
+                    "model": "qwen2.5:14b",
+                    "endpoint": "chat-stream (backend at 10 ms per token)",
+                    "concurrency": 16,
+                    "ttft_p99_ms": _median(st.get("ttft_c16_paced_gateway_p99")),
+                }
+            )
     if lat.get("embeddings"):
         rows.append(
             {
@@ -569,7 +599,7 @@ def results_json(results: dict[str, Any], meta: dict[str, Any]) -> dict[str, Any
             }
         )
     return {
-        "backend": "fake Ollama, zero delay",
+        "backend": "fake Ollama, zero delay unless the row says",
         "date": meta["date"][:10],
         "results": rows,
         "meta": meta,
