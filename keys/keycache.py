@@ -32,7 +32,10 @@ before the write and again after its transaction commits, so no process can
 keep a row read before the commit under the token of after it.
 
 Expiry is checked at every use (`api_key_authenticate`), and the hash is
-compared in constant time as before: a kept row only saves the query.
+compared in constant time as before: a kept row only saves the query. A
+row is kept at most MAX_AGE seconds (10) even when nothing moved the
+generation: changes made outside Django (raw SQL on the keys table,
+`manage.py flush`), which no signal reports, apply within that.
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ import logging
 import os
 import secrets
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -58,11 +62,16 @@ USAGE_FIELDS: frozenset[str] = frozenset({"usage_count", "last_used_at"})
 # A user's login moves only this; it says nothing about their keys.
 LOGIN_FIELDS: frozenset[str] = frozenset({"last_login"})
 MAX_ENTRIES = 10_000
+# Seconds a kept row is trusted even when the generation has not moved: a
+# change made outside Django (raw SQL, `manage.py flush`), or one whose
+# process died between its commit and its notice, applies within this.
+MAX_AGE = 10.0
 
 
 @dataclass(frozen=True, slots=True)
 class _Entry:
     generation: str
+    kept_at: float  # time.monotonic()
     key_values: tuple[Any, ...]
     owner_values: tuple[Any, ...] | None
 
@@ -105,7 +114,16 @@ class _FileGeneration:
         return f"{stat.st_dev}:{stat.st_ino}:{stat.st_size}:{stat.st_mtime_ns}"
 
     def bump(self) -> None:
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        except PermissionError:
+            # Made by another user (a server, an operator's shell): a new file
+            # in its place is a new generation too, and needs only the folder
+            # to be writable, as SQLite does. Fails loudly otherwise.
+            temporary = self.path.with_name(f"{self.path.name}.{os.getpid()}.tmp")
+            temporary.write_bytes(b".")
+            os.replace(temporary, self.path)
+            return
         try:
             os.write(fd, b".")
         finally:
@@ -250,6 +268,8 @@ def lookup(prefix: str, generation: str) -> Any | None:
     entry = _entries.get(prefix)
     if entry is None or entry.generation != generation:
         return None
+    if time.monotonic() - entry.kept_at > MAX_AGE:
+        return None
     from keys.models import ApiKey
 
     api_key = ApiKey(*entry.key_values)
@@ -278,4 +298,4 @@ def remember(prefix: str, generation: str, api_key: Any) -> None:
         owner_values = tuple(getattr(owner, f.attname) for f in owner._meta.concrete_fields)
     if len(_entries) >= MAX_ENTRIES:
         _entries.clear()
-    _entries[prefix] = _Entry(generation, key_values, owner_values)
+    _entries[prefix] = _Entry(generation, time.monotonic(), key_values, owner_values)

@@ -42,9 +42,12 @@ class ApiKeyQuerySet(models.QuerySet["ApiKey"]):
         """
         from keys import keycache
 
+        if set(kwargs) <= keycache.USAGE_FIELDS:
+            return super().update(**kwargs)
+        # Before too: a generation that cannot be moved fails the change itself.
+        keycache.generation_bump()
         rows = super().update(**kwargs)
-        if not set(kwargs) <= keycache.USAGE_FIELDS:
-            keycache.generation_bump()
+        keycache.generation_bump()
         return rows
 
     def usable(self) -> ApiKeyQuerySet:

@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib.auth import get_user_model
-from django.db.models.signals import post_delete, post_save
+from django.db.models.signals import post_delete, post_save, pre_delete, pre_save
 
 from keys import keycache
 from keys.models import ApiKey
@@ -30,8 +30,13 @@ def _deleted(sender: Any, instance: Any, **kwargs: Any) -> None:
 
 
 def connect() -> None:
-    user_model = get_user_model()
-    post_save.connect(_key_saved, sender=ApiKey, dispatch_uid="keys.keycache.key_saved")
-    post_delete.connect(_deleted, sender=ApiKey, dispatch_uid="keys.keycache.key_deleted")
-    post_save.connect(_user_saved, sender=user_model, dispatch_uid="keys.keycache.user_saved")
-    post_delete.connect(_deleted, sender=user_model, dispatch_uid="keys.keycache.user_deleted")
+    """After the write (and its commit), and before it: a generation that
+    cannot be moved (an unwritable file, Redis down) fails the change itself."""
+    user = get_user_model()
+    uid = "keys.keycache"
+    for when, signal in (("pre", pre_save), ("post", post_save)):
+        signal.connect(_key_saved, sender=ApiKey, dispatch_uid=f"{uid}.key_{when}_save")
+        signal.connect(_user_saved, sender=user, dispatch_uid=f"{uid}.user_{when}_save")
+    for when, signal in (("pre", pre_delete), ("post", post_delete)):
+        signal.connect(_deleted, sender=ApiKey, dispatch_uid=f"{uid}.key_{when}_delete")
+        signal.connect(_deleted, sender=user, dispatch_uid=f"{uid}.user_{when}_delete")

@@ -30,6 +30,7 @@ from django.db.backends import utils as db_utils
 from django.test import Client
 from django.utils import timezone
 
+from apis.errors import AuthenticationError
 from keys.models import ApiKey
 from keys.services import api_key_authenticate, api_key_create
 from keys.usage import PendingUsage, usage_write
@@ -280,4 +281,29 @@ def test_a_bulk_update_of_keys_drops_every_kept_key(transactional_db, key_lookup
     ApiKey.objects.filter(pk=api_key.pk).update(allowed_models=["llama3:8b"])
 
     assert api_key_authenticate(raw_key=raw_key).allowed_models == ["llama3:8b"]
+    assert len(key_lookups) == 2
+
+
+def test_a_change_no_signal_reports_applies_within_the_kept_rows_age(
+    transactional_db, key_lookups, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Raw SQL on the keys table moves no generation; a kept row is trusted
+    only MAX_AGE seconds (10 in production, shortened here)."""
+    from keys import keycache
+
+    monkeypatch.setattr(keycache, "MAX_AGE", 0.5)
+    api_key, raw_key = api_key_create(name="raw")
+    api_key_authenticate(raw_key=raw_key)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "UPDATE keys_apikey SET is_active = %s, revoked_at = %s WHERE id = %s",
+            [False, timezone.now(), api_key.pk],
+        )
+    kept_until = time.monotonic() + keycache.MAX_AGE
+
+    while time.monotonic() <= kept_until:
+        time.sleep(0.05)
+
+    with pytest.raises(AuthenticationError, match="revoked"):
+        api_key_authenticate(raw_key=raw_key)
     assert len(key_lookups) == 2
