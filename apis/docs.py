@@ -87,11 +87,11 @@ ChatStreamSSEEvent = sse_event_serializer(
 )
 
 CHAT_STREAM_EXAMPLE = (
-    'data: {"id":"6f1c...","model":"qwen2.5:14b","created":"2026-01-15T10:30:00+00:00",'
+    'data: {"id":"6f1c...","model":"qwen2.5:14b","created":"2026-01-15T10:30:00Z",'
     '"message":{"role":"assistant","content":"List"},"done":false}\n\n'
-    'data: {"id":"6f1c...","model":"qwen2.5:14b","created":"2026-01-15T10:30:00+00:00",'
+    'data: {"id":"6f1c...","model":"qwen2.5:14b","created":"2026-01-15T10:30:00Z",'
     '"message":{"role":"assistant","content":" comprehensions"},"done":false}\n\n'
-    'data: {"id":"6f1c...","model":"qwen2.5:14b","created":"2026-01-15T10:30:00+00:00",'
+    'data: {"id":"6f1c...","model":"qwen2.5:14b","created":"2026-01-15T10:30:00Z",'
     '"message":{"role":"assistant","content":""},"done":true,"finish_reason":"stop",'
     '"usage":{"prompt_tokens":24,"completion_tokens":2,"total_tokens":26}}\n\n'
     "data: [DONE]\n\n"
@@ -147,7 +147,7 @@ chat_create = extend_schema(
                 {
                     "id": "6f1c2d8e-6a1b-4b8e-9f3a-2c1d0e9b8a7f",
                     "model": EXAMPLE_MODEL,
-                    "created": "2026-01-15T10:30:00+00:00",
+                    "created": "2026-01-15T10:30:00Z",
                     "message": {
                         "role": "assistant",
                         "content": "A list comprehension builds a list in one expression: "

@@ -134,7 +134,9 @@ async def _chat_events(
     A backend failure after the stream began ends it with an error event and
     no `[DONE]`, so clients can tell a failure from a finished answer.
     """
-    head = json_object_head({"id": completion_id, "model": model, "created": created.isoformat()})
+    # The same form as the whole answer's `created` (DRF's: UTC as "Z").
+    created_text = created.isoformat().replace("+00:00", "Z")
+    head = json_object_head({"id": completion_id, "model": model, "created": created_text})
     # Every event but the last differs only in its text: its bytes are this
     # prefix, the text as a JSON string, and a constant end.
     token_prefix = f'data: {head},"message":{{"role":"assistant","content":'
@@ -146,7 +148,7 @@ async def _chat_events(
             event: dict[str, Any] = {
                 "id": completion_id,
                 "model": model,
-                "created": created.isoformat(),
+                "created": created_text,
                 "message": {"role": "assistant", "content": chunk.content},
                 "done": True,
                 "finish_reason": chunk.done_reason,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import time
+from datetime import datetime, timedelta
 
 import httpx
 
@@ -200,3 +201,16 @@ def test_every_streaming_surface_relays_any_text_intact(
     with http.stream("POST", "/openai/v1/completions", headers=auth_headers, json=body) as response:
         chunks = [json.loads(p) for p in sse_data(response.iter_lines()) if p != "[DONE]"]
     assert "".join(c["choices"][0]["text"] for c in chunks) == "".join(TRICKY_TOKENS)
+
+
+def test_streamed_and_whole_answers_write_created_the_same_way(
+    http: httpx.Client, auth_headers: dict, fake_ollama: FakeOllama
+) -> None:
+    whole = http.post(CHAT, headers=auth_headers, json={**BODY, "stream": False}).json()
+    with http.stream("POST", CHAT, headers=auth_headers, json=BODY) as response:
+        events = [json.loads(p) for p in sse_data(response.iter_lines()) if p != "[DONE]"]
+
+    for created in [whole["created"], *(event["created"] for event in events)]:
+        assert created.endswith("Z"), created
+        assert datetime.fromisoformat(created).utcoffset() == timedelta(0)
+    assert len({event["created"] for event in events}) == 1
