@@ -184,9 +184,10 @@ def _flusher_loop() -> None:
         _full.wait(timeout=settings.USAGE_FLUSH_INTERVAL)
         _wake.clear()
         _full.clear()
-        # This thread outlives requests: drop a connection the database closed.
-        close_old_connections()
         try:
+            # This thread outlives requests: drop a connection the database
+            # closed (which can fail too, e.g. while the database is down).
+            close_old_connections()
             usage_flush()
         except Exception:  # never let the flusher die; usage_flush logs and re-queues
             logger.exception("Usage flusher failed")
