@@ -67,7 +67,8 @@ def servers(server_env_for_test_db: dict) -> Iterator[tuple[str, str]]:
 
 
 @pytest.fixture
-def client_http() -> Iterator[httpx.Client]:
+def client_http(fake_ollama: FakeOllama) -> Iterator[httpx.Client]:
+    """A client for the server processes; the fake Ollama they use is reset."""
     with httpx.Client(timeout=30) as client:
         yield client
 
