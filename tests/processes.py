@@ -15,6 +15,8 @@ import sys
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
+import httpx
+
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 
@@ -77,3 +79,37 @@ def server_env(**overrides: str) -> dict[str, str]:
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "localai_site.settings"}
     env.update(overrides)
     return env
+
+
+def manage(env: Mapping[str, str], *args: str) -> str:
+    """`python manage.py ARGS` in a child process with `env`; its output (asserts success)."""
+    done = subprocess.run(
+        [sys.executable, "manage.py", *args],
+        cwd=ROOT,
+        env=dict(env),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done.stdout
+
+
+def migrated_with_key(env: Mapping[str, str], name: str, rate_limit: int) -> tuple[str, str]:
+    """Migrate the database `env` names and make a key there: (raw key, its prefix)."""
+    manage(env, "migrate", "--noinput", "-v0")
+    raw_key = manage(env, "create_api_key", name, "--rate-limit", str(rate_limit)).splitlines()[-1]
+    return raw_key, raw_key.split("_")[1]
+
+
+@contextlib.contextmanager
+def two_servers(
+    env: Mapping[str, str], first: str = "uvicorn", second: str = "uvicorn"
+) -> Iterator[tuple[tuple[str, str], httpx.Client]]:
+    """Two server processes on the same stores, and an HTTP client: ((url, url), client)."""
+    with (
+        start_server(env=env, server=first) as one,
+        start_server(env=env, server=second) as other,
+        httpx.Client(timeout=15) as client,
+    ):
+        yield (one, other), client

@@ -14,13 +14,10 @@ the clock, the hash) and what it does not keep (the usage counters).
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
 from datetime import timedelta
-from pathlib import Path
 
 import httpx
 import pytest
@@ -35,9 +32,8 @@ from keys.models import ApiKey
 from keys.services import api_key_authenticate, api_key_create
 from keys.usage import PendingUsage, usage_write
 from tests.fake_ollama import FakeOllama
-from tests.processes import server_env, start_server
+from tests.processes import manage, server_env, start_server
 
-ROOT = Path(__file__).resolve().parent.parent
 CHAT = "/v1/chat/completions"
 HELLO = {"model": "qwen2.5:14b", "messages": [{"role": "user", "content": "Hi"}]}
 KEYS_ADMIN = "/admin/keys/apikey/"
@@ -142,16 +138,8 @@ def test_revoking_with_the_management_command_refuses_the_next_request_on_every_
     api_key, raw_key = api_key_create(name="kept", rate_limit=1000)
     used_on_both(client_http, servers, raw_key)
 
-    done = subprocess.run(
-        [sys.executable, "manage.py", "revoke_api_key", api_key.prefix],
-        cwd=ROOT,
-        env=server_env_for_test_db,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    manage(server_env_for_test_db, "revoke_api_key", api_key.prefix)
 
-    assert done.returncode == 0, done.stderr[-2000:]
     assert statuses(client_http, servers, raw_key) == [401, 401]
 
 

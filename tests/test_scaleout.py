@@ -7,36 +7,17 @@ Needs the machine's PostgreSQL and Redis (skipped when absent, fails under CI=tr
 
 from __future__ import annotations
 
-import subprocess
-import sys
-from pathlib import Path
-
-import httpx
 import psycopg
 import pytest
 
 from tests.conftest import ScaleOutStores
 from tests.fake_ollama import FakeOllama
-from tests.processes import server_env, start_server
+from tests.processes import manage, migrated_with_key, server_env, two_servers
 
 pytestmark = pytest.mark.scaleout
 
-ROOT = Path(__file__).resolve().parent.parent
 CHAT = "/v1/chat/completions"
 HELLO = {"model": "qwen2.5:14b", "messages": [{"role": "user", "content": "Hi"}]}
-
-
-def manage(env: dict[str, str], *args: str) -> str:
-    done = subprocess.run(
-        [sys.executable, "manage.py", *args],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    return done.stdout
 
 
 def test_two_processes_share_one_limit_and_see_revocation_at_once(
@@ -56,17 +37,10 @@ def test_two_processes_share_one_limit_and_see_revocation_at_once(
         USAGE_FLUSH_INTERVAL="3600",
         LOG_LEVEL="WARNING",
     )
-    manage(env, "migrate", "--noinput", "-v0")
-    raw_key = manage(env, "create_api_key", "shared", "--rate-limit", "10").splitlines()[-1]
-    prefix = raw_key.split("_")[1]
+    raw_key, prefix = migrated_with_key(env, "shared", rate_limit=10)
     auth = {"Authorization": f"Bearer {raw_key}"}
 
-    with (
-        start_server(env=env, server="daphne") as first,
-        start_server(env=env, server="uvicorn") as second,
-        httpx.Client(timeout=15) as client,
-    ):
-        servers = (first, second)
+    with two_servers(env, "daphne", "uvicorn") as (servers, client):
         answers = [client.post(servers[i % 2] + CHAT, headers=auth, json=HELLO) for i in range(14)]
 
         manage(env, "revoke_api_key", prefix)
@@ -113,21 +87,15 @@ def test_processes_keep_keys_yet_see_a_change_made_through_another_at_once(
         OLLAMA_HOST=fake_ollama.url,
         LOG_LEVEL="WARNING",
     )
-    manage(env, "migrate", "--noinput", "-v0")
-    raw_key = manage(env, "create_api_key", "kept", "--rate-limit", "1000").splitlines()[-1]
-    prefix = raw_key.split("_")[1]
+    raw_key, prefix = migrated_with_key(env, "kept", rate_limit=1000)
     manage(
         {**env, "DJANGO_SUPERUSER_PASSWORD": "op-password-1"},
         *("createsuperuser", "--noinput", "--username", "op", "--email", "op@example.com"),
     )
     auth = {"Authorization": f"Bearer {raw_key}"}
 
-    with (
-        start_server(env=env, server="uvicorn") as first,
-        start_server(env=env, server="uvicorn") as second,
-        httpx.Client(timeout=15) as client,
-    ):
-        servers = (first, second)
+    with two_servers(env, "uvicorn", "uvicorn") as (servers, client):
+        first, second = servers
         warm = [client.post(base + CHAT, headers=auth, json=HELLO) for base in servers]
         # A script changes the allow-list with the ORM (a model save).
         manage(
@@ -161,18 +129,12 @@ def test_without_redis_postgresql_processes_keep_no_keys_and_see_revocation_at_o
         OLLAMA_HOST=fake_ollama.url,
         LOG_LEVEL="WARNING",
     )
-    manage(env, "migrate", "--noinput", "-v0")
-    raw_key = manage(env, "create_api_key", "unkept", "--rate-limit", "1000").splitlines()[-1]
+    raw_key, prefix = migrated_with_key(env, "unkept", rate_limit=1000)
     auth = {"Authorization": f"Bearer {raw_key}"}
 
-    with (
-        start_server(env=env, server="uvicorn") as first,
-        start_server(env=env, server="uvicorn") as second,
-        httpx.Client(timeout=15) as client,
-    ):
-        servers = (first, second)
+    with two_servers(env, "uvicorn", "uvicorn") as (servers, client):
         before = [client.get(f"{base}/v1/models", headers=auth).status_code for base in servers]
-        manage(env, "revoke_api_key", raw_key.split("_")[1])
+        manage(env, "revoke_api_key", prefix)
         after = [client.get(f"{base}/v1/models", headers=auth).status_code for base in servers]
 
     assert before == [200, 200]
