@@ -23,6 +23,13 @@ static file, which opens it, from a thread.
 
 Behaviour is Django's own: same classes, same hooks, same order; only where
 they run changes. Served by WSGI or the test client, they run as usual.
+
+One exception: the middleware only the browser-facing pages use (sessions,
+the logged-in user, messages, CSRF) lets API requests (`/v1/`, `/openai/`,
+`/ollama/`, the probes) pass straight through. Those are authenticated by API
+key, are CSRF-exempt, and never read a session or a message; skipping four
+middleware layers there saves ~15 % of the CPU of a proxied chat (CPU per
+request, 6 ABAB rounds: median 1.95 against 2.29 ms).
 """
 
 from __future__ import annotations
@@ -39,6 +46,8 @@ from django.http import HttpRequest, HttpResponseBase
 from django.middleware import clickjacking, common, csrf, security
 from whitenoise.middleware import WhiteNoiseMiddleware
 
+from localai_site.handlers import API_PATH_PREFIXES
+
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
 
 
@@ -46,6 +55,9 @@ class InlineHooksMixin:
     """Runs a `MiddlewareMixin`'s hooks in the event loop unless they need I/O."""
 
     get_response: Callable[[HttpRequest], Any]
+    # True for the middleware only the browser-facing pages use (sessions,
+    # logged-in users, messages, CSRF): API requests pass straight through.
+    browser_only = False
 
     def request_needs_thread(self, request: HttpRequest) -> bool:
         return False
@@ -54,6 +66,8 @@ class InlineHooksMixin:
         return False
 
     async def __acall__(self, request: HttpRequest) -> HttpResponseBase:
+        if self.browser_only and request.path_info.startswith(API_PATH_PREFIXES):
+            return await self.get_response(request)
         response = None
         process_request = getattr(self, "process_request", None)
         if process_request is not None:
@@ -78,6 +92,8 @@ class SecurityMiddleware(InlineHooksMixin, security.SecurityMiddleware):
 
 
 class SessionMiddleware(InlineHooksMixin, sessions_middleware.SessionMiddleware):
+    browser_only = True
+
     def response_needs_thread(self, request: HttpRequest, response: HttpResponseBase) -> bool:
         session = getattr(request, "session", None)
         return session is not None and (session.modified or settings.SESSION_SAVE_EVERY_REQUEST)
@@ -88,6 +104,8 @@ class CommonMiddleware(InlineHooksMixin, common.CommonMiddleware):
 
 
 class CsrfViewMiddleware(InlineHooksMixin, csrf.CsrfViewMiddleware):
+    browser_only = True
+
     def __init__(self, get_response: Callable[[HttpRequest], Any]) -> None:
         super().__init__(get_response)
         if self.async_mode:  # type: ignore[attr-defined]
@@ -115,10 +133,12 @@ class CsrfViewMiddleware(InlineHooksMixin, csrf.CsrfViewMiddleware):
 
 
 class AuthenticationMiddleware(InlineHooksMixin, auth_middleware.AuthenticationMiddleware):
-    pass
+    browser_only = True
 
 
 class MessageMiddleware(InlineHooksMixin, messages_middleware.MessageMiddleware):
+    browser_only = True
+
     def response_needs_thread(self, request: HttpRequest, response: HttpResponseBase) -> bool:
         storage = getattr(request, "_messages", None)
         return storage is not None and (storage.used or storage.added_new)
