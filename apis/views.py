@@ -21,7 +21,6 @@ from apis.errors import APIError, error_body
 from apis.metering import UsageMeter, meter_for
 from apis.serializers import (
     ChatInputSerializer,
-    ChatOutputSerializer,
     EmbeddingInputSerializer,
     ModelSerializer,
 )
@@ -108,17 +107,23 @@ class ChatCompletionViewSet(ViewSet):
             prompt_tokens=result.prompt_tokens,
             completion_tokens=result.completion_tokens,
         )
-        output = ChatOutputSerializer(
+        # The shape of ChatOutputSerializer (which documents it), built as a
+        # dict: a serializer deep-copies its fields for every answer.
+        return Response(
             {
                 "id": completion_id,
                 "model": chat.model,
-                "created": created,
+                "created": iso_utc(created),
                 "message": {"role": "assistant", "content": result.content},
                 "finish_reason": result.done_reason,
                 "usage": _usage(result.prompt_tokens, result.completion_tokens),
             }
         )
-        return Response(output.data)
+
+
+def iso_utc(moment: datetime) -> str:
+    """ISO 8601 with UTC as `Z`, as DRF's DateTimeField writes it."""
+    return moment.isoformat().replace("+00:00", "Z")
 
 
 async def _chat_events(
@@ -134,8 +139,7 @@ async def _chat_events(
     A backend failure after the stream began ends it with an error event and
     no `[DONE]`, so clients can tell a failure from a finished answer.
     """
-    # The same form as the whole answer's `created` (DRF's: UTC as "Z").
-    created_text = created.isoformat().replace("+00:00", "Z")
+    created_text = iso_utc(created)  # the same form as the whole answer's
     head = json_object_head({"id": completion_id, "model": model, "created": created_text})
     # Every event but the last differs only in its text: its bytes are this
     # prefix, the text as a JSON string, and a constant end.
