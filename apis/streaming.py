@@ -1,10 +1,12 @@
-"""Helpers for answers that stream: prime the first chunk, frame SSE events."""
+"""Helpers for answers, streamed ones above all: prime the first chunk, encode
+events (once per stream where they do not change), frame SSE events."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 from collections.abc import AsyncIterator, Awaitable
+from datetime import UTC, datetime
 from json.encoder import encode_basestring_ascii
 from typing import Any, TypeVar
 
@@ -80,6 +82,11 @@ compact_json = json.JSONEncoder(separators=(",", ":")).encode
 # (C, ASCII-escaped). The streamed relays put each token's text into an event
 # whose constant part was encoded once per stream.
 json_string = encode_basestring_ascii
+
+
+def iso_utc(moment: datetime) -> str:
+    """ISO 8601 in UTC written with `Z` (as DRF's DateTimeField and Ollama write it)."""
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 def json_object_head(fields: dict[str, Any]) -> str:

@@ -24,7 +24,14 @@ from apis.serializers import (
     EmbeddingInputSerializer,
     ModelSerializer,
 )
-from apis.streaming import json_object_head, json_string, sse_event, sse_response, stream_primed
+from apis.streaming import (
+    iso_utc,
+    json_object_head,
+    json_string,
+    sse_event,
+    sse_response,
+    stream_primed,
+)
 from apis.viewsets import ViewSet
 from keys.services import api_key_allows_model, api_key_authorize
 
@@ -119,11 +126,6 @@ class ChatCompletionViewSet(ViewSet):
                 "usage": _usage(result.prompt_tokens, result.completion_tokens),
             }
         )
-
-
-def iso_utc(moment: datetime) -> str:
-    """ISO 8601 with UTC as `Z`, as DRF's DateTimeField writes it."""
-    return moment.isoformat().replace("+00:00", "Z")
 
 
 async def _chat_events(

@@ -536,67 +536,46 @@ def render(results: dict[str, Any], meta: dict[str, Any], analysis: str) -> str:
 
 def results_json(results: dict[str, Any], meta: dict[str, Any]) -> dict[str, Any]:
     """The machine-readable file the API docs read (apis/schema.py), plus every figure."""
-    rows = []
+    rows: list[dict[str, Any]] = []
+
+    def row(endpoint: str, concurrency: int, model: str = "qwen2.5:14b", **figures: Any) -> None:
+        rows.append({"model": model, "endpoint": endpoint, "concurrency": concurrency, **figures})
+
     lat = results.get("latency") or {}
     thr = results.get("throughput") or {}
     st = results.get("streaming") or {}
     if lat.get("chat"):
-        rows.append(
-            {
-                "model": "qwen2.5:14b",
-                "endpoint": "chat",
-                "concurrency": 1,
-                "latency_p50_ms": _median(lat["chat"].get("gateway_p50")),
-                "latency_p99_ms": _median(lat["chat"].get("gateway_p99")),
-            }
+        row(
+            "chat",
+            1,
+            latency_p50_ms=_median(lat["chat"].get("gateway_p50")),
+            latency_p99_ms=_median(lat["chat"].get("gateway_p99")),
         )
     if thr:
-        rows.append(
-            {
-                "model": "qwen2.5:14b",
-                "endpoint": "chat",
-                "concurrency": 50,
-                "requests_per_second": _median(thr.get("gateway_rps")),
-                "latency_p50_ms": _median(thr.get("gateway_p50_ms")),
-                "latency_p99_ms": _median(thr.get("gateway_p99_ms")),
-            }
+        row(
+            "chat",
+            50,
+            requests_per_second=_median(thr.get("gateway_rps")),
+            latency_p50_ms=_median(thr.get("gateway_p50_ms")),
+            latency_p99_ms=_median(thr.get("gateway_p99_ms")),
         )
     if lat.get("chat-stream"):
-        rows.append(
-            {
-                "model": "qwen2.5:14b",
-                "endpoint": "chat-stream",
-                "concurrency": 1,
-                "ttft_p50_ms": _median(lat["chat-stream"].get("gateway_p50")),
-            }
-        )
+        row("chat-stream", 1, ttft_p50_ms=_median(lat["chat-stream"].get("gateway_p50")))
     if st:
-        rows.append(
-            {
-                "model": "qwen2.5:14b",
-                "endpoint": "chat-stream",
-                "concurrency": 16,
-                "ttft_p99_ms": _median(st.get("ttft_c16_gateway_p99")),
-            }
-        )
+        row("chat-stream", 16, ttft_p99_ms=_median(st.get("ttft_c16_gateway_p99")))
         if st.get("ttft_c16_paced_gateway_p99"):
             # The docs table has no backend column: the endpoint cell says it.
-            rows.append(
-                {
-                    "model": "qwen2.5:14b",
-                    "endpoint": "chat-stream (backend at 10 ms per token)",
-                    "concurrency": 16,
-                    "ttft_p99_ms": _median(st.get("ttft_c16_paced_gateway_p99")),
-                }
+            row(
+                "chat-stream (backend at 10 ms per token)",
+                16,
+                ttft_p99_ms=_median(st.get("ttft_c16_paced_gateway_p99")),
             )
     if lat.get("embeddings"):
-        rows.append(
-            {
-                "model": "mxbai-embed-large",
-                "endpoint": "embeddings",
-                "concurrency": 1,
-                "latency_p50_ms": _median(lat["embeddings"].get("gateway_p50")),
-            }
+        row(
+            "embeddings",
+            1,
+            model="mxbai-embed-large",
+            latency_p50_ms=_median(lat["embeddings"].get("gateway_p50")),
         )
     return {
         "backend": "fake Ollama, zero delay unless the row says",

@@ -48,6 +48,8 @@ from typing import Any
 import aiohttp
 
 from bench.loadtest import LoadTestConfig, percentile, preset, run_load_test
+from tests.fake_ollama import free_port
+from tests.processes import listening_socket
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -159,24 +161,6 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def listening_socket() -> socket.socket:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    # Accepted sockets inherit it; servers handed a socket do not set it, and
-    # Nagle + delayed ACK would add ~40 ms to every response (tests/processes.py).
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(4096)
-    sock.set_inheritable(True)
-    return sock
-
-
 def raise_fd_limit() -> None:
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     with contextlib.suppress(ValueError, OSError):
@@ -239,7 +223,7 @@ class Gateway:
             ]
             pass_fds: tuple[int, ...] = ()
         else:
-            self.sock = listening_socket()
+            self.sock = listening_socket(backlog=4096)
             port = self.sock.getsockname()[1]
             fd = str(self.sock.fileno())
             pass_fds = (self.sock.fileno(),)
@@ -860,27 +844,24 @@ class Bench:
 
     def bench_held(self) -> None:
         """Open streams and idle WebSockets held at once, memory per connection."""
-        gateway = self.gateway("held", OLLAMA_HOST=self.slow_fake.url, WS_IDLE_TIMEOUT="0")
+        streams = self._held("held", hold_streams, self.profile.streams)
+        # The streams' gateway is stopped (their connections closed) before this one.
+        sockets = self._held("held-ws", hold_websockets, self.profile.websockets)
+        sockets.pop("_rss", None)
+        self.results["held"] = {"streams": streams, "websockets": sockets}
+
+    def _held(self, name: str, hold: Any, count: int) -> dict[str, Any]:
+        """`hold(url, key, count)` against a fresh gateway: what it held, RSS before and at peak."""
+        gateway = self.gateway(name, OLLAMA_HOST=self.slow_fake.url, WS_IDLE_TIMEOUT="0")
         self.warm_models(gateway)
         base = gateway.rss_kb()
-        held = asyncio.run(hold_streams(gateway.url, self.key, self.profile.streams))
+        held = asyncio.run(hold(gateway.url, self.key, count))
         time.sleep(1.0)
         peak = gateway.rss_kb()
+        gateway.stop()
         held["rss_before_kb"], held["rss_held_kb"] = base, peak
         held["kb_each"] = (peak - base) / max(1, held["open"])
-        # Let the streams' connections close before the WebSocket figure.
-        gateway.stop()
-        gateway = self.gateway("held-ws", OLLAMA_HOST=self.slow_fake.url, WS_IDLE_TIMEOUT="0")
-        self.warm_models(gateway)
-        base = gateway.rss_kb()
-        sockets = asyncio.run(hold_websockets(gateway.url, self.key, self.profile.websockets))
-        time.sleep(1.0)
-        peak = gateway.rss_kb()
-        sockets.pop("_rss", None)
-        sockets["rss_before_kb"], sockets["rss_held_kb"] = base, peak
-        sockets["kb_each"] = (peak - base) / max(1, sockets["open"])
-        gateway.stop()
-        self.results["held"] = {"streams": held, "websockets": sockets}
+        return held
 
     def warm_models(self, gateway: Gateway) -> None:
         # Models only: behind the slow fake a whole chat answer takes minutes.

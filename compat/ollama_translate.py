@@ -30,14 +30,12 @@ from apis.backends import (
 )
 from apis.errors import APIError, BackendError
 from apis.metering import UsageMeter
-from apis.streaming import compact_json, json_object_head, json_string
+from apis.streaming import compact_json, iso_utc, json_object_head, json_string
 
 
 def rfc3339(value: datetime | None = None) -> str:
     """`2025-10-26T17:21:21.196249Z`, as Ollama stamps its answers."""
-    if value is None:
-        return _now_rfc3339()
-    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    return _now_rfc3339() if value is None else iso_utc(value)
 
 
 _second_stamp: tuple[int, str] = (0, "")

@@ -93,8 +93,6 @@ class _FileGeneration:
     or user: a megabyte per million changes.)
     """
 
-    local = True  # no network, no database: may be read from the event loop
-
     def __init__(self, path: Path) -> None:
         self.path = path
         self._warned = False
@@ -138,8 +136,6 @@ class _FileGeneration:
 class _CacheGeneration:
     """The token in Django's cache (Redis with `REDIS_URL`), shared by every process."""
 
-    local = False  # a network round trip: read it in a thread
-
     def read(self) -> str | None:
         from django.core.cache import cache
 
@@ -162,8 +158,6 @@ class _CacheGeneration:
 class _ProcessGeneration:
     """A token in this process: for a database no other process can open."""
 
-    local = True
-
     def __init__(self) -> None:
         self.token = secrets.token_hex(16)
 
@@ -176,8 +170,6 @@ class _ProcessGeneration:
 
 class _NoGeneration:
     """No store every process shares: keep nothing."""
-
-    local = True
 
     def read(self) -> str | None:
         return None
@@ -222,11 +214,6 @@ def _new_store(engine: str, name: str, cache_backend: str) -> _Store:
 def generation() -> str | None:
     """The current keys generation; None when keys must not be kept."""
     return _store().read()
-
-
-def generation_is_local() -> bool:
-    """Whether reading the generation needs no network or database (event loop safe)."""
-    return _store().local
 
 
 def generation_bump() -> None:

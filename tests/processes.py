@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 
 
-def listening_socket() -> socket.socket:
+def listening_socket(backlog: int = 1024) -> socket.socket:
     """A loopback socket, listening, that a child process can inherit.
 
     TCP_NODELAY is set here because accepted sockets inherit it: servers
@@ -33,7 +33,7 @@ def listening_socket() -> socket.socket:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     sock.bind(("127.0.0.1", 0))
-    sock.listen(1024)
+    sock.listen(backlog)
     sock.set_inheritable(True)
     return sock
 

@@ -499,36 +499,27 @@ def _aiohttp_session() -> aiohttp.ClientSession:
 def _chat_chunk(part: ollama.ChatResponse) -> ChatChunk:
     message = part.message
     calls = message.tool_calls
-    if not part.done:
-        # Every token but the last: no counts, no timings.
-        return ChatChunk(
-            message.content or "", message.thinking, _tool_calls(calls) if calls else ()
-        )
-    return ChatChunk(
-        content=message.content or "",
-        thinking=message.thinking,
-        tool_calls=_tool_calls(calls) if calls else (),
-        done=True,
-        done_reason=part.done_reason,
-        prompt_tokens=part.prompt_eval_count or 0,
-        completion_tokens=part.eval_count or 0,
-        timings=_timings(part),
-    )
+    chunk = ChatChunk(message.content or "", message.thinking, _tool_calls(calls) if calls else ())
+    if part.done:  # only the last line carries the reason, counts and timings
+        _finish(chunk, part)
+    return chunk
 
 
 def _generate_chunk(part: ollama.GenerateResponse) -> GenerateChunk:
-    if not part.done:
-        return GenerateChunk(part.response or "", part.thinking)
-    return GenerateChunk(
-        text=part.response or "",
-        thinking=part.thinking,
-        done=True,
-        done_reason=part.done_reason,
-        context=list(part.context) if part.context is not None else None,
-        prompt_tokens=part.prompt_eval_count or 0,
-        completion_tokens=part.eval_count or 0,
-        timings=_timings(part),
-    )
+    chunk = GenerateChunk(part.response or "", part.thinking)
+    if part.done:
+        _finish(chunk, part)
+        chunk.context = list(part.context) if part.context is not None else None
+    return chunk
+
+
+def _finish(chunk: ChatChunk | GenerateChunk, part: Any) -> None:
+    """The last line of a stream: done, with Ollama's reason, counts and timings."""
+    chunk.done = True
+    chunk.done_reason = part.done_reason
+    chunk.prompt_tokens = part.prompt_eval_count or 0
+    chunk.completion_tokens = part.eval_count or 0
+    chunk.timings = _timings(part)
 
 
 def _decoded_images(images: list[Any]) -> list[bytes]:
