@@ -2,7 +2,7 @@
 
 Each name is an `extend_schema` decorator for one action: summary,
 description, tags, request and response serializers, examples, and every
-error the action can answer with (see `apis.schema.errors`).
+error the action can answer with (see `gateway.schema.errors`).
 """
 
 from __future__ import annotations
@@ -11,8 +11,16 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema
 from rest_framework.exceptions import ErrorDetail
 
-from apis.errors import BadRequestError, validation_error
-from apis.schema import (
+from apis.serializers import (
+    ChatInputSerializer,
+    ChatOutputSerializer,
+    ChatStreamEventSerializer,
+    EmbeddingInputSerializer,
+    EmbeddingOutputSerializer,
+    ModelSerializer,
+)
+from gateway.errors import BadRequestError, validation_error
+from gateway.schema import (
     EXAMPLE_MODEL,
     INFERENCE_ERRORS,
     KEY_HEADERS,
@@ -24,14 +32,6 @@ from apis.schema import (
     errors,
     request_example,
     sse_event_serializer,
-)
-from apis.serializers import (
-    ChatInputSerializer,
-    ChatOutputSerializer,
-    ChatStreamEventSerializer,
-    EmbeddingInputSerializer,
-    EmbeddingOutputSerializer,
-    ModelSerializer,
 )
 
 EXAMPLE_MODEL_INFO = {

@@ -7,8 +7,8 @@ from typing import Any
 from django.conf import settings
 from rest_framework import serializers
 
-from apis.backends import ModelInfo
-from apis.validation import ModelNameField, StrictJSONMixin
+from gateway.backends import ModelInfo
+from gateway.validation import ModelNameField, StrictJSONMixin
 
 
 def human_size(size_bytes: int) -> str:

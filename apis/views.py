@@ -1,4 +1,4 @@
-"""The native REST API (`/v1/`): thin async viewsets over `apis.inference`.
+"""The native REST API (`/v1/`): thin async viewsets over `gateway.service`.
 
 Each action validates its input serializer, calls the service, and renders
 an output serializer. Streaming answers are async generators (under ASGI a
@@ -15,16 +15,17 @@ from typing import Any
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from apis import docs, inference
-from apis.backends import ChatChunk, ChatRequest
-from apis.errors import APIError, error_body
-from apis.metering import UsageMeter, meter_for
+from apis import docs
 from apis.serializers import (
     ChatInputSerializer,
     EmbeddingInputSerializer,
     ModelSerializer,
 )
-from apis.streaming import (
+from gateway import service
+from gateway.backends import ChatChunk, ChatRequest, GenerationParams
+from gateway.errors import APIError, error_body
+from gateway.metering import UsageMeter, meter_for
+from gateway.streaming import (
     iso_utc,
     json_object_head,
     json_string,
@@ -32,7 +33,7 @@ from apis.streaming import (
     sse_response,
     stream_primed,
 )
-from apis.viewsets import ViewSet
+from gateway.viewsets import ViewSet
 from keys.services import api_key_allows_model, api_key_authorize
 
 
@@ -46,7 +47,7 @@ class ModelViewSet(ViewSet):
 
     @docs.models_list
     async def list(self, request: Request) -> Response:
-        models = await inference.models_list()
+        models = await service.models_list()
         # A key limited to some models sees only those.
         models = [m for m in models if api_key_allows_model(api_key=request.auth, model=m.id)]
         return Response(ModelSerializer(models, many=True).data)
@@ -54,19 +55,16 @@ class ModelViewSet(ViewSet):
     @docs.models_retrieve
     async def retrieve(self, request: Request, model_id: str) -> Response:
         api_key_authorize(api_key=request.auth, endpoint_group=self.endpoint_group, model=model_id)
-        model = await inference.model_get(model_id=model_id)
+        model = await service.model_get(model_id=model_id)
         return Response(ModelSerializer(model).data)
 
 
 def chat_request_from(data: dict[str, Any]) -> ChatRequest:
     """The backend request for a validated native chat body."""
-    options: dict[str, Any] = {"temperature": data["temperature"]}
-    if data.get("max_tokens") is not None:
-        options["num_predict"] = data["max_tokens"]
     return ChatRequest(
         model=data["model"],
         messages=[{"role": m["role"], "content": m["content"]} for m in data["messages"]],
-        options=options,
+        params=GenerationParams(temperature=data["temperature"], max_tokens=data.get("max_tokens")),
     )
 
 
@@ -97,7 +95,7 @@ class ChatCompletionViewSet(ViewSet):
         created = datetime.now(UTC)
 
         if serializer.validated_data["stream"]:
-            chunks = await stream_primed(inference.chat_stream(request=chat))
+            chunks = await stream_primed(service.chat_stream(request=chat))
             return sse_response(
                 _chat_events(
                     chunks,
@@ -108,7 +106,7 @@ class ChatCompletionViewSet(ViewSet):
                 )
             )
 
-        result = await inference.chat_complete(request=chat)
+        result = await service.chat_complete(request=chat)
         meter.charge(
             model=chat.model,
             prompt_tokens=result.prompt_tokens,
@@ -186,7 +184,7 @@ class EmbeddingViewSet(ViewSet):
         api_key_authorize(api_key=request.auth, endpoint_group=self.endpoint_group, model=model)
         meter = meter_for(request)
         meter.model = model
-        result = await inference.embeddings_create(model=model, inputs=inputs)
+        result = await service.embeddings_create(model=model, inputs=inputs)
         meter.charge(model=model, prompt_tokens=result.prompt_tokens)
         # Shaped as EmbeddingOutputSerializer; built directly because running
         # thousands of floats through FloatField costs more than the backend call.

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from rest_framework.request import Request
 
-from apis.metering import UsageMeter, meter_for
+from gateway.metering import UsageMeter, meter_for
 from keys.services import api_key_authorize
 
 # Endpoint group of Ollama's model-management calls (pull, push, create,

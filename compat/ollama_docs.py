@@ -14,7 +14,18 @@ from drf_spectacular.extensions import OpenApiSerializerExtension
 from drf_spectacular.utils import OpenApiResponse, PolymorphicProxySerializer, extend_schema
 from rest_framework import serializers
 
-from apis.schema import (
+from compat.ollama_serializers import (
+    OllamaChatSerializer,
+    OllamaCopySerializer,
+    OllamaCreateSerializer,
+    OllamaEmbeddingsSerializer,
+    OllamaEmbedSerializer,
+    OllamaGenerateSerializer,
+    OllamaMessageSerializer,
+    OllamaModelOperationSerializer,
+    OllamaShowSerializer,
+)
+from gateway.schema import (
     BASE64_PATTERN,
     EXAMPLE_MODEL,
     KEY_HEADERS,
@@ -28,18 +39,7 @@ from apis.schema import (
     schema_field,
     tool_parameters_schema,
 )
-from apis.validation import ModelNameField
-from compat.ollama_serializers import (
-    OllamaChatSerializer,
-    OllamaCopySerializer,
-    OllamaCreateSerializer,
-    OllamaEmbeddingsSerializer,
-    OllamaEmbedSerializer,
-    OllamaGenerateSerializer,
-    OllamaMessageSerializer,
-    OllamaModelOperationSerializer,
-    OllamaShowSerializer,
-)
+from gateway.validation import ModelNameField
 
 TAGS = ["ollama"]
 NDJSON = "application/x-ndjson"

@@ -15,7 +15,7 @@ from django.conf import settings
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from apis.validation import ModelNameField, OllamaOptionsField, StrictJSONMixin, tool_problem
+from gateway.validation import ModelNameField, OllamaOptionsField, StrictJSONMixin, tool_problem
 
 _THINK_LEVELS = ("low", "medium", "high", "max")
 

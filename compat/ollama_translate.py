@@ -14,13 +14,14 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
-from apis.backends import (
+from gateway.backends import (
     ChatChunk,
     ChatRequest,
     ChatResult,
     GenerateChunk,
     GenerateRequest,
     GenerateResult,
+    GenerationParams,
     ModelDescription,
     ModelInfo,
     ProgressUpdate,
@@ -28,9 +29,10 @@ from apis.backends import (
     Timings,
     ToolCall,
 )
-from apis.errors import APIError, BackendError
-from apis.metering import UsageMeter
-from apis.streaming import compact_json, iso_utc, json_object_head, json_string
+from gateway.backends.ollama import OLLAMA_OPTION_NAMES
+from gateway.errors import APIError, BackendError
+from gateway.metering import UsageMeter
+from gateway.streaming import compact_json, iso_utc, json_object_head, json_string
 
 
 def rfc3339(value: datetime | None = None) -> str:
@@ -78,6 +80,17 @@ def _metrics(prompt_tokens: int, completion_tokens: int, timings: Timings) -> di
 # --- requests -------------------------------------------------------------------
 
 
+def params_from_options(options: dict[str, Any] | None) -> GenerationParams:
+    """Ollama's `options`: the ones with a typed field go there, the rest in `extra`."""
+    remaining = dict(options or {})
+    typed = {
+        field_name: remaining.pop(option)
+        for field_name, option in OLLAMA_OPTION_NAMES.items()
+        if option in remaining
+    }
+    return GenerationParams(**typed, extra=remaining)
+
+
 def chat_request_from(data: dict[str, Any]) -> ChatRequest:
     """The backend request for a validated `/api/chat` body."""
     messages: list[dict[str, Any]] = []
@@ -89,7 +102,7 @@ def chat_request_from(data: dict[str, Any]) -> ChatRequest:
     return ChatRequest(
         model=data["model"],
         messages=messages,
-        options=dict(data.get("options") or {}),
+        params=params_from_options(data.get("options")),
         format=data.get("format"),
         tools=data.get("tools") or None,
         think=data.get("think"),
@@ -108,7 +121,7 @@ def generate_request_from(data: dict[str, Any]) -> GenerateRequest:
         context=data.get("context") or None,
         raw=data.get("raw"),
         images=list(data.get("images") or []),
-        options=dict(data.get("options") or {}),
+        params=params_from_options(data.get("options")),
         format=data.get("format"),
         think=data.get("think"),
         keep_alive=data.get("keep_alive"),

@@ -2,7 +2,7 @@
 
 So `ollama.Client(host=".../ollama", headers={"Authorization": "Bearer ..."})`
 and tools configured with an Ollama URL work unchanged. Views are thin: they
-validate, translate (`compat.ollama_translate`) and call `apis.inference`.
+validate, translate (`compat.ollama_translate`) and call `gateway.service`.
 
 Errors on this surface are Ollama's: `{"error": "<message>"}` with the real
 status (and the gateway's `Retry-After` / `WWW-Authenticate` headers), so
@@ -24,11 +24,6 @@ from rest_framework import exceptions as drf_exceptions
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from apis import inference
-from apis.backends import ProgressUpdate
-from apis.errors import BadRequestError, ModelNotFoundError, as_api_error
-from apis.metering import meter_for
-from apis.streaming import stream_primed, stream_response
 from compat import ollama_docs as docs
 from compat import ollama_translate as translate
 from compat.access import OLLAMA_ADMIN_GROUP, metered_model
@@ -42,6 +37,11 @@ from compat.ollama_serializers import (
     OllamaModelOperationSerializer,
     OllamaShowSerializer,
 )
+from gateway import service
+from gateway.backends import ProgressUpdate
+from gateway.errors import BadRequestError, ModelNotFoundError, as_api_error
+from gateway.metering import meter_for
+from gateway.streaming import stream_primed, stream_response
 
 NDJSON = "application/x-ndjson"
 
@@ -139,14 +139,14 @@ class OllamaChatView(OllamaView):
         chat = translate.chat_request_from(data)
         meter = metered_model(request, endpoint_group=self.endpoint_group, model=chat.model)
         if data.get("stream") is False:
-            result = await inference.chat_complete(request=chat)
+            result = await service.chat_complete(request=chat)
             meter.charge(
                 model=chat.model,
                 prompt_tokens=result.prompt_tokens,
                 completion_tokens=result.completion_tokens,
             )
             return Response(translate.chat_body(result, model=chat.model))
-        chunks = await stream_primed(inference.chat_stream(request=chat))
+        chunks = await stream_primed(service.chat_stream(request=chat))
         return _ndjson(translate.chat_lines(chunks, model=chat.model, meter=meter))
 
 
@@ -164,14 +164,14 @@ class OllamaGenerateView(OllamaView):
         generate = translate.generate_request_from(data)
         meter = metered_model(request, endpoint_group=self.endpoint_group, model=generate.model)
         if data.get("stream") is False:
-            result = await inference.generate_complete(request=generate)
+            result = await service.generate_complete(request=generate)
             meter.charge(
                 model=generate.model,
                 prompt_tokens=result.prompt_tokens,
                 completion_tokens=result.completion_tokens,
             )
             return Response(translate.generate_body(result, model=generate.model))
-        chunks = await stream_primed(inference.generate_stream(request=generate))
+        chunks = await stream_primed(service.generate_stream(request=generate))
         return _ndjson(translate.generate_lines(chunks, model=generate.model, meter=meter))
 
 
@@ -188,12 +188,12 @@ class OllamaEmbedView(OllamaView):
         model = data["model"]
         _model_required(model, status=404)
         meter = metered_model(request, endpoint_group=self.endpoint_group, model=model)
-        result = await inference.embeddings_create(
+        result = await service.embeddings_create(
             model=model,
             inputs=data["input"],
             dimensions=data.get("dimensions"),
             truncate=data.get("truncate"),
-            options=data.get("options"),
+            extra=data.get("options"),
             keep_alive=data.get("keep_alive"),
         )
         meter.charge(model=model, prompt_tokens=result.prompt_tokens)
@@ -222,10 +222,10 @@ class OllamaEmbeddingsView(OllamaView):
         _model_required(model)
         meter = metered_model(request, endpoint_group=self.endpoint_group, model=model)
         prompt = data.get("prompt") or ""
-        result = await inference.embeddings_create(
+        result = await service.embeddings_create(
             model=model,
             inputs=[prompt] if prompt else [],
-            options=data.get("options"),
+            extra=data.get("options"),
             keep_alive=data.get("keep_alive"),
             normalize=False,
         )
@@ -243,7 +243,7 @@ class OllamaTagsView(OllamaView):
 
     @docs.tags
     async def get(self, request: Request) -> Response:
-        models = await inference.models_list()
+        models = await service.models_list()
         return Response({"models": [translate.tag_entry(model) for model in models]})
 
 
@@ -260,7 +260,7 @@ class OllamaShowView(OllamaView):
         model = data["model"] or data["name"]
         _model_required(model)
         metered_model(request, endpoint_group=self.endpoint_group, model=model)
-        description = await inference.model_describe(
+        description = await service.model_describe(
             model_id=model, verbose=bool(data.get("verbose"))
         )
         return Response(translate.show_body(description))
@@ -273,7 +273,7 @@ class OllamaPsView(OllamaView):
 
     @docs.ps
     async def get(self, request: Request) -> Response:
-        running = await inference.models_running()
+        running = await service.models_running()
         return Response({"models": [translate.running_entry(entry) for entry in running]})
 
 
@@ -284,7 +284,7 @@ class OllamaVersionView(OllamaView):
 
     @docs.version
     async def get(self, request: Request) -> Response:
-        return Response({"version": await inference.backend_version()})
+        return Response({"version": await service.backend_version()})
 
 
 # --- model management (ollama_admin) --------------------------------------------
@@ -325,7 +325,7 @@ class OllamaPullView(OllamaAdminView):
         data = serializer.validated_data
         model = _operation_model(data)
         meter_for(request).model = model
-        updates = inference.model_pull(model_id=model, insecure=bool(data.get("insecure")))
+        updates = service.model_pull(model_id=model, insecure=bool(data.get("insecure")))
         return await self.progress(request, updates, stream=data.get("stream") is not False)
 
 
@@ -339,7 +339,7 @@ class OllamaPushView(OllamaAdminView):
         data = serializer.validated_data
         model = _operation_model(data)
         meter_for(request).model = model
-        updates = inference.model_push(model_id=model, insecure=bool(data.get("insecure")))
+        updates = service.model_push(model_id=model, insecure=bool(data.get("insecure")))
         return await self.progress(request, updates, stream=data.get("stream") is not False)
 
 
@@ -355,7 +355,7 @@ class OllamaCreateView(OllamaAdminView):
         model = _operation_model(data)
         meter_for(request).model = model
         spec = {key: body[key] for key in OllamaCreateSerializer.SPEC_FIELDS if key in body}
-        updates = inference.model_create(model_id=model, spec=spec)
+        updates = service.model_create(model_id=model, spec=spec)
         return await self.progress(request, updates, stream=data.get("stream") is not False)
 
 
@@ -368,7 +368,7 @@ class OllamaDeleteView(OllamaAdminView):
         serializer.is_valid(raise_exception=True)
         model = _operation_model(serializer.validated_data)
         meter_for(request).model = model
-        await inference.model_delete(model_id=model)
+        await service.model_delete(model_id=model)
         return HttpResponse(status=200)
 
 
@@ -381,5 +381,5 @@ class OllamaCopyView(OllamaAdminView):
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
         meter_for(request).model = data["source"]
-        await inference.model_copy(source=data["source"], destination=data["destination"])
+        await service.model_copy(source=data["source"], destination=data["destination"])
         return HttpResponse(status=200)

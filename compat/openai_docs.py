@@ -15,8 +15,21 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema
 from rest_framework import serializers
 
-from apis.errors import BadRequestError
-from apis.schema import (
+from compat.openai_serializers import (
+    ChatCompletionInputSerializer,
+    ChatCompletionSerializer,
+    CompletionInputSerializer,
+    CompletionSerializer,
+    EmbeddingListSerializer,
+    OpenAIEmbeddingInputSerializer,
+    OpenAIMessageSerializer,
+    OpenAIModelListSerializer,
+    OpenAIModelSerializer,
+    OpenAIToolCallFunctionSerializer,
+    OpenAIUsageSerializer,
+)
+from gateway.errors import BadRequestError
+from gateway.schema import (
     BASE64_PATTERN,
     EXAMPLE_MODEL,
     FALSY,
@@ -32,19 +45,6 @@ from apis.schema import (
     schema_field,
     sse_event_serializer,
     tool_parameters_schema,
-)
-from compat.openai_serializers import (
-    ChatCompletionInputSerializer,
-    ChatCompletionSerializer,
-    CompletionInputSerializer,
-    CompletionSerializer,
-    EmbeddingListSerializer,
-    OpenAIEmbeddingInputSerializer,
-    OpenAIMessageSerializer,
-    OpenAIModelListSerializer,
-    OpenAIModelSerializer,
-    OpenAIToolCallFunctionSerializer,
-    OpenAIUsageSerializer,
 )
 
 TAGS = ["openai"]

@@ -16,7 +16,7 @@ from django.conf import settings
 from drf_spectacular.utils import extend_schema_field, extend_schema_serializer
 from rest_framework import serializers
 
-from apis.validation import ModelNameField, StrictJSONMixin
+from gateway.validation import ModelNameField, StrictJSONMixin
 
 # --- shared fields ------------------------------------------------------------
 

@@ -1,7 +1,7 @@
 """OpenAI shapes <-> the inference service's typed requests and results.
 
 Pure functions and async generators, no I/O: the views call these and
-`apis.inference`. Mapping (see `spec/wire.md` D.6): `max_tokens` /
+`gateway.service`. Mapping (see `spec/wire.md` D.6): `max_tokens` /
 `max_completion_tokens` -> `options.num_predict`, `stop` -> `options.stop`,
 `response_format` -> `format`, tool-call arguments JSON strings <-> objects,
 image data URLs -> `images`, usage from the backend's own token counts.
@@ -22,20 +22,21 @@ from typing import Any
 
 from django.conf import settings
 
-from apis.backends import (
+from gateway.backends import (
     ChatChunk,
     ChatRequest,
     ChatResult,
     GenerateChunk,
     GenerateRequest,
     GenerateResult,
+    GenerationParams,
     ModelInfo,
     ToolCall,
 )
-from apis.errors import APIError, BackendError, BadRequestError, error_body
-from apis.metering import UsageMeter
-from apis.streaming import compact_json, json_object_head, json_string, sse_event
-from apis.validation import tool_problem
+from gateway.errors import APIError, BackendError, BadRequestError, error_body
+from gateway.metering import UsageMeter
+from gateway.streaming import compact_json, json_object_head, json_string, sse_event
+from gateway.validation import tool_problem
 
 # OpenAI's reasoning_effort -> Ollama's `think`.
 _THINK = {"none": False, "minimal": "low", "low": "low", "medium": "medium", "high": "high"}
@@ -104,17 +105,16 @@ def refuse_unsupported(data: dict[str, Any]) -> None:
         raise BadRequestError("Audio output is not supported by the backend.", param="audio")
 
 
-def _options(data: dict[str, Any]) -> dict[str, Any]:
-    options: dict[str, Any] = {}
-    for name in ("temperature", "top_p", "seed", "frequency_penalty", "presence_penalty"):
-        if data.get(name) is not None:
-            options[name] = data[name]
-    max_tokens = data.get("max_completion_tokens") or data.get("max_tokens")
-    if max_tokens is not None:
-        options["num_predict"] = max_tokens
-    if data.get("stop"):
-        options["stop"] = data["stop"]
-    return options
+def _params(data: dict[str, Any]) -> GenerationParams:
+    return GenerationParams(
+        max_tokens=data.get("max_completion_tokens") or data.get("max_tokens"),
+        temperature=data.get("temperature"),
+        top_p=data.get("top_p"),
+        seed=data.get("seed"),
+        frequency_penalty=data.get("frequency_penalty"),
+        presence_penalty=data.get("presence_penalty"),
+        stop=data.get("stop") or None,
+    )
 
 
 def _format(response_format: dict[str, Any] | None) -> str | dict[str, Any] | None:
@@ -321,7 +321,7 @@ def chat_request_from(data: dict[str, Any]) -> ChatRequest:
     return ChatRequest(
         model=data["model"],
         messages=_messages(data["messages"]),
-        options=_options(data),
+        params=_params(data),
         format=_format(data.get("response_format")),
         tools=_tools(data.get("tools"), data.get("tool_choice")),
         think=think,
@@ -343,7 +343,7 @@ def completion_request_from(data: dict[str, Any]) -> GenerateRequest:
         model=data["model"],
         prompt=prompt,
         suffix=data.get("suffix") or None,
-        options=_options(data),
+        params=_params(data),
     )
 
 

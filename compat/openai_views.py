@@ -1,7 +1,7 @@
 """The OpenAI-compatible API (`/openai/v1/`): thin async viewsets.
 
 Each action validates its input serializer, translates to the service's
-typed request (`compat.openai_translate`), calls `apis.inference`, and
+typed request (`compat.openai_translate`), calls `gateway.service`, and
 answers in OpenAI's shapes. Errors are the gateway envelope, a superset of
 OpenAI's error object, so the openai SDK maps statuses to its exceptions.
 Keys, limits and usage records come from the global DRF settings, keyed off
@@ -15,9 +15,6 @@ from typing import Any
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from apis import inference
-from apis.streaming import sse_response, stream_primed
-from apis.viewsets import ViewSet
 from compat import openai_docs as docs
 from compat import openai_translate as translate
 from compat.access import metered_model, model_authorize
@@ -26,6 +23,9 @@ from compat.openai_serializers import (
     CompletionInputSerializer,
     OpenAIEmbeddingInputSerializer,
 )
+from gateway import service
+from gateway.streaming import sse_response, stream_primed
+from gateway.viewsets import ViewSet
 
 
 def _include_usage(data: dict[str, Any]) -> bool:
@@ -42,7 +42,7 @@ class OpenAIModelViewSet(ViewSet):
 
     @docs.models_list
     async def list(self, request: Request) -> Response:
-        models = await inference.models_list()
+        models = await service.models_list()
         return Response(
             {"object": "list", "data": [translate.model_object(model) for model in models]}
         )
@@ -50,7 +50,7 @@ class OpenAIModelViewSet(ViewSet):
     @docs.models_retrieve
     async def retrieve(self, request: Request, model_id: str) -> Response:
         model_authorize(request, endpoint_group=self.endpoint_group, model=model_id)
-        model = await inference.model_get(model_id=model_id)
+        model = await service.model_get(model_id=model_id)
         return Response(translate.model_object(model, model_id=model_id))
 
 
@@ -69,7 +69,7 @@ class OpenAIChatCompletionViewSet(ViewSet):
         completion_id, created = translate.new_id("chatcmpl"), translate.unix_now()
 
         if data.get("stream"):
-            chunks = await stream_primed(inference.chat_stream(request=chat))
+            chunks = await stream_primed(service.chat_stream(request=chat))
             return sse_response(
                 translate.chat_completion_events(
                     chunks,
@@ -81,7 +81,7 @@ class OpenAIChatCompletionViewSet(ViewSet):
                 )
             )
 
-        result = await inference.chat_complete(request=chat)
+        result = await service.chat_complete(request=chat)
         meter.charge(
             model=chat.model,
             prompt_tokens=result.prompt_tokens,
@@ -109,7 +109,7 @@ class OpenAICompletionViewSet(ViewSet):
         completion_id, created = translate.new_id("cmpl"), translate.unix_now()
 
         if data.get("stream"):
-            chunks = await stream_primed(inference.generate_stream(request=generate))
+            chunks = await stream_primed(service.generate_stream(request=generate))
             return sse_response(
                 translate.completion_events(
                     chunks,
@@ -121,7 +121,7 @@ class OpenAICompletionViewSet(ViewSet):
                 )
             )
 
-        result = await inference.generate_complete(request=generate)
+        result = await service.generate_complete(request=generate)
         meter.charge(
             model=generate.model,
             prompt_tokens=result.prompt_tokens,
@@ -147,7 +147,7 @@ class OpenAIEmbeddingViewSet(ViewSet):
         model = data["model"]
         inputs = translate.embedding_inputs_from(data["input"])
         meter = metered_model(request, endpoint_group=self.endpoint_group, model=model)
-        result = await inference.embeddings_create(
+        result = await service.embeddings_create(
             model=model, inputs=inputs, dimensions=data.get("dimensions")
         )
         meter.charge(model=model, prompt_tokens=result.prompt_tokens)

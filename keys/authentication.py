@@ -24,7 +24,7 @@ from rest_framework.authentication import BaseAuthentication, get_authorization_
 from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
 
-from apis.errors import AuthenticationError, RateLimitedError
+from gateway.errors import AuthenticationError, RateLimitedError
 from keys.models import ApiKey
 from keys.services import api_key_authenticate, api_key_authorize, rate_limit_hit
 

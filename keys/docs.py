@@ -11,8 +11,8 @@ from typing import Any
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema
 
-from apis.errors import AuthenticationError, NotFoundError, PermissionDeniedError
-from apis.schema import KEY_ERRORS, answer, errors, request_example, response_header
+from gateway.errors import AuthenticationError, NotFoundError, PermissionDeniedError
+from gateway.schema import KEY_ERRORS, answer, errors, request_example, response_header
 from keys.serializers import (
     ApiKeyCreatedSerializer,
     ApiKeyCreateInputSerializer,

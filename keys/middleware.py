@@ -3,7 +3,7 @@
 Outermost middleware: it sees the final response of every request, error
 responses included. The DRF authentication and permission classes leave
 `request.api_key` and `request.rate_limit_status`; views (and streams, at
-their final chunk) fill `apis.metering.meter_for(request)`. A usage record is
+their final chunk) fill `gateway.metering.meter_for(request)`. A usage record is
 taken when the response is complete: for a streamed answer when its stream
 ends, is cancelled by a client disconnect, or fails.
 """
@@ -20,7 +20,7 @@ from django.conf import settings
 from django.core.handlers.asgi import ASGIRequest
 from django.http import HttpRequest, HttpResponseBase
 
-from apis.metering import meter_for
+from gateway.metering import meter_for
 from keys.models import ApiKey
 from keys.services import tokens_charge
 from keys.usage import PendingUsage, usage_enqueue

@@ -7,7 +7,7 @@ from typing import Any
 from django.contrib.auth import get_user_model
 from rest_framework import serializers
 
-from apis.validation import StrictJSONMixin
+from gateway.validation import StrictJSONMixin
 from keys.models import ENDPOINT_GROUPS, ApiKey
 
 # PositiveIntegerField's range on every database; ten years of validity at most.

@@ -29,8 +29,8 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from apis.backends.base import normalize_model_name
-from apis.errors import AuthenticationError, PermissionDeniedError, RateLimitedError
+from gateway.backends.base import normalize_model_name
+from gateway.errors import AuthenticationError, PermissionDeniedError, RateLimitedError
 from keys import keycache, ratelimit, usage
 from keys.models import ENDPOINT_GROUP_NAMES, EXPLICIT_ONLY_GROUPS, ApiKey
 from keys.ratelimit import RateLimitStatus

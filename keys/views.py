@@ -19,7 +19,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from apis.errors import AuthenticationError, NotFoundError, PermissionDeniedError
+from gateway.errors import AuthenticationError, NotFoundError, PermissionDeniedError
 from keys import docs
 from keys.authentication import _count
 from keys.models import ApiKey

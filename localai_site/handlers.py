@@ -11,10 +11,12 @@ to threads), and for a stream that is a thread parked for the whole answer:
 thousands of threads competing for the GIL.
 
 The API's sync work is short (at most one indexed query for the key, none
-when the process keeps it: keys/keycache.py; a rate-limit counter), so API requests skip the per-request context: their sync calls run
-on asgiref's one shared sync thread, as Channels' WebSocket consumers already
-do. Every other request (the admin, the chat page, the key-management API)
-keeps Django's thread per request, so a slow admin page never holds up the API.
+when the process keeps it: keys/keycache.py; a rate-limit counter), so API
+requests skip the per-request context: their sync calls run on asgiref's one
+shared sync thread, as Channels' WebSocket consumers already do. Every other
+request (the admin, the chat page, the
+key-management API) keeps Django's thread per request, so a slow admin page
+never holds up the API.
 
 Overload: a worker answers API requests one CPU slice at a time, so beyond
 its capacity every request slows down together. GATEWAY_MAX_PENDING_REQUESTS
@@ -38,7 +40,7 @@ from typing import Any
 from django.conf import settings
 from django.core.handlers.asgi import ASGIHandler
 
-from apis.errors import BackendBusyError, error_body
+from gateway.errors import BackendBusyError, error_body
 
 # The JSON APIs and the probes: sync work is a key lookup and a counter.
 API_PATH_PREFIXES = ("/v1/", "/openai/", "/ollama/", "/healthz", "/readyz")

@@ -41,6 +41,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "channels",
+    "gateway",
     "apis",
     "keys",
     "realtime",
@@ -50,7 +51,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     # Outermost: x-ratelimit-* headers and usage records see every final response.
     "keys.middleware.ApiUsageMiddleware",
-    "apis.middleware.ErrorEnvelopeMiddleware",
+    "gateway.middleware.ErrorEnvelopeMiddleware",
     # Django's and WhiteNoise's middleware, with their hooks run in the event
     # loop rather than one thread switch each (localai_site/middleware.py).
     "localai_site.middleware.SecurityMiddleware",
@@ -201,14 +202,14 @@ REST_FRAMEWORK = {
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
     # An `Accept` the API cannot meet (e.g. only text/event-stream) gets JSON, not 406.
-    "DEFAULT_CONTENT_NEGOTIATION_CLASS": "apis.negotiation.JSONFallbackNegotiation",
+    "DEFAULT_CONTENT_NEGOTIATION_CLASS": "gateway.negotiation.JSONFallbackNegotiation",
     # Every API view needs a key; the permission also counts the rate limit.
     "DEFAULT_AUTHENTICATION_CLASSES": ["keys.authentication.ApiKeyAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["keys.authentication.HasApiKey"],
     "UNAUTHENTICATED_USER": None,
-    "EXCEPTION_HANDLER": "apis.errors.api_exception_handler",
+    "EXCEPTION_HANDLER": "gateway.errors.api_exception_handler",
     # drf-spectacular's, with request schemas as strict as DRF's validation.
-    "DEFAULT_SCHEMA_CLASS": "apis.schema.GatewayAutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "gateway.schema.GatewayAutoSchema",
 }
 
 # --- API documentation (drf-spectacular) -------------------------------------
@@ -310,17 +311,17 @@ SPECTACULAR_SETTINGS = {
     "SERVE_AUTHENTICATION": [],
     "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
     "ENUM_NAME_OVERRIDES": {
-        "CheckStateEnum": "apis.schema.CHECK_STATES",
+        "CheckStateEnum": "gateway.schema.CHECK_STATES",
         "ChatFinishReasonEnum": ["stop", "length", "tool_calls"],
         "CompletionFinishReasonEnum": ["stop", "length"],
         "ChatRoleEnum": ["system", "user", "assistant"],
         "OpenAIRoleEnum": ["system", "developer", "user", "assistant", "tool"],
         "AssistantRoleEnum": ["assistant"],
     },
-    "PREPROCESSING_HOOKS": ["apis.schema.add_plain_django_views"],
+    "PREPROCESSING_HOOKS": ["gateway.schema.add_plain_django_views"],
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
-        "apis.schema.finish_schema",
+        "gateway.schema.finish_schema",
     ],
 }
 

@@ -9,8 +9,8 @@ from drf_spectacular.views import (
     SpectacularYAMLAPIView,
 )
 
-from apis import probes
-from apis.schema import local_only
+from gateway import probes
+from gateway.schema import local_only
 
 urlpatterns = [
     path("healthz", probes.healthz, name="healthz"),
@@ -27,7 +27,9 @@ urlpatterns = [
         "redoc",
         # The package's page minus its web-font links: nothing loads from outside.
         local_only(
-            SpectacularRedocView.as_view(url_name="openapi-json", template_name="apis/redoc.html")
+            SpectacularRedocView.as_view(
+                url_name="openapi-json", template_name="gateway/redoc.html"
+            )
         ),
         name="redoc",
     ),

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from apis.errors import AuthenticationError, RateLimitedError
+from gateway.errors import AuthenticationError, RateLimitedError
 from keys import ratelimit
 from keys import services as key_services
 from realtime.protocol import BEARER_SUBPROTOCOL_PREFIX, offered_subprotocols

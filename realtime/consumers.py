@@ -25,9 +25,9 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
-from apis import inference
-from apis.backends import ChatRequest
-from apis.errors import APIError, AuthenticationError, as_api_error
+from gateway import service
+from gateway.backends import ChatRequest, GenerationParams
+from gateway.errors import APIError, AuthenticationError, as_api_error
 from realtime import auth
 from realtime.models import ChatSession
 from realtime.protocol import (
@@ -156,18 +156,15 @@ class ChatConsumer(AsyncWebsocketConsumer):
         await database_sync_to_async(auth.chat_rate_limit_hit)(owner=self.owner)
 
         content: str = fields["message"]
-        options: dict[str, Any] = {}
-        if "temperature" in fields:
-            options["temperature"] = fields["temperature"]
-        if fields.get("max_tokens") is not None:
-            options["num_predict"] = fields["max_tokens"]
         history = await database_sync_to_async(chat_history_list)(
             chat_session=self.chat_session, limit=max(settings.MAX_CHAT_MESSAGES - 1, 0)
         )
         request = ChatRequest(
             model=model,
             messages=[*history, {"role": "user", "content": content}],
-            options=options,
+            params=GenerationParams(
+                temperature=fields.get("temperature"), max_tokens=fields.get("max_tokens")
+            ),
         )
         await self._send_frame({"type": "user_message", "content": content})
         self._stop_reason = None
@@ -202,7 +199,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         prompt_tokens = completion_tokens = 0
         finish_reason: str | None = None
         status, error_code = 200, None
-        stream = inference.chat_stream(request=request)
+        stream = service.chat_stream(request=request)
         try:
             await self._send_frame({"type": "assistant_start", "model": request.model})
             async for chunk in stream:

@@ -14,7 +14,7 @@ from channels.middleware import BaseMiddleware
 from channels.security.websocket import OriginValidator as ChannelsOriginValidator
 from django.conf import settings
 
-from apis.errors import APIError
+from gateway.errors import APIError
 from realtime import auth
 
 

@@ -1,7 +1,7 @@
 """The WebSocket chat protocol: frame validation and frame building.
 
 Kept apart from the consumer so the consumer only routes frames. Every error
-frame carries the same content as the REST envelope (`apis.errors.error_body`)
+frame carries the same content as the REST envelope (`gateway.errors.error_body`)
 flattened into `{"type": "error", "message", "code", ...}`.
 """
 
@@ -13,7 +13,7 @@ from typing import Any
 from django.conf import settings
 from rest_framework import serializers
 
-from apis.errors import (
+from gateway.errors import (
     APIError,
     BadRequestError,
     RequestTooLargeError,

@@ -8,8 +8,8 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_GET
 
-from apis import inference
-from apis.errors import APIError, error_response
+from gateway import service
+from gateway.errors import APIError, error_response
 from keys import services as key_services
 from realtime import auth
 from realtime.protocol import SUBPROTOCOL
@@ -54,7 +54,7 @@ async def chat_models(request: HttpRequest) -> JsonResponse:
         )
         if owner.api_key is not None:
             await sync_to_async(key_services.rate_limit_hit)(api_key=owner.api_key, group="models")
-        model_ids = [model.id for model in await inference.models_list()]
+        model_ids = [model.id for model in await service.models_list()]
         if owner.api_key is not None:
             model_ids = await sync_to_async(_allowed_model_ids)(owner=owner, model_ids=model_ids)
     except APIError as exc:

@@ -63,7 +63,9 @@ def test_a_failing_readyz_is_logged_once_as_a_warning_not_an_error_per_poll(
 
     assert [poll.status_code for poll in polls] == [503] * 3
     assert not [r for r in caplog.records if r.levelname == "ERROR"]
-    warnings = [r for r in caplog.records if r.name == "apis.probes" and r.levelname == "WARNING"]
+    warnings = [
+        r for r in caplog.records if r.name == "gateway.probes" and r.levelname == "WARNING"
+    ]
     assert len(warnings) == 1
     assert "backend" in warnings[0].getMessage()
 

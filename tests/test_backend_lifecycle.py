@@ -8,7 +8,7 @@ import logging
 
 import pytest
 
-from apis.backends.ollama import OllamaBackend
+from gateway.backends.ollama import OllamaBackend
 from tests.fake_ollama import FakeOllama
 
 
@@ -46,6 +46,6 @@ def test_each_event_loop_gets_a_working_client_of_its_own(fake_ollama: FakeOllam
 
 
 def _chat():  # type: ignore[no-untyped-def]
-    from apis.backends import ChatRequest
+    from gateway.backends import ChatRequest
 
     return ChatRequest(model="qwen2.5:14b", messages=[{"role": "user", "content": "hi"}])

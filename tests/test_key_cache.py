@@ -27,7 +27,7 @@ from django.db.backends import utils as db_utils
 from django.test import Client
 from django.utils import timezone
 
-from apis.errors import AuthenticationError
+from gateway.errors import AuthenticationError
 from keys.models import ApiKey
 from keys.services import api_key_authenticate, api_key_create
 from keys.usage import PendingUsage, usage_write

@@ -8,7 +8,7 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.utils import timezone
 
-from apis.errors import AuthenticationError, PermissionDeniedError
+from gateway.errors import AuthenticationError, PermissionDeniedError
 from keys.models import ApiKey, ApiKeyStatus
 from keys.services import (
     _checksum,

@@ -11,7 +11,7 @@ import time
 import httpx
 import pytest
 
-from apis.errors import RateLimitedError
+from gateway.errors import RateLimitedError
 from keys.ratelimit import RateLimitStatus
 from keys.services import api_key_create, rate_limit_hit
 from tests.fake_ollama import FakeOllama

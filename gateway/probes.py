@@ -13,8 +13,8 @@ from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
 
-from apis import inference
-from apis.errors import APIError, error_body
+from gateway import service
+from gateway.errors import APIError, error_body
 
 logger = logging.getLogger(__name__)
 
@@ -78,7 +78,7 @@ async def readyz(request: HttpRequest) -> JsonResponse:
     results = await asyncio.gather(
         _run("database", sync_to_async(_database_check)),
         _run("cache", _cache_check),
-        _run("backend", inference.backend_version),
+        _run("backend", service.backend_version),
     )
     checks = {name: ("ok" if problem is None else "failing") for name, problem in results}
     failing = [(name, problem) for name, problem in results if problem is not None]

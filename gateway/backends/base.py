@@ -57,17 +57,41 @@ class ToolCall:
 
 
 @dataclass(slots=True)
+class GenerationParams:
+    """How to generate, in no backend's terms; `None` leaves the backend's default.
+
+    Every surface fills these typed fields from its own names (`max_tokens`,
+    `max_completion_tokens`, Ollama's `num_predict`, ...); each backend maps
+    them to its own. `extra` carries options that exist in one backend only
+    (Ollama's `mirostat`, `num_gpu`, ...), sent through `/ollama/`: a backend
+    that cannot honour one raises `BadRequestError` naming it.
+    """
+
+    max_tokens: int | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    top_k: int | None = None
+    min_p: float | None = None
+    stop: list[str] | None = None
+    seed: int | None = None
+    presence_penalty: float | None = None
+    frequency_penalty: float | None = None
+    repeat_penalty: float | None = None
+    context_length: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
 class ChatRequest:
     """A chat request in the backend's terms.
 
     `messages` are Ollama-shaped dicts (`role`, `content`, optional `images`,
-    `tool_calls`, `tool_name`); `options` are Ollama options (`temperature`,
-    `num_predict`, `top_p`, `seed`, `stop`, ...).
+    `tool_calls`, `tool_name`); `params` say how to generate.
     """
 
     model: str
     messages: list[dict[str, Any]]
-    options: dict[str, Any] = field(default_factory=dict)
+    params: GenerationParams = field(default_factory=GenerationParams)
     format: str | dict[str, Any] | None = None
     tools: list[dict[str, Any]] | None = None
     think: bool | str | None = None
@@ -126,7 +150,7 @@ class GenerateRequest:
     context: list[int] | None = None
     raw: bool | None = None
     images: list[str] = field(default_factory=list)
-    options: dict[str, Any] = field(default_factory=dict)
+    params: GenerationParams = field(default_factory=GenerationParams)
     format: str | dict[str, Any] | None = None
     think: bool | str | None = None
     keep_alive: float | str | None = None
@@ -210,7 +234,7 @@ class ProgressUpdate:
 
 
 class InferenceBackend(Protocol):
-    """What the service needs from a backend. Raise only `apis.errors` errors."""
+    """What the service needs from a backend. Raise only `gateway.errors` errors."""
 
     async def list_models(self) -> list[ModelInfo]: ...
 
@@ -234,12 +258,13 @@ class InferenceBackend(Protocol):
         inputs: list[str],
         dimensions: int | None = None,
         truncate: bool | None = None,
-        options: dict[str, Any] | None = None,
+        extra: dict[str, Any] | None = None,
         keep_alive: float | str | None = None,
         normalize: bool = True,
     ) -> EmbedResult:
         """One vector per input. `normalize=False` asks for raw (not
-        L2-normalised) vectors, as Ollama's legacy embeddings endpoint gives."""
+        L2-normalised) vectors, as Ollama's legacy embeddings endpoint gives;
+        `extra` holds backend-specific options (as `GenerationParams.extra`)."""
         ...
 
     async def running_models(self) -> list[RunningModel]:

@@ -1,7 +1,7 @@
 """The inference service: the one entry point viewsets, consumers and the
 OpenAI/Ollama adapters call. None of them builds a backend client.
 
-Functions are keyword-only, typed, and raise only `apis.errors` errors.
+Functions are keyword-only, typed, and raise only `gateway.errors` errors.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from django.conf import settings
 from django.core.signals import setting_changed
 from django.dispatch import receiver
 
-from apis.backends import (
+from gateway.backends import (
     ChatChunk,
     ChatRequest,
     ChatResult,
@@ -30,8 +30,8 @@ from apis.backends import (
     RunningModel,
     normalize_model_name,
 )
-from apis.backends.ollama import OllamaBackend
-from apis.errors import BadRequestError, ModelNotFoundError
+from gateway.backends.ollama import OllamaBackend
+from gateway.errors import BadRequestError, ModelNotFoundError
 
 
 @cache
@@ -99,7 +99,7 @@ async def embeddings_create(
     inputs: list[str],
     dimensions: int | None = None,
     truncate: bool | None = None,
-    options: dict[str, Any] | None = None,
+    extra: dict[str, Any] | None = None,
     keep_alive: float | str | None = None,
     normalize: bool = True,
 ) -> EmbedResult:
@@ -113,7 +113,7 @@ async def embeddings_create(
         inputs=inputs,
         dimensions=dimensions,
         truncate=truncate,
-        options=options,
+        extra=extra,
         keep_alive=keep_alive,
         normalize=normalize,
     )

@@ -24,7 +24,7 @@ import pydantic
 from httpx_aiohttp import AiohttpTransport
 from httpx_aiohttp.transport import AiohttpResponseStream, map_aiohttp_exceptions
 
-from apis.backends.base import (
+from gateway.backends.base import (
     ChatChunk,
     ChatRequest,
     ChatResult,
@@ -32,6 +32,7 @@ from apis.backends.base import (
     GenerateChunk,
     GenerateRequest,
     GenerateResult,
+    GenerationParams,
     ModelDescription,
     ModelInfo,
     ProgressUpdate,
@@ -39,7 +40,7 @@ from apis.backends.base import (
     Timings,
     ToolCall,
 )
-from apis.errors import (
+from gateway.errors import (
     APIError,
     BackendBusyError,
     BackendError,
@@ -235,10 +236,11 @@ class OllamaBackend:
         inputs: list[str],
         dimensions: int | None = None,
         truncate: bool | None = None,
-        options: dict[str, Any] | None = None,
+        extra: dict[str, Any] | None = None,
         keep_alive: float | str | None = None,
         normalize: bool = True,
     ) -> EmbedResult:
+        options = extra or None
         if not normalize:
             return await self._embed_raw(
                 model=model, inputs=inputs, options=options, keep_alive=keep_alive
@@ -249,7 +251,7 @@ class OllamaBackend:
                 input=inputs,
                 dimensions=dimensions,
                 truncate=truncate,
-                options=options or None,
+                options=options,
                 keep_alive=keep_alive,
             )
         except Exception as exc:
@@ -552,11 +554,37 @@ def _safe_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
     ]
 
 
+# GenerationParams field -> Ollama option of the same meaning.
+OLLAMA_OPTION_NAMES = {
+    "max_tokens": "num_predict",
+    "temperature": "temperature",
+    "top_p": "top_p",
+    "top_k": "top_k",
+    "min_p": "min_p",
+    "stop": "stop",
+    "seed": "seed",
+    "presence_penalty": "presence_penalty",
+    "frequency_penalty": "frequency_penalty",
+    "repeat_penalty": "repeat_penalty",
+    "context_length": "num_ctx",
+}
+
+
+def ollama_options(params: GenerationParams) -> dict[str, Any] | None:
+    """Ollama's `options` dict: the typed fields under Ollama's names, then `extra`."""
+    options = dict(params.extra)
+    for field_name, option in OLLAMA_OPTION_NAMES.items():
+        value = getattr(params, field_name)
+        if value is not None:
+            options[option] = value
+    return options or None
+
+
 def _chat_kwargs(request: ChatRequest) -> dict[str, Any]:
     kwargs: dict[str, Any] = {
         "model": request.model,
         "messages": _safe_messages(request.messages),
-        "options": request.options or None,
+        "options": ollama_options(request.params),
         "format": request.format,
         "tools": request.tools,
         "think": request.think,
@@ -575,7 +603,7 @@ def _generate_kwargs(request: GenerateRequest) -> dict[str, Any]:
         "context": request.context,
         "raw": request.raw,
         "images": _decoded_images(request.images) or None,
-        "options": request.options or None,
+        "options": ollama_options(request.params),
         "format": request.format,
         "think": request.think,
         "keep_alive": request.keep_alive,

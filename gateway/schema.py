@@ -44,7 +44,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from apis.errors import (
+from gateway.errors import (
     APIError,
     AuthenticationError,
     BackendBusyError,
@@ -62,7 +62,7 @@ from apis.errors import (
     error_body,
     validation_error,
 )
-from apis.validation import MODEL_NAME_PATTERN, OLLAMA_OPTION_TYPES
+from gateway.validation import MODEL_NAME_PATTERN, OLLAMA_OPTION_TYPES
 
 logger = logging.getLogger(__name__)
 
@@ -472,7 +472,7 @@ FALSY = [
 
 
 class ModelNameFieldExtension(OpenApiSerializerFieldExtension):
-    target_class = "apis.validation.ModelNameField"
+    target_class = "gateway.validation.ModelNameField"
 
     def map_serializer_field(self, auto_schema: Any, direction: Any) -> dict[str, Any]:
         field = self.target
@@ -492,7 +492,7 @@ class ModelNameFieldExtension(OpenApiSerializerFieldExtension):
 class OllamaOptionsFieldExtension(OpenApiSerializerFieldExtension):
     """Ollama's `options`: known keys typed, others passed on."""
 
-    target_class = "apis.validation.OllamaOptionsField"
+    target_class = "gateway.validation.OllamaOptionsField"
 
     def map_serializer_field(self, auto_schema: Any, direction: Any) -> dict[str, Any]:
         json_types = {int: "integer", float: "number", bool: "boolean"}

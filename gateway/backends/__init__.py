@@ -5,7 +5,7 @@ with routing and failover, an embedded llama.cpp model) implement the same
 `InferenceBackend` protocol, so viewsets and consumers never change.
 """
 
-from apis.backends.base import (
+from gateway.backends.base import (
     ChatChunk,
     ChatRequest,
     ChatResult,
@@ -13,6 +13,7 @@ from apis.backends.base import (
     GenerateChunk,
     GenerateRequest,
     GenerateResult,
+    GenerationParams,
     InferenceBackend,
     ModelDescription,
     ModelInfo,
@@ -32,6 +33,7 @@ __all__ = [
     "GenerateChunk",
     "GenerateRequest",
     "GenerateResult",
+    "GenerationParams",
     "InferenceBackend",
     "ModelDescription",
     "ModelInfo",

@@ -13,7 +13,7 @@ from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponseBase
 
-from apis.errors import (
+from gateway.errors import (
     APIError,
     MethodNotAllowedError,
     NotFoundError,
