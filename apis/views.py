@@ -8,7 +8,6 @@ sync iterator would be buffered whole before the first byte).
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -24,7 +23,7 @@ from apis.serializers import (
 from gateway import service
 from gateway.backends import ChatChunk, ChatRequest, GenerationParams
 from gateway.errors import APIError, error_body
-from gateway.metering import UsageMeter, meter_for
+from gateway.relay import BaseEncoder, relay
 from gateway.streaming import (
     iso_utc,
     json_object_head,
@@ -34,7 +33,7 @@ from gateway.streaming import (
     stream_primed,
 )
 from gateway.viewsets import ViewSet
-from keys.services import api_key_allows_model, api_key_authorize
+from keys.authentication import model_authorize, models_visible
 
 
 class ModelViewSet(ViewSet):
@@ -47,14 +46,12 @@ class ModelViewSet(ViewSet):
 
     @docs.models_list
     async def list(self, request: Request) -> Response:
-        models = await service.models_list()
-        # A key limited to some models sees only those.
-        models = [m for m in models if api_key_allows_model(api_key=request.auth, model=m.id)]
+        models = models_visible(request, await service.models_list())
         return Response(ModelSerializer(models, many=True).data)
 
     @docs.models_retrieve
     async def retrieve(self, request: Request, model_id: str) -> Response:
-        api_key_authorize(api_key=request.auth, endpoint_group=self.endpoint_group, model=model_id)
+        model_authorize(request, endpoint_group=self.endpoint_group, model=model_id)
         model = await service.model_get(model_id=model_id)
         return Response(ModelSerializer(model).data)
 
@@ -86,32 +83,18 @@ class ChatCompletionViewSet(ViewSet):
         serializer = ChatInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         chat = chat_request_from(serializer.validated_data)
-        api_key_authorize(
-            api_key=request.auth, endpoint_group=self.endpoint_group, model=chat.model
-        )
-        meter = meter_for(request)
-        meter.model = chat.model
+        meter = model_authorize(request, endpoint_group=self.endpoint_group, model=chat.model)
         completion_id = str(uuid.uuid4())
         created = datetime.now(UTC)
 
         if serializer.validated_data["stream"]:
             chunks = await stream_primed(service.chat_stream(request=chat))
-            return sse_response(
-                _chat_events(
-                    chunks,
-                    completion_id=completion_id,
-                    created=created,
-                    model=chat.model,
-                    meter=meter,
-                )
+            encoder = NativeChatEncoder(
+                completion_id=completion_id, created=created, model=chat.model
             )
+            return sse_response(relay(chunks, encoder, meter))
 
-        result = await service.chat_complete(request=chat)
-        meter.charge(
-            model=chat.model,
-            prompt_tokens=result.prompt_tokens,
-            completion_tokens=result.completion_tokens,
-        )
+        result = await service.chat_complete(request=chat, meter=meter)
         # The shape of ChatOutputSerializer (which documents it), built as a
         # dict: a serializer deep-copies its fields for every answer.
         return Response(
@@ -126,49 +109,44 @@ class ChatCompletionViewSet(ViewSet):
         )
 
 
-async def _chat_events(
-    chunks: AsyncIterator[ChatChunk],
-    *,
-    completion_id: str,
-    created: datetime,
-    model: str,
-    meter: UsageMeter,
-) -> AsyncIterator[bytes]:
+class NativeChatEncoder(BaseEncoder[ChatChunk, bytes]):
     """SSE events: one per backend chunk, a final `done` event, `[DONE]`.
 
     A backend failure after the stream began ends it with an error event and
-    no `[DONE]`, so clients can tell a failure from a finished answer.
+    no `[DONE]` (the relay's rule), so clients can tell a failure from a
+    finished answer.
     """
-    created_text = iso_utc(created)  # the same form as the whole answer's
-    head = json_object_head({"id": completion_id, "model": model, "created": created_text})
-    # Every event but the last differs only in its text: its bytes are this
-    # prefix, the text as a JSON string, and a constant end.
-    token_prefix = f'data: {head},"message":{{"role":"assistant","content":'
-    try:
-        async for chunk in chunks:
-            if not chunk.done:
-                yield f'{token_prefix}{json_string(chunk.content)}}},"done":false}}\n\n'.encode()
-                continue
-            event: dict[str, Any] = {
-                "id": completion_id,
-                "model": model,
-                "created": created_text,
-                "message": {"role": "assistant", "content": chunk.content},
-                "done": True,
-                "finish_reason": chunk.done_reason,
-                "usage": _usage(chunk.prompt_tokens, chunk.completion_tokens),
-            }
-            meter.charge(
-                model=model,
-                prompt_tokens=chunk.prompt_tokens,
-                completion_tokens=chunk.completion_tokens,
-            )
-            yield sse_event(event)
-    except APIError as exc:
-        meter.error_code = exc.code
-        yield sse_event(error_body(exc))
-        return
-    yield sse_event("[DONE]")
+
+    __slots__ = ("created", "id", "model", "token_prefix")
+
+    def __init__(self, *, completion_id: str, created: datetime, model: str) -> None:
+        self.id, self.model = completion_id, model
+        self.created = iso_utc(created)  # the same form as the whole answer's
+        head = json_object_head({"id": completion_id, "model": model, "created": self.created})
+        # Every event but the last differs only in its text: its bytes are this
+        # prefix, the text as a JSON string, and a constant end.
+        self.token_prefix = f'data: {head},"message":{{"role":"assistant","content":'
+
+    def piece(self, chunk: ChatChunk) -> bytes:
+        return f'{self.token_prefix}{json_string(chunk.content)}}},"done":false}}\n\n'.encode()
+
+    def closing(self, chunk: ChatChunk) -> tuple[bytes]:
+        event: dict[str, Any] = {
+            "id": self.id,
+            "model": self.model,
+            "created": self.created,
+            "message": {"role": "assistant", "content": chunk.content},
+            "done": True,
+            "finish_reason": chunk.done_reason,
+            "usage": _usage(chunk.prompt_tokens, chunk.completion_tokens),
+        }
+        return (sse_event(event),)
+
+    def failure(self, error: APIError) -> bytes:
+        return sse_event(error_body(error))
+
+    def success(self) -> bytes:
+        return sse_event("[DONE]")
 
 
 class EmbeddingViewSet(ViewSet):
@@ -181,11 +159,8 @@ class EmbeddingViewSet(ViewSet):
         serializer = EmbeddingInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         model, inputs = serializer.validated_data["model"], serializer.validated_data["input"]
-        api_key_authorize(api_key=request.auth, endpoint_group=self.endpoint_group, model=model)
-        meter = meter_for(request)
-        meter.model = model
-        result = await service.embeddings_create(model=model, inputs=inputs)
-        meter.charge(model=model, prompt_tokens=result.prompt_tokens)
+        meter = model_authorize(request, endpoint_group=self.endpoint_group, model=model)
+        result = await service.embeddings_create(model=model, inputs=inputs, meter=meter)
         # Shaped as EmbeddingOutputSerializer; built directly because running
         # thousands of floats through FloatField costs more than the backend call.
         return Response(

@@ -10,7 +10,6 @@ one last `{"error": "..."}` line.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -30,8 +29,8 @@ from gateway.backends import (
     ToolCall,
 )
 from gateway.backends.ollama import OLLAMA_OPTION_NAMES
-from gateway.errors import APIError, BackendError
-from gateway.metering import UsageMeter
+from gateway.errors import APIError
+from gateway.relay import BaseEncoder
 from gateway.streaming import compact_json, iso_utc, json_object_head, json_string
 
 
@@ -261,88 +260,79 @@ def generate_body(result: GenerateResult, *, model: str) -> dict[str, Any]:
     return body
 
 
-async def chat_lines(
-    chunks: AsyncIterator[ChatChunk], *, model: str, meter: UsageMeter
-) -> AsyncIterator[bytes]:
+class _LinesEncoder(BaseEncoder[Any, bytes]):
+    """NDJSON lines; a failure after the stream began is Ollama's `{"error": ...}` line."""
+
+    __slots__ = ()
+
+    def failure(self, error: APIError) -> bytes:
+        return error_line(error)
+
+
+class ChatLinesEncoder(_LinesEncoder):
     """`/api/chat` NDJSON: one line per backend chunk as it arrives."""
-    # A token's line differs only in its time and text: the rest is encoded once.
-    start = json_object_head({"model": model}) + ',"created_at":"'
-    tool_index, done = 0, False
-    try:
-        async for chunk in chunks:
-            if not (chunk.done or chunk.thinking or chunk.tool_calls):
-                yield (
-                    f'{start}{rfc3339()}","message":{{"role":"assistant","content":'
-                    f'{json_string(chunk.content)}}},"done":false}}\n'
-                ).encode()
-                continue
-            line: dict[str, Any] = {
-                "model": model,
-                "created_at": rfc3339(),
-                "message": _message(chunk.content, chunk.thinking, chunk.tool_calls, tool_index),
-                "done": chunk.done,
-            }
-            tool_index += len(chunk.tool_calls)
-            if chunk.done:
-                done = True
-                meter.charge(
-                    model=model,
-                    prompt_tokens=chunk.prompt_tokens,
-                    completion_tokens=chunk.completion_tokens,
-                )
-                line["done_reason"] = chunk.done_reason or "stop"
-                line.update(_metrics(chunk.prompt_tokens, chunk.completion_tokens, chunk.timings))
-            yield ndjson_line(line)
-        if not done:
-            raise BackendError("The backend ended the answer before it was complete.")
-    except APIError as exc:
-        meter.error_code = exc.code
-        yield error_line(exc)
+
+    __slots__ = ("model", "start", "tools")
+
+    def __init__(self, *, model: str) -> None:
+        self.model = model
+        # A token's line differs only in its time and text: the rest is encoded once.
+        self.start = json_object_head({"model": model}) + ',"created_at":"'
+        self.tools = 0
+
+    def piece(self, chunk: ChatChunk) -> bytes:
+        if not (chunk.done or chunk.thinking or chunk.tool_calls):
+            return (
+                f'{self.start}{rfc3339()}","message":{{"role":"assistant","content":'
+                f'{json_string(chunk.content)}}},"done":false}}\n'
+            ).encode()
+        line: dict[str, Any] = {
+            "model": self.model,
+            "created_at": rfc3339(),
+            "message": _message(chunk.content, chunk.thinking, chunk.tool_calls, self.tools),
+            "done": chunk.done,
+        }
+        self.tools += len(chunk.tool_calls)
+        if chunk.done:
+            line["done_reason"] = chunk.done_reason or "stop"
+            line.update(_metrics(chunk.prompt_tokens, chunk.completion_tokens, chunk.timings))
+        return ndjson_line(line)
 
 
-async def generate_lines(
-    chunks: AsyncIterator[GenerateChunk], *, model: str, meter: UsageMeter
-) -> AsyncIterator[bytes]:
+class GenerateLinesEncoder(_LinesEncoder):
     """`/api/generate` NDJSON: one line per backend chunk as it arrives."""
-    start = json_object_head({"model": model}) + ',"created_at":"'
-    done = False
-    try:
-        async for chunk in chunks:
-            if not (chunk.done or chunk.thinking):
-                yield (
-                    f'{start}{rfc3339()}","response":{json_string(chunk.text)},"done":false}}\n'
-                ).encode()
-                continue
-            line: dict[str, Any] = {"model": model, "created_at": rfc3339(), "response": chunk.text}
-            if chunk.thinking:
-                line["thinking"] = chunk.thinking
-            line["done"] = chunk.done
-            if chunk.done:
-                done = True
-                meter.charge(
-                    model=model,
-                    prompt_tokens=chunk.prompt_tokens,
-                    completion_tokens=chunk.completion_tokens,
-                )
-                line["done_reason"] = chunk.done_reason or "stop"
-                if chunk.context is not None:
-                    line["context"] = chunk.context
-                line.update(_metrics(chunk.prompt_tokens, chunk.completion_tokens, chunk.timings))
-            yield ndjson_line(line)
-        if not done:
-            raise BackendError("The backend ended the answer before it was complete.")
-    except APIError as exc:
-        meter.error_code = exc.code
-        yield error_line(exc)
+
+    __slots__ = ("model", "start")
+
+    def __init__(self, *, model: str) -> None:
+        self.model = model
+        self.start = json_object_head({"model": model}) + ',"created_at":"'
+
+    def piece(self, chunk: GenerateChunk) -> bytes:
+        if not (chunk.done or chunk.thinking):
+            return (
+                f'{self.start}{rfc3339()}","response":{json_string(chunk.text)},"done":false}}\n'
+            ).encode()
+        line: dict[str, Any] = {
+            "model": self.model,
+            "created_at": rfc3339(),
+            "response": chunk.text,
+        }
+        if chunk.thinking:
+            line["thinking"] = chunk.thinking
+        line["done"] = chunk.done
+        if chunk.done:
+            line["done_reason"] = chunk.done_reason or "stop"
+            if chunk.context is not None:
+                line["context"] = chunk.context
+            line.update(_metrics(chunk.prompt_tokens, chunk.completion_tokens, chunk.timings))
+        return ndjson_line(line)
 
 
-async def progress_lines(
-    updates: AsyncIterator[ProgressUpdate], *, meter: UsageMeter
-) -> AsyncIterator[bytes]:
+class ProgressLinesEncoder(_LinesEncoder):
     """Pull / push / create progress as NDJSON, as Ollama streams it."""
-    try:
-        async for update in updates:
-            yield ndjson_line(progress_line(update))
-    except APIError as exc:
-        meter.error_code = exc.code
-        yield error_line(exc)
+
+    __slots__ = ()
+
+    def piece(self, chunk: ProgressUpdate) -> bytes:
+        return ndjson_line(progress_line(chunk))

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator, Callable
+from operator import attrgetter
 from typing import Any
 
 from adrf.views import APIView
@@ -26,7 +27,6 @@ from rest_framework.response import Response
 
 from compat import ollama_docs as docs
 from compat import ollama_translate as translate
-from compat.access import OLLAMA_ADMIN_GROUP, metered_model
 from compat.ollama_serializers import (
     OllamaChatSerializer,
     OllamaCopySerializer,
@@ -41,7 +41,10 @@ from gateway import service
 from gateway.backends import ProgressUpdate
 from gateway.errors import BadRequestError, ModelNotFoundError, as_api_error
 from gateway.metering import meter_for
+from gateway.relay import relay
 from gateway.streaming import stream_primed, stream_response
+from keys.authentication import model_authorize, models_visible
+from keys.models import OLLAMA_ADMIN_GROUP
 
 NDJSON = "application/x-ndjson"
 
@@ -137,17 +140,12 @@ class OllamaChatView(OllamaView):
         data = serializer.validated_data
         _model_required(data["model"])
         chat = translate.chat_request_from(data)
-        meter = metered_model(request, endpoint_group=self.endpoint_group, model=chat.model)
+        meter = model_authorize(request, endpoint_group=self.endpoint_group, model=chat.model)
         if data.get("stream") is False:
-            result = await service.chat_complete(request=chat)
-            meter.charge(
-                model=chat.model,
-                prompt_tokens=result.prompt_tokens,
-                completion_tokens=result.completion_tokens,
-            )
+            result = await service.chat_complete(request=chat, meter=meter)
             return Response(translate.chat_body(result, model=chat.model))
         chunks = await stream_primed(service.chat_stream(request=chat))
-        return _ndjson(translate.chat_lines(chunks, model=chat.model, meter=meter))
+        return _ndjson(relay(chunks, translate.ChatLinesEncoder(model=chat.model), meter))
 
 
 class OllamaGenerateView(OllamaView):
@@ -162,17 +160,13 @@ class OllamaGenerateView(OllamaView):
         data = serializer.validated_data
         _model_required(data["model"], status=404)
         generate = translate.generate_request_from(data)
-        meter = metered_model(request, endpoint_group=self.endpoint_group, model=generate.model)
+        meter = model_authorize(request, endpoint_group=self.endpoint_group, model=generate.model)
         if data.get("stream") is False:
-            result = await service.generate_complete(request=generate)
-            meter.charge(
-                model=generate.model,
-                prompt_tokens=result.prompt_tokens,
-                completion_tokens=result.completion_tokens,
-            )
+            result = await service.generate_complete(request=generate, meter=meter)
             return Response(translate.generate_body(result, model=generate.model))
         chunks = await stream_primed(service.generate_stream(request=generate))
-        return _ndjson(translate.generate_lines(chunks, model=generate.model, meter=meter))
+        encoder = translate.GenerateLinesEncoder(model=generate.model)
+        return _ndjson(relay(chunks, encoder, meter))
 
 
 class OllamaEmbedView(OllamaView):
@@ -187,7 +181,7 @@ class OllamaEmbedView(OllamaView):
         data = serializer.validated_data
         model = data["model"]
         _model_required(model, status=404)
-        meter = metered_model(request, endpoint_group=self.endpoint_group, model=model)
+        meter = model_authorize(request, endpoint_group=self.endpoint_group, model=model)
         result = await service.embeddings_create(
             model=model,
             inputs=data["input"],
@@ -195,8 +189,8 @@ class OllamaEmbedView(OllamaView):
             truncate=data.get("truncate"),
             extra=data.get("options"),
             keep_alive=data.get("keep_alive"),
+            meter=meter,
         )
-        meter.charge(model=model, prompt_tokens=result.prompt_tokens)
         body: dict[str, Any] = {"model": model, "embeddings": result.embeddings}
         timings = result.timings
         metrics = {
@@ -220,7 +214,7 @@ class OllamaEmbeddingsView(OllamaView):
         data = serializer.validated_data
         model = data["model"]
         _model_required(model)
-        meter = metered_model(request, endpoint_group=self.endpoint_group, model=model)
+        meter = model_authorize(request, endpoint_group=self.endpoint_group, model=model)
         prompt = data.get("prompt") or ""
         result = await service.embeddings_create(
             model=model,
@@ -228,8 +222,8 @@ class OllamaEmbeddingsView(OllamaView):
             extra=data.get("options"),
             keep_alive=data.get("keep_alive"),
             normalize=False,
+            meter=meter,
         )
-        meter.charge(model=model, prompt_tokens=result.prompt_tokens)
         return Response({"embedding": result.embeddings[0] if result.embeddings else []})
 
 
@@ -243,7 +237,7 @@ class OllamaTagsView(OllamaView):
 
     @docs.tags
     async def get(self, request: Request) -> Response:
-        models = await service.models_list()
+        models = models_visible(request, await service.models_list())
         return Response({"models": [translate.tag_entry(model) for model in models]})
 
 
@@ -259,7 +253,7 @@ class OllamaShowView(OllamaView):
         data = serializer.validated_data
         model = data["model"] or data["name"]
         _model_required(model)
-        metered_model(request, endpoint_group=self.endpoint_group, model=model)
+        model_authorize(request, endpoint_group=self.endpoint_group, model=model)
         description = await service.model_describe(
             model_id=model, verbose=bool(data.get("verbose"))
         )
@@ -273,7 +267,7 @@ class OllamaPsView(OllamaView):
 
     @docs.ps
     async def get(self, request: Request) -> Response:
-        running = await service.models_running()
+        running = models_visible(request, await service.models_running(), attrgetter("model.id"))
         return Response({"models": [translate.running_entry(entry) for entry in running]})
 
 
@@ -302,7 +296,7 @@ class OllamaAdminView(OllamaView):
         meter = meter_for(request)
         primed = await stream_primed(updates)
         if stream:
-            return _ndjson(translate.progress_lines(primed, meter=meter))
+            return _ndjson(relay(primed, translate.ProgressLinesEncoder(), meter, tokens=False))
         last = ProgressUpdate(status="success")
         async for update in primed:
             last = update

@@ -17,7 +17,6 @@ import string
 import struct
 import time
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
 from django.conf import settings
@@ -33,8 +32,8 @@ from gateway.backends import (
     ModelInfo,
     ToolCall,
 )
-from gateway.errors import APIError, BackendError, BadRequestError, error_body
-from gateway.metering import UsageMeter
+from gateway.errors import APIError, BadRequestError, error_body
+from gateway.relay import BaseEncoder
 from gateway.streaming import compact_json, json_object_head, json_string, sse_event
 from gateway.validation import tool_problem
 
@@ -445,78 +444,96 @@ def _event_frame(
     return f'data: {head},"choices":[{{"index":0,{field}', end
 
 
-async def chat_completion_events(
-    chunks: AsyncIterator[ChatChunk],
-    *,
-    completion_id: str,
-    created: int,
-    model: str,
-    include_usage: bool,
-    meter: UsageMeter,
-) -> AsyncIterator[bytes]:
+class ChatCompletionEncoder(BaseEncoder[ChatChunk, bytes]):
     """`chat.completion.chunk` SSE events in OpenAI's order, then `[DONE]`.
 
     Role chunk first, content (and tool-call, reasoning) deltas as the backend
     produces them, a finish chunk, the usage chunk when asked for, `[DONE]`.
     A failure after the first byte ends the stream with `data: {"error": ...}`
-    and no `[DONE]`, which the openai SDK raises as `APIError`.
+    and no `[DONE]` (the relay's rule), which the openai SDK raises as `APIError`.
     """
 
-    # The events differ only in their delta and finish reason: the rest is
-    # encoded once per stream.
-    prefix, end = _event_frame(
-        completion_id, "chat.completion.chunk", created, model, include_usage, '"delta":'
-    )
-    text_end = f',"logprobs":null,"finish_reason":null}}]{end}'
+    __slots__ = ("created", "end", "id", "include_usage", "model", "prefix", "text_end", "tools")
 
-    def event(delta: dict[str, Any], finish: str | None = None) -> bytes:
+    def __init__(
+        self, *, completion_id: str, created: int, model: str, include_usage: bool
+    ) -> None:
+        self.id, self.created, self.model = completion_id, created, model
+        self.include_usage = include_usage
+        # The events differ only in their delta and finish reason: the rest is
+        # encoded once per stream.
+        self.prefix, self.end = _event_frame(
+            completion_id, "chat.completion.chunk", created, model, include_usage, '"delta":'
+        )
+        self.text_end = f',"logprobs":null,"finish_reason":null}}]{self.end}'
+        self.tools = 0
+
+    def _event(self, delta: dict[str, Any], finish: str | None = None) -> bytes:
         return (
-            f'{prefix}{compact_json(delta)},"logprobs":null,'
-            f'"finish_reason":{compact_json(finish)}}}]{end}'
+            f'{self.prefix}{compact_json(delta)},"logprobs":null,'
+            f'"finish_reason":{compact_json(finish)}}}]{self.end}'
         ).encode()
 
-    yield event({"role": "assistant", "content": ""})
-    tool_index, done = 0, False
-    try:
-        async for chunk in chunks:
-            if chunk.thinking:
-                yield f'{prefix}{{"reasoning":{json_string(chunk.thinking)}}}{text_end}'.encode()
-            if chunk.content:
-                yield f'{prefix}{{"content":{json_string(chunk.content)}}}{text_end}'.encode()
-            if chunk.tool_calls:
-                calls = [
-                    tool_call_object(call, tool_index + offset)
-                    for offset, call in enumerate(chunk.tool_calls)
-                ]
-                tool_index += len(calls)
-                yield event({"tool_calls": calls})
-            if chunk.done:
-                meter.charge(
-                    model=model,
-                    prompt_tokens=chunk.prompt_tokens,
-                    completion_tokens=chunk.completion_tokens,
-                )
-                yield event({}, finish_reason(chunk.done_reason, tool_calls=tool_index > 0))
-                if include_usage:
-                    yield sse_event(
-                        {
-                            "id": completion_id,
-                            "object": "chat.completion.chunk",
-                            "created": created,
-                            "model": model,
-                            "system_fingerprint": None,
-                            "choices": [],
-                            "usage": usage(chunk.prompt_tokens, chunk.completion_tokens),
-                        }
-                    )
-                done = True
-        if not done:
-            raise BackendError("The backend ended the answer before it was complete.")
-    except APIError as exc:
-        meter.error_code = exc.code
-        yield sse_event(error_body(exc))
-        return
-    yield sse_event("[DONE]")
+    def opening(self) -> tuple[bytes]:
+        return (self._event({"role": "assistant", "content": ""}),)
+
+    def piece(self, chunk: ChatChunk) -> bytes | None:
+        if not (chunk.thinking or chunk.tool_calls):
+            if not chunk.content:
+                return None
+            return (
+                f'{self.prefix}{{"content":{json_string(chunk.content)}}}{self.text_end}'.encode()
+            )
+        events = []
+        if chunk.thinking:
+            events.append(
+                f'{self.prefix}{{"reasoning":{json_string(chunk.thinking)}}}{self.text_end}'.encode()
+            )
+        if chunk.content:
+            events.append(
+                f'{self.prefix}{{"content":{json_string(chunk.content)}}}{self.text_end}'.encode()
+            )
+        if chunk.tool_calls:
+            calls = [
+                tool_call_object(call, self.tools + offset)
+                for offset, call in enumerate(chunk.tool_calls)
+            ]
+            self.tools += len(calls)
+            events.append(self._event({"tool_calls": calls}))
+        return b"".join(events)
+
+    def closing(self, chunk: ChatChunk) -> list[bytes]:
+        events = []
+        last_piece = self.piece(chunk)
+        if last_piece is not None:
+            events.append(last_piece)
+        events.append(self._event({}, finish_reason(chunk.done_reason, tool_calls=self.tools > 0)))
+        if self.include_usage:
+            events.append(_usage_event(self, "chat.completion.chunk", chunk))
+        return events
+
+    def failure(self, error: APIError) -> bytes:
+        return sse_event(error_body(error))
+
+    def success(self) -> bytes:
+        return sse_event("[DONE]")
+
+
+def _usage_event(
+    encoder: ChatCompletionEncoder | CompletionEncoder, kind: str, chunk: ChatChunk | GenerateChunk
+) -> bytes:
+    """The extra usage chunk of `stream_options.include_usage`."""
+    return sse_event(
+        {
+            "id": encoder.id,
+            "object": kind,
+            "created": encoder.created,
+            "model": encoder.model,
+            "system_fingerprint": None,
+            "choices": [],
+            "usage": usage(chunk.prompt_tokens, chunk.completion_tokens),
+        }
+    )
 
 
 def completion_object(
@@ -541,60 +558,40 @@ def completion_object(
     }
 
 
-async def completion_events(
-    chunks: AsyncIterator[GenerateChunk],
-    *,
-    completion_id: str,
-    created: int,
-    model: str,
-    include_usage: bool,
-    meter: UsageMeter,
-) -> AsyncIterator[bytes]:
+class CompletionEncoder(BaseEncoder[GenerateChunk, bytes]):
     """`text_completion` SSE events, the finish reason on the last, then `[DONE]`."""
 
-    prefix, end = _event_frame(
-        completion_id, "text_completion", created, model, include_usage, '"text":'
-    )
+    __slots__ = ("created", "end", "id", "include_usage", "model", "prefix")
 
-    def event(text: str, finish: str | None = None) -> bytes:
+    def __init__(
+        self, *, completion_id: str, created: int, model: str, include_usage: bool
+    ) -> None:
+        self.id, self.created, self.model = completion_id, created, model
+        self.include_usage = include_usage
+        self.prefix, self.end = _event_frame(
+            completion_id, "text_completion", created, model, include_usage, '"text":'
+        )
+
+    def _event(self, text: str, finish: str | None = None) -> bytes:
         return (
-            f'{prefix}{json_string(text)},"logprobs":null,'
-            f'"finish_reason":{compact_json(finish)}}}]{end}'
+            f'{self.prefix}{json_string(text)},"logprobs":null,'
+            f'"finish_reason":{compact_json(finish)}}}]{self.end}'
         ).encode()
 
-    done = False
-    try:
-        async for chunk in chunks:
-            if not chunk.done:
-                if chunk.text:
-                    yield event(chunk.text)
-                continue
-            meter.charge(
-                model=model,
-                prompt_tokens=chunk.prompt_tokens,
-                completion_tokens=chunk.completion_tokens,
-            )
-            yield event(chunk.text, finish_reason(chunk.done_reason, tool_calls=False))
-            if include_usage:
-                yield sse_event(
-                    {
-                        "id": completion_id,
-                        "object": "text_completion",
-                        "created": created,
-                        "model": model,
-                        "system_fingerprint": None,
-                        "choices": [],
-                        "usage": usage(chunk.prompt_tokens, chunk.completion_tokens),
-                    }
-                )
-            done = True
-        if not done:
-            raise BackendError("The backend ended the answer before it was complete.")
-    except APIError as exc:
-        meter.error_code = exc.code
-        yield sse_event(error_body(exc))
-        return
-    yield sse_event("[DONE]")
+    def piece(self, chunk: GenerateChunk) -> bytes | None:
+        return self._event(chunk.text) if chunk.text else None
+
+    def closing(self, chunk: GenerateChunk) -> list[bytes]:
+        events = [self._event(chunk.text, finish_reason(chunk.done_reason, tool_calls=False))]
+        if self.include_usage:
+            events.append(_usage_event(self, "text_completion", chunk))
+        return events
+
+    def failure(self, error: APIError) -> bytes:
+        return sse_event(error_body(error))
+
+    def success(self) -> bytes:
+        return sse_event("[DONE]")
 
 
 def embedding_base64(vector: list[float]) -> str:

@@ -17,15 +17,16 @@ from rest_framework.response import Response
 
 from compat import openai_docs as docs
 from compat import openai_translate as translate
-from compat.access import metered_model, model_authorize
 from compat.openai_serializers import (
     ChatCompletionInputSerializer,
     CompletionInputSerializer,
     OpenAIEmbeddingInputSerializer,
 )
 from gateway import service
+from gateway.relay import relay
 from gateway.streaming import sse_response, stream_primed
 from gateway.viewsets import ViewSet
+from keys.authentication import model_authorize, models_visible
 
 
 def _include_usage(data: dict[str, Any]) -> bool:
@@ -42,7 +43,7 @@ class OpenAIModelViewSet(ViewSet):
 
     @docs.models_list
     async def list(self, request: Request) -> Response:
-        models = await service.models_list()
+        models = models_visible(request, await service.models_list())
         return Response(
             {"object": "list", "data": [translate.model_object(model) for model in models]}
         )
@@ -65,28 +66,20 @@ class OpenAIChatCompletionViewSet(ViewSet):
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
         chat = translate.chat_request_from(data)
-        meter = metered_model(request, endpoint_group=self.endpoint_group, model=chat.model)
+        meter = model_authorize(request, endpoint_group=self.endpoint_group, model=chat.model)
         completion_id, created = translate.new_id("chatcmpl"), translate.unix_now()
 
         if data.get("stream"):
             chunks = await stream_primed(service.chat_stream(request=chat))
-            return sse_response(
-                translate.chat_completion_events(
-                    chunks,
-                    completion_id=completion_id,
-                    created=created,
-                    model=chat.model,
-                    include_usage=_include_usage(data),
-                    meter=meter,
-                )
+            encoder = translate.ChatCompletionEncoder(
+                completion_id=completion_id,
+                created=created,
+                model=chat.model,
+                include_usage=_include_usage(data),
             )
+            return sse_response(relay(chunks, encoder, meter))
 
-        result = await service.chat_complete(request=chat)
-        meter.charge(
-            model=chat.model,
-            prompt_tokens=result.prompt_tokens,
-            completion_tokens=result.completion_tokens,
-        )
+        result = await service.chat_complete(request=chat, meter=meter)
         return Response(
             translate.chat_completion(
                 result, completion_id=completion_id, created=created, model=chat.model
@@ -105,28 +98,20 @@ class OpenAICompletionViewSet(ViewSet):
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
         generate = translate.completion_request_from(data)
-        meter = metered_model(request, endpoint_group=self.endpoint_group, model=generate.model)
+        meter = model_authorize(request, endpoint_group=self.endpoint_group, model=generate.model)
         completion_id, created = translate.new_id("cmpl"), translate.unix_now()
 
         if data.get("stream"):
             chunks = await stream_primed(service.generate_stream(request=generate))
-            return sse_response(
-                translate.completion_events(
-                    chunks,
-                    completion_id=completion_id,
-                    created=created,
-                    model=generate.model,
-                    include_usage=_include_usage(data),
-                    meter=meter,
-                )
+            encoder = translate.CompletionEncoder(
+                completion_id=completion_id,
+                created=created,
+                model=generate.model,
+                include_usage=_include_usage(data),
             )
+            return sse_response(relay(chunks, encoder, meter))
 
-        result = await service.generate_complete(request=generate)
-        meter.charge(
-            model=generate.model,
-            prompt_tokens=result.prompt_tokens,
-            completion_tokens=result.completion_tokens,
-        )
+        result = await service.generate_complete(request=generate, meter=meter)
         return Response(
             translate.completion_object(
                 result, completion_id=completion_id, created=created, model=generate.model
@@ -146,11 +131,10 @@ class OpenAIEmbeddingViewSet(ViewSet):
         data = serializer.validated_data
         model = data["model"]
         inputs = translate.embedding_inputs_from(data["input"])
-        meter = metered_model(request, endpoint_group=self.endpoint_group, model=model)
+        meter = model_authorize(request, endpoint_group=self.endpoint_group, model=model)
         result = await service.embeddings_create(
-            model=model, inputs=inputs, dimensions=data.get("dimensions")
+            model=model, inputs=inputs, dimensions=data.get("dimensions"), meter=meter
         )
-        meter.charge(model=model, prompt_tokens=result.prompt_tokens)
         return Response(
             translate.embedding_list(
                 result.embeddings,

@@ -1,8 +1,10 @@
-"""Per-request usage facts that views fill in and usage accounting reads.
+"""Per-request usage facts that the service and the stream relay fill in, and
+usage accounting reads.
 
-A view (or a streaming generator, at its final chunk) writes what the backend
-reported; whatever records usage reads it once the response, or the stream,
-has ended. Keeping it on the request means no shared state between requests.
+The service (for a whole answer) and the relay (for a stream, at its final
+chunk) write what the backend reported; whatever records usage reads it once
+the response, or the stream, has ended. Keeping it on the request means no
+shared state between requests.
 """
 
 from __future__ import annotations
@@ -14,21 +16,33 @@ from django.http import HttpRequest
 
 @dataclass(slots=True)
 class UsageMeter:
-    """What one request used. `model` is empty for calls that name none."""
+    """What one request used. `model` is empty for calls that name none.
+
+    `relayed_tokens` counts the streamed pieces sent so far (one token each,
+    as Ollama and the embedded engine stream them): when a stream is cut
+    before the backend's own counts arrive, they are what was delivered.
+    """
 
     model: str = ""
     prompt_tokens: int = 0
     completion_tokens: int = 0
     error_code: str | None = None
+    relayed_tokens: int = 0
 
     @property
     def total_tokens(self) -> int:
         return self.prompt_tokens + self.completion_tokens
 
-    def charge(self, *, model: str, prompt_tokens: int, completion_tokens: int = 0) -> None:
-        self.model = model
+    def charge(self, *, prompt_tokens: int, completion_tokens: int = 0) -> None:
+        """The backend's own counts for the whole call."""
         self.prompt_tokens = prompt_tokens
         self.completion_tokens = completion_tokens
+
+    def cut(self, *, error_code: str) -> None:
+        """The call ended early: count what was delivered, and say why (unless said)."""
+        if self.error_code is None:
+            self.error_code = error_code
+        self.completion_tokens = max(self.completion_tokens, self.relayed_tokens)
 
 
 def meter_for(request: HttpRequest) -> UsageMeter:

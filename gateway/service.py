@@ -32,6 +32,7 @@ from gateway.backends import (
 )
 from gateway.backends.ollama import OllamaBackend
 from gateway.errors import BadRequestError, ModelNotFoundError
+from gateway.metering import UsageMeter
 
 
 @cache
@@ -68,9 +69,12 @@ async def model_get(*, model_id: str) -> ModelInfo:
     raise ModelNotFoundError(model_id)
 
 
-async def chat_complete(*, request: ChatRequest) -> ChatResult:
-    """A whole chat answer with the backend's token counts."""
-    return await backend_get().chat(request)
+async def chat_complete(*, request: ChatRequest, meter: UsageMeter | None = None) -> ChatResult:
+    """A whole chat answer with the backend's token counts (charged to `meter`)."""
+    result = await backend_get().chat(request)
+    if meter is not None:
+        meter.charge(prompt_tokens=result.prompt_tokens, completion_tokens=result.completion_tokens)
+    return result
 
 
 def chat_stream(*, request: ChatRequest) -> AsyncIterator[ChatChunk]:
@@ -88,9 +92,14 @@ def generate_stream(*, request: GenerateRequest) -> AsyncIterator[GenerateChunk]
     return backend_get().generate_stream(request)
 
 
-async def generate_complete(*, request: GenerateRequest) -> GenerateResult:
-    """A whole raw prompt completion with the backend's token counts."""
-    return await backend_get().generate(request)
+async def generate_complete(
+    *, request: GenerateRequest, meter: UsageMeter | None = None
+) -> GenerateResult:
+    """A whole raw prompt completion with the backend's token counts (charged to `meter`)."""
+    result = await backend_get().generate(request)
+    if meter is not None:
+        meter.charge(prompt_tokens=result.prompt_tokens, completion_tokens=result.completion_tokens)
+    return result
 
 
 async def embeddings_create(
@@ -102,13 +111,14 @@ async def embeddings_create(
     extra: dict[str, Any] | None = None,
     keep_alive: float | str | None = None,
     normalize: bool = True,
+    meter: UsageMeter | None = None,
 ) -> EmbedResult:
-    """One vector per input, in order, from ONE backend call.
+    """One vector per input, in order, from ONE backend call (tokens charged to `meter`).
 
     `normalize=False` asks for the model's raw vectors (Ollama's legacy
     embeddings endpoint); the backend may then need one call per input.
     """
-    return await backend_get().embed(
+    result = await backend_get().embed(
         model=model,
         inputs=inputs,
         dimensions=dimensions,
@@ -117,6 +127,9 @@ async def embeddings_create(
         keep_alive=keep_alive,
         normalize=normalize,
     )
+    if meter is not None:
+        meter.charge(prompt_tokens=result.prompt_tokens)
+    return result
 
 
 async def models_running() -> list[RunningModel]:

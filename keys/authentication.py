@@ -1,45 +1,35 @@
-"""DRF authentication and permission for API keys.
+"""DRF authentication, permission and throttle: the HTTP side of `keys.policy`.
 
 `ApiKeyAuthentication` (global, see settings) turns `Authorization: Bearer
-<key>` into `request.auth` (the `ApiKey`) and `request.user` (its owner, or
-AnonymousUser). Requests without a valid key are rate-limited per client
-address before they get their 401, so guessing keys is slow.
+<key>` into a `Caller`: `request.auth` (and the Django request's `caller`,
+which the usage middleware reads), `request.user` the key's owner or
+AnonymousUser. Requests without a valid key are counted per client address
+before they get their 401, so guessing keys is slow.
 
-`HasApiKey` (global permission) counts the request against the key's limit
-for the view's `endpoint_group`, then checks the key's endpoint allow-list.
-Counting comes first so that every authenticated answer (403 included)
-carries the `x-ratelimit-*` budget and probing allow-lists is limited too.
-Both leave what the usage middleware needs on the Django request:
-`api_key`, `rate_limit_status`.
+`CallerAdmitted` has the policy admit the request for the view's
+`endpoint_group` (counted, then the key's endpoint allow-list) and leaves the
+budget on the Django request for the `x-ratelimit-*` headers.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable, Iterable
+from operator import attrgetter
+from typing import Any, TypeVar
 
-from django.conf import settings
 from django.contrib.auth.models import AnonymousUser
 from django.http import HttpRequest
 from rest_framework.authentication import BaseAuthentication, get_authorization_header
 from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
 
-from gateway.errors import AuthenticationError, RateLimitedError
-from keys.models import ApiKey
-from keys.services import api_key_authenticate, api_key_authorize, rate_limit_hit
+from gateway.errors import AuthenticationError, PermissionDeniedError, RateLimitedError
+from gateway.metering import UsageMeter, meter_for
+from keys import policy
+from keys.ratelimit import RateLimitStatus
 
 DEFAULT_ENDPOINT_GROUP = "default"
-
-
-def bearer_token(request: HttpRequest | Request) -> str | None:
-    """The token of an `Authorization: Bearer <token>` header; "" when malformed."""
-    header = get_authorization_header(request)
-    if not header:
-        return None
-    scheme, _, token = header.decode("latin-1").strip().partition(" ")
-    if scheme.lower() != "bearer":
-        return ""
-    return token.strip()
+T = TypeVar("T")
 
 
 def client_address(request: HttpRequest | Request) -> str:
@@ -50,54 +40,88 @@ def endpoint_group_of(view: Any) -> str:
     return getattr(view, "endpoint_group", None) or DEFAULT_ENDPOINT_GROUP
 
 
-def _django_request(request: HttpRequest | Request) -> HttpRequest:
+def django_request(request: HttpRequest | Request) -> HttpRequest:
     return getattr(request, "_request", request)
 
 
-def _count(request: Request, *, api_key: ApiKey | None, group: str) -> None:
-    """Count the request; leave the budget on the Django request for the headers."""
-    if not settings.GATEWAY_RATE_LIMITS_ENABLED:
-        return
-    django_request = _django_request(request)
+def request_caller(request: HttpRequest | Request) -> policy.Caller:
+    """The caller `ApiKeyAuthentication` found for this request."""
+    caller = getattr(django_request(request), "caller", None)
+    if caller is None:
+        raise AuthenticationError()
+    return caller
+
+
+def _keep_status(request: HttpRequest | Request, status: RateLimitStatus | None) -> None:
+    """Leave the caller's budget on the Django request for the `x-ratelimit-*` headers."""
+    django_request(request).rate_limit_status = status  # type: ignore[attr-defined]
+
+
+def count_request(request: HttpRequest | Request, *, caller: policy.Caller, group: str) -> None:
+    """Count the request (the policy's `request_count`); leave the budget for the headers."""
     try:
-        status = rate_limit_hit(api_key=api_key, group=group, client_addr=client_address(request))
+        _keep_status(request, policy.request_count(caller=caller, group=group))
     except RateLimitedError as exc:
-        django_request.rate_limit_status = exc.rate_limit_status  # type: ignore[attr-defined]
+        _keep_status(request, exc.rate_limit_status)  # type: ignore[attr-defined]
         raise
-    django_request.rate_limit_status = status  # type: ignore[attr-defined]
 
 
 class ApiKeyAuthentication(BaseAuthentication):
     """`Authorization: Bearer <key>`; every failure is a 401 `invalid_api_key`."""
 
-    def authenticate(self, request: Request) -> tuple[Any, ApiKey] | None:
-        if not settings.GATEWAY_AUTH_ENABLED:
-            return None
+    def authenticate(self, request: Request) -> tuple[Any, policy.Caller]:
+        header = get_authorization_header(request)
+        raw_key = policy.parse_bearer(header.decode("latin-1") if header else None)
+        target = django_request(request)
         try:
-            api_key = api_key_authenticate(raw_key=bearer_token(request))
-        except AuthenticationError:
-            _count(request, api_key=None, group="unauthenticated")
+            caller = policy.caller_authenticate(
+                raw_key=raw_key, client_addr=client_address(request)
+            )
+        except (AuthenticationError, RateLimitedError) as exc:
+            _keep_status(request, getattr(exc, "rate_limit_status", None))
             raise
-        _django_request(request).api_key = api_key  # type: ignore[attr-defined]
-        return (api_key.owner or AnonymousUser(), api_key)
+        target.caller = caller  # type: ignore[attr-defined]
+        owner = caller.api_key.owner if caller.api_key is not None else None
+        return (owner or AnonymousUser(), caller)
 
     def authenticate_header(self, request: Request) -> str:
         return 'Bearer realm="api"'
 
 
-class HasApiKey(BasePermission):
-    """A key authenticated the request, its limit has room, its allow-list has the endpoint."""
+class CallerAdmitted(BasePermission):
+    """The policy admits the request: counted against the caller's limit for the
+    view's endpoint group (the one call site of HTTP counting), then allowed by
+    the key's endpoint allow-list. The budget is left for the headers."""
 
     def has_permission(self, request: Request, view: Any) -> bool:
-        if not settings.GATEWAY_AUTH_ENABLED:
-            # No keys: everyone is anonymous, counted per client address.
-            _count(request, api_key=None, group="unauthenticated")
+        caller = getattr(django_request(request), "caller", None)
+        if caller is None:  # a view with its own authentication (staff API, docs)
             return True
-        api_key = request.auth
-        if not isinstance(api_key, ApiKey):
-            _count(request, api_key=None, group="unauthenticated")
-            raise AuthenticationError()
-        group = endpoint_group_of(view)
-        _count(request, api_key=api_key, group=group)
-        api_key_authorize(api_key=api_key, endpoint_group=group)
+        group = endpoint_group_of(view) if caller.api_key is not None else "unauthenticated"
+        try:
+            _keep_status(request, policy.request_admit(caller=caller, endpoint_group=group))
+        except (RateLimitedError, PermissionDeniedError) as exc:
+            _keep_status(request, getattr(exc, "rate_limit_status", None))
+            raise
         return True
+
+
+def model_authorize(request: Request, *, endpoint_group: str, model: str) -> UsageMeter:
+    """The policy's model check for an HTTP request; returns its usage meter.
+
+    The model is only known once the body is read, so every HTTP surface
+    calls this after validating it; the meter names the model first, so a
+    refused call's usage record still says which model was asked for.
+    """
+    meter = meter_for(request)
+    policy.caller_authorize(
+        caller=request_caller(request), endpoint_group=endpoint_group, model=model, meter=meter
+    )
+    return meter
+
+
+def models_visible(
+    request: Request, models: Iterable[T], model_id: Callable[[T], str] = attrgetter("id")
+) -> list[T]:
+    """The entries of a model list the request's caller may use (every surface's lists)."""
+    return policy.models_visible(caller=request_caller(request), models=models, model_id=model_id)

@@ -1,8 +1,8 @@
 """Rate-limit headers on every API response and one usage record per request.
 
 Outermost middleware: it sees the final response of every request, error
-responses included. The DRF authentication and permission classes leave
-`request.api_key` and `request.rate_limit_status`; views (and streams, at
+responses included. The DRF authentication and throttle classes leave
+`request.caller` and `request.rate_limit_status`; views (and streams, at
 their final chunk) fill `gateway.metering.meter_for(request)`. A usage record is
 taken when the response is complete: for a streamed answer when its stream
 ends, is cancelled by a client disconnect, or fails.
@@ -10,6 +10,7 @@ ends, is cancelled by a client disconnect, or fails.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -21,9 +22,12 @@ from django.core.handlers.asgi import ASGIRequest
 from django.http import HttpRequest, HttpResponseBase
 
 from gateway.metering import meter_for
-from keys.models import ApiKey
-from keys.services import tokens_charge
-from keys.usage import PendingUsage, usage_enqueue
+from keys import policy
+from keys.policy import Caller
+
+# nginx's code for "the client closed the request before the answer": no
+# response was sent, but the call is on record.
+CLIENT_CLOSED_REQUEST = 499
 
 _ERROR_BODY_LIMIT = 64 * 1024
 
@@ -48,30 +52,15 @@ def _error_code(response: HttpResponseBase) -> str | None:
 
 
 def _record(
-    request: HttpRequest, api_key: ApiKey, status: int, started: float, error_code: str | None
+    request: HttpRequest, caller: Caller, status: int, started: float, error_code: str | None
 ) -> None:
-    meter = meter_for(request)
-    if settings.GATEWAY_USAGE_ENABLED:
-        _enqueue(request, api_key, status, started, meter.error_code or error_code)
-    if settings.GATEWAY_RATE_LIMITS_ENABLED:
-        tokens_charge(api_key=api_key, tokens=meter.total_tokens)
-
-
-def _enqueue(
-    request: HttpRequest, api_key: ApiKey, status: int, started: float, error_code: str | None
-) -> None:
-    meter = meter_for(request)
-    usage_enqueue(
-        PendingUsage(
-            api_key_id=api_key.pk,
-            endpoint=request.path,
-            model=meter.model,
-            status=status,
-            prompt_tokens=meter.prompt_tokens,
-            completion_tokens=meter.completion_tokens,
-            latency_ms=max(0, round((time.perf_counter() - started) * 1000)),
-            error_code=error_code,
-        ),
+    policy.usage_record(
+        caller=caller,
+        endpoint=request.path,
+        meter=meter_for(request),
+        status=status,
+        latency_ms=max(0, round((time.perf_counter() - started) * 1000)),
+        error_code=error_code,
         # Served by the ASGI server: the flusher thread writes it. The test
         # client (a WSGIRequest) writes at once, inside the test's transaction.
         defer=isinstance(request, ASGIRequest),
@@ -79,11 +68,7 @@ def _enqueue(
 
 
 async def _metered_async(
-    content: AsyncIterator[bytes],
-    request: HttpRequest,
-    api_key: ApiKey,
-    status: int,
-    started: float,
+    content: AsyncIterator[bytes], request: HttpRequest, caller: Caller, status: int, started: float
 ) -> AsyncIterator[bytes]:
     finished = False
     try:
@@ -95,11 +80,11 @@ async def _metered_async(
         meter = meter_for(request)
         if not finished and meter.error_code is None:
             meter.error_code = "client_disconnected"
-        _record(request, api_key, status, started, None)
+        _record(request, caller, status, started, None)
 
 
 def _metered_sync(
-    content: Iterator[bytes], request: HttpRequest, api_key: ApiKey, status: int, started: float
+    content: Iterator[bytes], request: HttpRequest, caller: Caller, status: int, started: float
 ) -> Iterator[bytes]:
     finished = False
     try:
@@ -109,7 +94,7 @@ def _metered_sync(
         meter = meter_for(request)
         if not finished and meter.error_code is None:
             meter.error_code = "client_disconnected"
-        _record(request, api_key, status, started, None)
+        _record(request, caller, status, started, None)
 
 
 def _finish(request: HttpRequest, response: HttpResponseBase, started: float) -> HttpResponseBase:
@@ -117,21 +102,38 @@ def _finish(request: HttpRequest, response: HttpResponseBase, started: float) ->
     if status is not None:
         for name, value in status.headers().items():
             response[name] = value
-    api_key: ApiKey | None = getattr(request, "api_key", None)
-    if api_key is None:
+    caller: Caller | None = getattr(request, "caller", None)
+    if caller is None or caller.api_key is None:
         return response
     if not (settings.GATEWAY_USAGE_ENABLED or settings.GATEWAY_RATE_LIMITS_ENABLED):
         return response
     if response.streaming:
         content = response.streaming_content  # type: ignore[attr-defined]
         if response.is_async:  # type: ignore[attr-defined]
-            metered: Any = _metered_async(content, request, api_key, response.status_code, started)
+            metered: Any = _metered_async(content, request, caller, response.status_code, started)
         else:
-            metered = _metered_sync(content, request, api_key, response.status_code, started)
+            metered = _metered_sync(content, request, caller, response.status_code, started)
         response.streaming_content = metered  # type: ignore[attr-defined]
     else:
-        _record(request, api_key, response.status_code, started, _error_code(response))
+        _record(request, caller, response.status_code, started, _error_code(response))
     return response
+
+
+def _abandoned(request: HttpRequest, started: float) -> None:
+    """The client left before the answer started: the call still leaves its record.
+
+    The backend may have done the work (a whole answer being generated, a
+    stream waiting for its first token), so the one usage record of the
+    request says so: status 499 (the client closed the request), with
+    whatever the meter knows (the model, tokens when a stream had begun).
+    """
+    caller: Caller | None = getattr(request, "caller", None)
+    if caller is None or caller.api_key is None:
+        return
+    meter = meter_for(request)
+    if meter.error_code is None:
+        meter.error_code = "client_disconnected"
+    _record(request, caller, CLIENT_CLOSED_REQUEST, started, None)
 
 
 class ApiUsageMiddleware:
@@ -154,5 +156,10 @@ class ApiUsageMiddleware:
 
     async def __acall__(self, request: HttpRequest) -> HttpResponseBase:
         started = time.perf_counter()
-        response = await self.get_response(request)
+        try:
+            response = await self.get_response(request)
+        except asyncio.CancelledError:
+            # Django cancels the view when the client disconnects first.
+            _abandoned(request, started)
+            raise
         return _finish(request, response, started)

@@ -25,7 +25,10 @@ ENDPOINT_GROUPS: tuple[tuple[str, str], ...] = (
 ENDPOINT_GROUP_NAMES: frozenset[str] = frozenset(name for name, _ in ENDPOINT_GROUPS)
 # Groups an empty allow-list does NOT grant: they change the backend for
 # everyone, so an operator must tick them on the key.
-EXPLICIT_ONLY_GROUPS: frozenset[str] = frozenset({"ollama_admin"})
+# Ollama's model-management calls (pull, push, create, delete, copy): a key has
+# this group only when its allow-list names it.
+OLLAMA_ADMIN_GROUP = "ollama_admin"
+EXPLICIT_ONLY_GROUPS: frozenset[str] = frozenset({OLLAMA_ADMIN_GROUP})
 
 
 class ApiKeyStatus(models.TextChoices):

@@ -1,9 +1,8 @@
-"""Everything the gateway does with API keys: create, authenticate, authorize,
-revoke, rate-limit, record usage.
+"""The life of an API key: create, issue, authenticate, revoke, extend.
 
-Interfaces (the DRF authentication class, the permission, the usage
-middleware, the WebSocket auth, the admin, the management commands and the
-key-management API) call these functions and nothing below them.
+What a key may do, how much it has left and what it used is the policy's
+(`keys.policy`), which every surface calls; the admin, the management
+commands and the key-management API call these functions.
 
 A key reads `lai_<prefix>_<secret><checksum>`: an 8-character lookup prefix
 (stored, unique, shown in the admin and logs), a 38-character random secret
@@ -19,35 +18,26 @@ import hmac
 import re
 import secrets
 import string
-import time
 import zlib
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from gateway.backends.base import normalize_model_name
-from gateway.errors import AuthenticationError, PermissionDeniedError, RateLimitedError
-from keys import keycache, ratelimit, usage
-from keys.models import ENDPOINT_GROUP_NAMES, EXPLICIT_ONLY_GROUPS, ApiKey
-from keys.ratelimit import RateLimitStatus
+from gateway.errors import AuthenticationError
+from keys import keycache
+from keys.models import ENDPOINT_GROUP_NAMES, ApiKey
 
 __all__ = [
-    "RateLimitStatus",
-    "api_key_allows_model",
     "api_key_authenticate",
-    "api_key_authorize",
     "api_key_create",
     "api_key_extend",
     "api_key_issue",
+    "api_key_parse",
     "api_key_revoke",
-    "rate_limit_hit",
-    "tokens_charge",
-    "usage_flush",
-    "usage_record",
 ]
 
 KEY_PRODUCT_PREFIX = "lai"
@@ -228,163 +218,3 @@ def api_key_authenticate(*, raw_key: str | None) -> ApiKey:
     if api_key.owner is not None and not api_key.owner.is_active:
         raise AuthenticationError("The owner of this API key is deactivated.")
     return api_key
-
-
-def api_key_allows_model(*, api_key: ApiKey | None, model: str) -> bool:
-    """Whether the key's model allow-list (empty = all) contains `model`.
-
-    Without a key: only when authentication is switched off (GATEWAY_AUTH_ENABLED).
-    """
-    if api_key is None:
-        return not settings.GATEWAY_AUTH_ENABLED
-    if not api_key.allowed_models:
-        return True
-    return normalize_model_name(model) in api_key.allowed_models
-
-
-def api_key_authorize(
-    *, api_key: ApiKey | None, endpoint_group: str, model: str | None = None
-) -> None:
-    """PermissionDeniedError unless the key may call `endpoint_group` (with `model`).
-
-    No I/O: the allow-lists came with the key. A missing key is an
-    AuthenticationError, unless authentication is switched off
-    (GATEWAY_AUTH_ENABLED): then every call is allowed.
-    """
-    if api_key is None:
-        if not settings.GATEWAY_AUTH_ENABLED:
-            return
-        raise AuthenticationError()
-    allowed = api_key.allowed_endpoints
-    if endpoint_group in EXPLICIT_ONLY_GROUPS and endpoint_group not in allowed:
-        raise PermissionDeniedError(
-            f"This API key may not call the '{endpoint_group}' endpoints: an administrator "
-            f"must add '{endpoint_group}' to its allowed endpoints.",
-            code="endpoint_not_allowed",
-        )
-    if allowed and endpoint_group not in allowed:
-        raise PermissionDeniedError(
-            f"This API key may not call the '{endpoint_group}' endpoints "
-            f"(allowed: {', '.join(allowed)}).",
-            code="endpoint_not_allowed",
-        )
-    if model is not None and not api_key_allows_model(api_key=api_key, model=model):
-        raise PermissionDeniedError(
-            f"This API key may not use the model '{model}'.",
-            code="model_not_allowed",
-            param="model",
-        )
-
-
-# --- rate limits ---------------------------------------------------------------
-
-
-def rate_limit_hit(
-    *, api_key: ApiKey | None, group: str, client_addr: str | None = None
-) -> RateLimitStatus:
-    """Count one request; RateLimitedError (with `Retry-After`) when over the limit.
-
-    With a key: the key's `rate_limit`, else the group's default (chat 60,
-    embeddings 120, others 100 per minute), counted per key and group; a key
-    with `tokens_per_minute` is also refused while its token budget for the
-    minute is spent. Without a key: per client address
-    (`RATE_LIMIT_UNAUTHENTICATED`). The status feeds the `x-ratelimit-*`
-    headers; the raised error carries them too.
-    """
-    if api_key is not None:
-        limit = api_key.rate_limit or ratelimit.group_limit(group)
-        identity: tuple[str, ...] = ("key", str(api_key.pk), group)
-    else:
-        limit = settings.RATE_LIMIT_UNAUTHENTICATED
-        identity = ("addr", client_addr or "unknown")
-    allowed, status = ratelimit.requests_hit(identity=identity, limit=limit)
-    if not allowed:
-        raise _limited(
-            status,
-            status.reset_seconds,
-            f"Rate limit exceeded: {limit} requests per minute"
-            + (f" for '{group}'." if api_key is not None else " without a valid API key."),
-        )
-    if api_key is not None and api_key.tokens_per_minute:
-        remaining, reset = ratelimit.tokens_window(
-            identity=("tokens", str(api_key.pk)), limit=api_key.tokens_per_minute
-        )
-        status = RateLimitStatus(
-            limit=status.limit,
-            remaining=status.remaining,
-            reset_seconds=status.reset_seconds,
-            tokens_limit=api_key.tokens_per_minute,
-            tokens_remaining=remaining,
-            tokens_reset_seconds=reset,
-        )
-        if remaining <= 0:
-            raise _limited(
-                status,
-                reset,
-                f"Token rate limit exceeded: {api_key.tokens_per_minute} tokens per minute.",
-            )
-    return status
-
-
-def _limited(status: RateLimitStatus, retry_after: float, message: str) -> RateLimitedError:
-    error = RateLimitedError(retry_after)
-    error.message = f"{message} Try again in {error.retry_after} s."
-    error.headers.update(status.headers())
-    error.rate_limit_status = status  # type: ignore[attr-defined]
-    return error
-
-
-def tokens_charge(*, api_key: ApiKey, tokens: int) -> None:
-    """Charge tokens the backend reported to the key's per-minute token budget."""
-    if api_key.tokens_per_minute and tokens > 0:
-        ratelimit.tokens_add(
-            identity=("tokens", str(api_key.pk)), limit=api_key.tokens_per_minute, tokens=tokens
-        )
-
-
-# --- usage ---------------------------------------------------------------------
-
-
-def usage_record(
-    *,
-    api_key: ApiKey,
-    endpoint: str,
-    model: str,
-    status: int,
-    prompt_tokens: int,
-    completion_tokens: int,
-    latency_ms: int,
-    error_code: str | None = None,
-) -> None:
-    """Write one usage record now and bump the key's `usage_count` / `last_used_at`.
-
-    One transaction, no read-modify-write. Also charges the tokens to the
-    key's token budget. (The HTTP middleware batches the same writes through
-    `keys.usage`; call this from code that has no batching of its own, e.g.
-    a WebSocket consumer via `database_sync_to_async`.)
-    """
-    tokens_charge(api_key=api_key, tokens=prompt_tokens + completion_tokens)
-    usage.usage_write(
-        [
-            usage.PendingUsage(
-                api_key_id=api_key.pk,
-                endpoint=endpoint,
-                model=model,
-                status=status,
-                prompt_tokens=prompt_tokens,
-                completion_tokens=completion_tokens,
-                latency_ms=latency_ms,
-                error_code=error_code,
-            )
-        ]
-    )
-
-
-def usage_flush() -> int:
-    """Write the usage records this process has buffered. Returns how many."""
-    return usage.usage_flush()
-
-
-def monotonic_ms(started: float) -> int:
-    """Milliseconds since `started` (a `time.perf_counter()` value)."""
-    return max(0, round((time.perf_counter() - started) * 1000))

@@ -20,8 +20,8 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from gateway.errors import AuthenticationError, NotFoundError, PermissionDeniedError
-from keys import docs
-from keys.authentication import _count
+from keys import docs, policy
+from keys.authentication import client_address, count_request
 from keys.models import ApiKey
 from keys.serializers import (
     ApiKeyCreateInputSerializer,
@@ -40,6 +40,12 @@ def _staff_login_required() -> AuthenticationError:
     )
 
 
+def _count_failure(request: Request) -> None:
+    """A failed staff login counts against the address, like a failed API key."""
+    caller = policy.Caller(client_addr=client_address(request))
+    count_request(request, caller=caller, group=policy.UNAUTHENTICATED_GROUP)
+
+
 class StaffBasicAuthentication(BasicAuthentication):
     """Basic auth whose failures are 401s in the envelope, rate-limited per address."""
 
@@ -47,7 +53,7 @@ class StaffBasicAuthentication(BasicAuthentication):
         try:
             return super().authenticate(request)
         except drf_exceptions.AuthenticationFailed:
-            _count(request, api_key=None, group="unauthenticated")
+            _count_failure(request)
             raise _staff_login_required() from None
 
     def authenticate_header(self, request: Request) -> str:
@@ -58,7 +64,7 @@ class IsStaff(BasePermission):
     def has_permission(self, request: Request, view: Any) -> bool:
         user = request.user
         if user is None or not user.is_authenticated:
-            _count(request, api_key=None, group="unauthenticated")
+            _count_failure(request)
             raise _staff_login_required()
         if not (user.is_active and user.is_staff):
             raise PermissionDeniedError("Only staff users may manage API keys.", code="staff_only")

@@ -203,9 +203,10 @@ REST_FRAMEWORK = {
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
     # An `Accept` the API cannot meet (e.g. only text/event-stream) gets JSON, not 406.
     "DEFAULT_CONTENT_NEGOTIATION_CLASS": "gateway.negotiation.JSONFallbackNegotiation",
-    # Every API view needs a key; the permission also counts the rate limit.
+    # Every API view needs a key (keys.policy: who, what, how much).
     "DEFAULT_AUTHENTICATION_CLASSES": ["keys.authentication.ApiKeyAuthentication"],
-    "DEFAULT_PERMISSION_CLASSES": ["keys.authentication.HasApiKey"],
+    # Counted, then checked against the key's allow-list (keys.policy.request_admit).
+    "DEFAULT_PERMISSION_CLASSES": ["keys.authentication.CallerAdmitted"],
     "UNAUTHENTICATED_USER": None,
     "EXCEPTION_HANDLER": "gateway.errors.api_exception_handler",
     # drf-spectacular's, with request schemas as strict as DRF's validation.

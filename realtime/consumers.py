@@ -26,8 +26,12 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
 from gateway import service
-from gateway.backends import ChatRequest, GenerationParams
+from gateway.backends import ChatChunk, ChatRequest, GenerationParams
 from gateway.errors import APIError, AuthenticationError, as_api_error
+from gateway.metering import UsageMeter
+from gateway.relay import BaseEncoder, relay
+from keys import policy
+from keys.policy import Caller
 from realtime import auth
 from realtime.models import ChatSession
 from realtime.protocol import (
@@ -47,7 +51,6 @@ from realtime.protocol import (
     usage_payload,
 )
 from realtime.services import (
-    ChatOwner,
     chat_history_clear,
     chat_history_list,
     chat_session_get_or_create,
@@ -67,10 +70,40 @@ def _close_code_for(exc: APIError) -> int:
     )
 
 
-class ChatConsumer(AsyncWebsocketConsumer):
-    """One chat connection of one owner (API key or user) on one session id."""
+class ChatFrameEncoder(BaseEncoder[ChatChunk, dict[str, Any]]):
+    """The relay's frames for the chat: `assistant_chunk`s, or an `error` at the end.
 
-    owner: ChatOwner
+    It keeps the answer's pieces and finish reason, which the consumer saves
+    and sends in `assistant_end` once the relay is through.
+    """
+
+    __slots__ = ("error", "finish_reason", "pieces")
+
+    def __init__(self) -> None:
+        self.pieces: list[str] = []
+        self.finish_reason: str | None = None
+        self.error: APIError | None = None
+
+    def piece(self, chunk: ChatChunk) -> dict[str, Any] | None:
+        if not chunk.content:
+            return None
+        self.pieces.append(chunk.content)
+        return {"type": "assistant_chunk", "content": chunk.content}
+
+    def closing(self, chunk: ChatChunk) -> tuple[dict[str, Any], ...]:
+        self.finish_reason = chunk.done_reason
+        frame = self.piece(chunk)
+        return () if frame is None else (frame,)
+
+    def failure(self, error: APIError) -> dict[str, Any]:
+        self.error = error
+        return error_frame(error)
+
+
+class ChatConsumer(AsyncWebsocketConsumer):
+    """One chat connection of one caller (API key or user) on one session id."""
+
+    caller: Caller
     chat_session: ChatSession
 
     async def connect(self) -> None:
@@ -87,15 +120,15 @@ class ChatConsumer(AsyncWebsocketConsumer):
         # Accept-then-close: a close before accept becomes an HTTP 403 and the
         # client would never see the 4401 code.
         failure: APIError | None = self.scope.get("chat_auth_error")
-        owner: ChatOwner | None = self.scope.get("chat_owner")
-        if failure is not None or owner is None:
+        caller: Caller | None = self.scope.get("chat_caller")
+        if failure is not None or caller is None:
             failure = failure or AuthenticationError()
             await self._send_frame(error_frame(failure))
             await self.close(code=_close_code_for(failure))
             return
-        self.owner = owner
+        self.caller = caller
         self.chat_session = await database_sync_to_async(chat_session_get_or_create)(
-            owner=owner, session_id=self.session_id
+            owner=caller, session_id=self.session_id
         )
         if settings.WS_IDLE_TIMEOUT > 0:
             self._idle_task = asyncio.create_task(self._idle_watch())
@@ -108,7 +141,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         self._last_activity = time.monotonic()
-        if not hasattr(self, "owner"):
+        if not hasattr(self, "caller"):
             return  # closing an unauthenticated connection; ignore what it sends
         try:
             frame = frame_parse(text_data, bytes_data)
@@ -147,13 +180,14 @@ class ChatConsumer(AsyncWebsocketConsumer):
         if self._generating():
             raise GenerationInProgressError()
         model = fields.get("model") or settings.DEFAULT_CHAT_MODEL
-        # A revoked or expired key stops working from its next message on;
-        # every chat message counts against the owner's chat limit.
-        await database_sync_to_async(auth.chat_owner_recheck)(
-            owner=self.owner, raw_key=self.scope.get("chat_raw_key")
-        )
-        await database_sync_to_async(auth.chat_owner_authorize)(owner=self.owner, model=model)
-        await database_sync_to_async(auth.chat_rate_limit_hit)(owner=self.owner)
+        meter = UsageMeter()
+        started = time.monotonic()
+        try:
+            await database_sync_to_async(self._admit)(model=model, meter=meter)
+        except APIError as exc:
+            # A refused message is a call too: on record, naming its model.
+            await self._usage_record(meter=meter, started=started, status=exc.status, error=exc)
+            raise
 
         content: str = fields["message"]
         history = await database_sync_to_async(chat_history_list)(
@@ -169,7 +203,18 @@ class ChatConsumer(AsyncWebsocketConsumer):
         await self._send_frame({"type": "user_message", "content": content})
         self._stop_reason = None
         self._generation = asyncio.create_task(
-            self._generate(request=request, user_content=content)
+            self._generate(request=request, user_content=content, meter=meter, started=started)
+        )
+
+    def _admit(self, *, model: str, meter: UsageMeter) -> None:
+        """The policy's checks of one chat message (sync: the ORM and the limits store).
+
+        A revoked or expired key stops working from its next message on; the
+        model must be allowed; every message counts against the chat limit.
+        """
+        policy.caller_recheck(caller=self.caller, raw_key=self.scope.get("chat_raw_key"))
+        policy.request_admit(
+            caller=self.caller, endpoint_group=auth.ENDPOINT_GROUP, model=model, meter=meter
         )
 
     # --- generation -------------------------------------------------------------
@@ -187,45 +232,42 @@ class ChatConsumer(AsyncWebsocketConsumer):
         with contextlib.suppress(asyncio.CancelledError):
             await task
 
-    async def _generate(self, *, request: ChatRequest, user_content: str) -> None:
+    async def _generate(
+        self, *, request: ChatRequest, user_content: str, meter: UsageMeter, started: float
+    ) -> None:
         """Stream one answer: assistant_start, assistant_chunk..., then assistant_end or error.
 
         Exactly one `assistant_end` (possibly `cancelled`) or `error` follows
         every `assistant_start`. The turn is stored when it produced an answer
         (also a partial one the client cancelled); a failed turn is not.
         """
-        started = time.monotonic()
-        pieces: list[str] = []
-        prompt_tokens = completion_tokens = 0
-        finish_reason: str | None = None
-        status, error_code = 200, None
-        stream = service.chat_stream(request=request)
+        encoder = ChatFrameEncoder()
+        frames = relay(service.chat_stream(request=request), encoder, meter)
+        status, error = 200, None
         try:
             await self._send_frame({"type": "assistant_start", "model": request.model})
-            async for chunk in stream:
-                if chunk.content:
-                    pieces.append(chunk.content)
-                    await self._send_frame({"type": "assistant_chunk", "content": chunk.content})
-                if chunk.done:
-                    finish_reason = chunk.done_reason
-                    prompt_tokens, completion_tokens = chunk.prompt_tokens, chunk.completion_tokens
-            full_response = "".join(pieces)
+            async for frame in frames:
+                await self._send_frame(frame)
+            if encoder.error is not None:
+                status, error = encoder.error.status, encoder.error
+                return
+            full_response = "".join(encoder.pieces)
             await database_sync_to_async(chat_turn_save)(
                 chat_session=self.chat_session,
                 user_content=user_content,
                 assistant_content=full_response,
                 model=request.model,
-                prompt_tokens=prompt_tokens,
-                completion_tokens=completion_tokens,
+                prompt_tokens=meter.prompt_tokens,
+                completion_tokens=meter.completion_tokens,
             )
             await self._send_frame(
                 {
                     "type": "assistant_end",
                     "full_response": full_response,
                     "model": request.model,
-                    "finish_reason": finish_reason,
+                    "finish_reason": encoder.finish_reason,
                     "cancelled": False,
-                    "usage": usage_payload(prompt_tokens, completion_tokens),
+                    "usage": usage_payload(meter.prompt_tokens, meter.completion_tokens),
                 }
             )
         except asyncio.CancelledError:
@@ -233,27 +275,21 @@ class ChatConsumer(AsyncWebsocketConsumer):
             task = asyncio.current_task()
             if task is not None:
                 task.uncancel()
-            status, error_code = STATUS_CLIENT_CLOSED, "cancelled"
-            await stream.aclose()  # type: ignore[attr-defined]
+            await frames.aclose()  # the backend stops; the meter counts what was sent
+            status = STATUS_CLIENT_CLOSED
+            meter.error_code = "cancelled"
             await self._generation_cancelled(
-                request=request, user_content=user_content, pieces=pieces
+                request=request, user_content=user_content, pieces=encoder.pieces
             )
         except Exception as exc:
             error = as_api_error(exc)
-            status, error_code = error.status, error.code
+            status = error.status
             # The client may be gone already (that can be why we are here).
             with contextlib.suppress(Exception):
                 await self._send_frame(error_frame(error))
         finally:
-            await stream.aclose()  # type: ignore[attr-defined]
-            await self._usage_record(
-                model=request.model,
-                status=status,
-                prompt_tokens=prompt_tokens,
-                completion_tokens=completion_tokens,
-                latency_ms=round((time.monotonic() - started) * 1000),
-                error_code=error_code,
-            )
+            await frames.aclose()
+            await self._usage_record(meter=meter, started=started, status=status, error=error)
 
     async def _generation_cancelled(
         self, *, request: ChatRequest, user_content: str, pieces: list[str]
@@ -279,11 +315,20 @@ class ChatConsumer(AsyncWebsocketConsumer):
                 }
             )
 
-    async def _usage_record(self, **fields: Any) -> None:
+    async def _usage_record(
+        self, *, meter: UsageMeter, started: float, status: int, error: APIError | None
+    ) -> None:
         try:
-            await database_sync_to_async(auth.chat_usage_record)(owner=self.owner, **fields)
+            await database_sync_to_async(policy.usage_record)(
+                caller=self.caller,
+                endpoint=auth.USAGE_ENDPOINT,
+                meter=meter,
+                status=status,
+                latency_ms=round((time.monotonic() - started) * 1000),
+                error_code=error.code if error is not None else None,
+            )
         except Exception:  # accounting must never break the conversation
-            logger.exception("Could not record WebSocket chat usage for %s", self.owner.label)
+            logger.exception("Could not record WebSocket chat usage for %s", self.caller.id)
 
     # --- plumbing ------------------------------------------------------------------
 

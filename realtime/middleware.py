@@ -46,7 +46,7 @@ class OriginValidator(ChannelsOriginValidator):
 class ChatAuthMiddleware(BaseMiddleware):
     """Decide who the connection acts for, before the consumer handles anything.
 
-    Puts `chat_owner` (a `ChatOwner`) or `chat_auth_error` (an `APIError`)
+    Puts `chat_caller` (a `keys.policy.Caller`) or `chat_auth_error` (an `APIError`)
     in the scope, and `chat_raw_key` so the consumer can re-check a key that
     gets revoked while the connection is open. Runs inside
     `AuthMiddlewareStack`, which resolved the session user into `scope["user"]`.
@@ -58,7 +58,7 @@ class ChatAuthMiddleware(BaseMiddleware):
         scope["chat_raw_key"] = raw_key
         try:
             client = scope.get("client")
-            scope["chat_owner"] = await database_sync_to_async(auth.chat_owner_authenticate)(
+            scope["chat_caller"] = await database_sync_to_async(auth.chat_caller_authenticate)(
                 raw_key=raw_key, user=scope.get("user"), client_addr=client[0] if client else None
             )
         except APIError as exc:

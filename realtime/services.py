@@ -9,40 +9,15 @@ connection was authenticated by a Django session. Another owner using the same
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from django.db import transaction
 
+from keys.policy import Caller
 from realtime.models import ChatMessage, ChatSession
 
-if TYPE_CHECKING:
-    from django.contrib.auth.models import AbstractBaseUser
 
-    from keys.models import ApiKey
-
-
-@dataclass(frozen=True, slots=True)
-class ChatOwner:
-    """Who a connection acts for: an API key, or a logged-in user (never both)."""
-
-    api_key: ApiKey | None = None
-    user: AbstractBaseUser | None = None
-
-    def __post_init__(self) -> None:
-        if (self.api_key is None) == (self.user is None):
-            raise ValueError("A chat owner is either an API key or a user.")
-
-    @property
-    def label(self) -> str:
-        """A non-secret name for logs: the key's id or the user's id."""
-        if self.api_key is not None:
-            return f"key:{self.api_key.pk}"
-        assert self.user is not None
-        return f"user:{self.user.pk}"
-
-
-def chat_session_get_or_create(*, owner: ChatOwner, session_id: str) -> ChatSession:
+def chat_session_get_or_create(*, owner: Caller, session_id: str) -> ChatSession:
     """The owner's conversation named `session_id`, created when new."""
     if owner.api_key is not None:
         chat_session, _ = ChatSession.objects.get_or_create(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from operator import attrgetter
+
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
@@ -10,7 +12,7 @@ from django.views.decorators.http import require_GET
 
 from gateway import service
 from gateway.errors import APIError, error_response
-from keys import services as key_services
+from keys import policy
 from realtime import auth
 from realtime.protocol import SUBPROTOCOL
 
@@ -25,17 +27,6 @@ def chat_page(request: HttpRequest) -> HttpResponse:
     )
 
 
-def _allowed_model_ids(*, owner: auth.ChatOwner, model_ids: list[str]) -> list[str]:
-    allowed = []
-    for model_id in model_ids:
-        try:
-            auth.chat_owner_authorize(owner=owner, model=model_id)
-        except APIError:
-            continue
-        allowed.append(model_id)
-    return allowed
-
-
 @require_GET
 async def chat_models(request: HttpRequest) -> JsonResponse:
     """`/chat/models`: model ids for the page's picker.
@@ -45,18 +36,17 @@ async def chat_models(request: HttpRequest) -> JsonResponse:
     with the WebSocket's rules (a key restricted to some models sees those)
     and counted against the key's `models` rate limit.
     """
-    header = request.headers.get("Authorization")
-    raw_key = auth.bearer_token(header) if header is not None else None
+    raw_key = policy.parse_bearer(request.headers.get("Authorization"))
     try:
         user = await request.auser()
-        owner = await sync_to_async(auth.chat_owner_authenticate)(
+        caller = await sync_to_async(auth.chat_caller_authenticate)(
             raw_key=raw_key, user=user, client_addr=request.META.get("REMOTE_ADDR")
         )
-        if owner.api_key is not None:
-            await sync_to_async(key_services.rate_limit_hit)(api_key=owner.api_key, group="models")
-        model_ids = [model.id for model in await service.models_list()]
-        if owner.api_key is not None:
-            model_ids = await sync_to_async(_allowed_model_ids)(owner=owner, model_ids=model_ids)
+        await sync_to_async(policy.request_count)(caller=caller, group="models")
+        models = policy.models_visible(
+            caller=caller, models=await service.models_list(), model_id=attrgetter("id")
+        )
+        model_ids = [model.id for model in models]
     except APIError as exc:
         return error_response(exc)
     return JsonResponse({"models": model_ids, "default": settings.DEFAULT_CHAT_MODEL})

@@ -6,7 +6,8 @@ import httpx
 from django.core.checks import run_checks
 
 from keys.models import UsageRecord
-from keys.services import api_key_create, usage_flush
+from keys.policy import usage_flush
+from keys.services import api_key_create
 from tests.fake_ollama import FakeOllama
 
 CHAT = "/v1/chat/completions"

@@ -13,7 +13,8 @@ import pytest
 from django.db.backends import utils as db_utils
 from django.test import Client
 
-from keys.services import _checksum, api_key_create, usage_flush
+from keys.policy import usage_flush
+from keys.services import _checksum, api_key_create
 from tests.fake_ollama import FakeOllama
 
 

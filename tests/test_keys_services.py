@@ -10,10 +10,10 @@ from django.utils import timezone
 
 from gateway.errors import AuthenticationError, PermissionDeniedError
 from keys.models import ApiKey, ApiKeyStatus
+from keys.policy import Caller, caller_authorize
 from keys.services import (
     _checksum,
     api_key_authenticate,
-    api_key_authorize,
     api_key_create,
     api_key_extend,
     api_key_parse,
@@ -120,12 +120,12 @@ def test_it_authorizes_endpoint_groups_and_models_by_allow_list() -> None:
         name="ci", allowed_endpoints=["chat"], allowed_models=["qwen2.5:14b", "llama3.2"]
     )
 
-    api_key_authorize(api_key=api_key, endpoint_group="chat", model="qwen2.5:14b")
-    api_key_authorize(api_key=api_key, endpoint_group="chat", model="LLaMA3.2:latest")
+    caller_authorize(caller=Caller(api_key=api_key), endpoint_group="chat", model="qwen2.5:14b")
+    caller_authorize(caller=Caller(api_key=api_key), endpoint_group="chat", model="LLaMA3.2:latest")
     with pytest.raises(PermissionDeniedError) as endpoint:
-        api_key_authorize(api_key=api_key, endpoint_group="embeddings")
+        caller_authorize(caller=Caller(api_key=api_key), endpoint_group="embeddings")
     with pytest.raises(PermissionDeniedError) as model:
-        api_key_authorize(api_key=api_key, endpoint_group="chat", model="mistral")
+        caller_authorize(caller=Caller(api_key=api_key), endpoint_group="chat", model="mistral")
     assert (endpoint.value.status, endpoint.value.code) == (403, "endpoint_not_allowed")
     assert (model.value.status, model.value.code) == (403, "model_not_allowed")
 
@@ -134,7 +134,7 @@ def test_empty_allow_lists_allow_everything() -> None:
     api_key, _ = api_key_create(name="ci")
 
     for group in ("models", "chat", "embeddings"):
-        api_key_authorize(api_key=api_key, endpoint_group=group, model="anything:7b")
+        caller_authorize(caller=Caller(api_key=api_key), endpoint_group=group, model="anything:7b")
 
 
 def test_an_empty_allow_list_does_not_grant_model_management() -> None:
@@ -142,8 +142,8 @@ def test_an_empty_allow_list_does_not_grant_model_management() -> None:
     admin, _ = api_key_create(name="ops", allowed_endpoints=["models", "ollama_admin"])
 
     with pytest.raises(PermissionDeniedError) as refused:
-        api_key_authorize(api_key=everything, endpoint_group="ollama_admin")
-    api_key_authorize(api_key=admin, endpoint_group="ollama_admin")
+        caller_authorize(caller=Caller(api_key=everything), endpoint_group="ollama_admin")
+    caller_authorize(caller=Caller(api_key=admin), endpoint_group="ollama_admin")
     assert refused.value.code == "endpoint_not_allowed"
     assert "ollama_admin" in refused.value.message
 

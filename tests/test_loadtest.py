@@ -9,7 +9,8 @@ import pytest
 
 from bench.loadtest import LoadTestConfig, Sample, build_report, main, percentile
 from keys.models import UsageRecord
-from keys.services import api_key_create, usage_flush
+from keys.policy import usage_flush
+from keys.services import api_key_create
 from tests.fake_ollama import FakeOllama
 
 REPORT_KEYS = {

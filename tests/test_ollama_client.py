@@ -398,7 +398,8 @@ def test_ollama_calls_are_recorded_on_the_same_usage_path(
     gateway: str, fake_ollama: FakeOllama, db
 ) -> None:
     from keys.models import UsageRecord
-    from keys.services import api_key_create, usage_flush
+    from keys.policy import usage_flush
+    from keys.services import api_key_create
 
     fake_ollama.reply = ["a", " b"]
     key, raw = api_key_create(name="metered")

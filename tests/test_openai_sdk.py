@@ -498,7 +498,8 @@ def test_a_streamed_chat_is_recorded_once_with_the_backends_counts(
     gateway: str, fake_ollama: FakeOllama, db
 ) -> None:
     from keys.models import UsageRecord
-    from keys.services import api_key_create, usage_flush
+    from keys.policy import usage_flush
+    from keys.services import api_key_create
 
     fake_ollama.reply = ["one", " two", " three"]
     key, raw = api_key_create(name="metered")

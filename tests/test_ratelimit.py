@@ -12,8 +12,9 @@ import httpx
 import pytest
 
 from gateway.errors import RateLimitedError
+from keys.policy import Caller, request_count
 from keys.ratelimit import RateLimitStatus
-from keys.services import api_key_create, rate_limit_hit
+from keys.services import api_key_create
 from tests.fake_ollama import FakeOllama
 
 CHAT = "/v1/chat/completions"
@@ -94,9 +95,9 @@ def test_limits_are_counted_per_endpoint_group(http: httpx.Client, fake_ollama: 
 def test_the_default_limits_per_group(group: str, limit: int) -> None:
     api_key, _ = api_key_create(name="defaults")
 
-    statuses = [rate_limit_hit(api_key=api_key, group=group) for _ in range(limit)]
+    statuses = [request_count(caller=Caller(api_key=api_key), group=group) for _ in range(limit)]
     with pytest.raises(RateLimitedError) as caught:
-        rate_limit_hit(api_key=api_key, group=group)
+        request_count(caller=Caller(api_key=api_key), group=group)
 
     assert statuses[0] == RateLimitStatus(
         limit=limit, remaining=limit - 1, reset_seconds=statuses[0].reset_seconds
@@ -164,7 +165,7 @@ def test_an_unreachable_redis_lets_requests_through_and_says_so(settings, caplog
     settings.REDIS_URL = f"redis://127.0.0.1:{free_port()}/0"
     api_key, _ = api_key_create(name="no store")
 
-    status = rate_limit_hit(api_key=api_key, group="chat")
+    status = request_count(caller=Caller(api_key=api_key), group="chat")
 
     assert status.remaining == status.limit == 60
     assert "Rate-limit store unavailable" in caplog.text

@@ -16,7 +16,8 @@ import pytest
 from django.db.models import Sum
 
 from keys.models import ApiKey, UsageRecord
-from keys.services import api_key_create, usage_flush
+from keys.policy import usage_flush
+from keys.services import api_key_create
 from keys.usage import usage_pending
 from tests.fake_ollama import FakeOllama
 
@@ -102,7 +103,9 @@ def test_a_stream_cut_by_the_client_is_still_recorded(
     record = UsageRecord.objects.get(api_key=api_key)
     assert record.status == 200
     assert record.error_code == "client_disconnected"
-    assert record.completion_tokens == 0  # the final chunk, with the counts, never came
+    # The final chunk, with the backend's counts, never came: what was relayed
+    # before the client left is what it is charged.
+    assert 1 <= record.completion_tokens < 200
 
 
 def test_a_stream_that_fails_midway_is_recorded_with_its_error(
