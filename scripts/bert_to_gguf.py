@@ -5,7 +5,8 @@ needs only numpy, safetensors and the `gguf` package. It writes what
 llama.cpp's BERT loader reads: the `bert` architecture with the pooling of the
 model's `1_Pooling/config.json`, the WordPiece vocabulary in llama.cpp's
 "phantom space" form, and the weights under GGUF's tensor names (matrices as
-F16, norms and biases as F32, as llama.cpp's converter does by default).
+F16, norms, biases and the added embeddings as F32, as llama.cpp's converter
+does by default).
 
     python scripts/bert_to_gguf.py MODEL_DIR OUT.gguf [--name all-minilm]
 """
@@ -20,6 +21,9 @@ from pathlib import Path
 import gguf
 import numpy as np
 from safetensors import safe_open
+
+# Matrices llama.cpp's BERT graph needs in F32 (it adds them to F32 activations).
+_F32_ONLY = {"position_embd.weight", "token_types.weight"}
 
 # Tensors llama.cpp's BERT graph does not use.
 _SKIPPED = {"embeddings.position_ids", "pooler.dense.weight", "pooler.dense.bias"}
@@ -92,7 +96,8 @@ def convert(model_dir: Path, out: Path, *, name: str) -> None:
             if target is None:
                 raise SystemExit(f"no GGUF name for tensor {key!r}")
             data = weights.get_tensor(key).astype(np.float32)
-            if data.ndim == 2 and not source.endswith(".bias"):
+            # llama.cpp adds position and token-type embeddings in F32 only.
+            if data.ndim == 2 and target not in _F32_ONLY:
                 data = data.astype(np.float16)
             writer.add_tensor(target, data)
 
