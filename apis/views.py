@@ -86,6 +86,7 @@ class ChatCompletionViewSet(ViewSet):
         serializer = ChatInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         chat = chat_request_from(serializer.validated_data)
+        chat.model = chat.model or await service.default_model(kind="chat")
         api_key_authorize(
             api_key=request.auth, endpoint_group=self.endpoint_group, model=chat.model
         )
@@ -181,6 +182,7 @@ class EmbeddingViewSet(ViewSet):
         serializer = EmbeddingInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         model, inputs = serializer.validated_data["model"], serializer.validated_data["input"]
+        model = model or await service.default_model(kind="embedding")
         api_key_authorize(api_key=request.auth, endpoint_group=self.endpoint_group, model=model)
         meter = meter_for(request)
         meter.model = model

@@ -146,7 +146,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         fields = chat_frame_validate(frame)
         if self._generating():
             raise GenerationInProgressError()
-        model = fields.get("model") or settings.DEFAULT_CHAT_MODEL
+        model = fields.get("model") or await service.default_model(kind="chat")
         # A revoked or expired key stops working from its next message on;
         # every chat message counts against the owner's chat limit.
         await database_sync_to_async(auth.chat_owner_recheck)(

@@ -54,9 +54,11 @@ async def chat_models(request: HttpRequest) -> JsonResponse:
         )
         if owner.api_key is not None:
             await sync_to_async(key_services.rate_limit_hit)(api_key=owner.api_key, group="models")
-        model_ids = [model.id for model in await service.models_list()]
+        # Only models that can chat: an embedding-only model would fail in the page.
+        model_ids = [model.id for model in await service.chat_models_list()]
         if owner.api_key is not None:
             model_ids = await sync_to_async(_allowed_model_ids)(owner=owner, model_ids=model_ids)
     except APIError as exc:
         return error_response(exc)
-    return JsonResponse({"models": model_ids, "default": settings.DEFAULT_CHAT_MODEL})
+    default = await service.default_model(kind="chat")
+    return JsonResponse({"models": model_ids, "default": default})
