@@ -49,7 +49,11 @@ class ChatMessageSerializer(serializers.Serializer):
 class ChatInputSerializer(StrictJSONMixin, serializers.Serializer):
     """`POST /v1/chat/completions` body."""
 
-    model = ModelNameField(required=False, help_text="Defaults to DEFAULT_CHAT_MODEL.")
+    model = ModelNameField(
+        required=False,
+        help_text="Defaults to DEFAULT_CHAT_MODEL (or, while that is not served, "
+        "the embedded chat model).",
+    )
     messages = ChatMessageSerializer(many=True, allow_empty=False)
     temperature = serializers.FloatField(min_value=0.0, max_value=2.0, default=0.7)
     max_tokens = serializers.IntegerField(
@@ -58,7 +62,7 @@ class ChatInputSerializer(StrictJSONMixin, serializers.Serializer):
     stream = serializers.BooleanField(default=False)
 
     def validate_model(self, value: str) -> str:
-        return value.strip() or settings.DEFAULT_CHAT_MODEL
+        return value.strip()
 
     def validate_messages(self, value: list[dict[str, Any]]) -> list[dict[str, Any]]:
         if len(value) > settings.MAX_CHAT_MESSAGES:
@@ -68,7 +72,7 @@ class ChatInputSerializer(StrictJSONMixin, serializers.Serializer):
         return value
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
-        attrs.setdefault("model", settings.DEFAULT_CHAT_MODEL)
+        attrs.setdefault("model", "")  # "": the view asks for the default (service.default_model)
         return attrs
 
 
@@ -144,12 +148,16 @@ class EmbeddingInputField(serializers.Field):
 class EmbeddingInputSerializer(StrictJSONMixin, serializers.Serializer):
     """`POST /v1/embeddings` body."""
 
-    model = ModelNameField(required=False, help_text="Defaults to DEFAULT_EMBEDDING_MODEL.")
+    model = ModelNameField(
+        required=False,
+        help_text="Defaults to DEFAULT_EMBEDDING_MODEL (or, while that is not served, "
+        "the embedded embedding model).",
+    )
     input = EmbeddingInputField(help_text="A string or a list of strings.")
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
-        if not attrs.get("model", "").strip():
-            attrs["model"] = settings.DEFAULT_EMBEDDING_MODEL
+        # "": the view asks for the default (service.default_model).
+        attrs["model"] = attrs.get("model", "").strip()
         return attrs
 
 

@@ -83,6 +83,7 @@ class ChatCompletionViewSet(ViewSet):
         serializer = ChatInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         chat = chat_request_from(serializer.validated_data)
+        chat.model = chat.model or await service.default_model(kind="chat")
         meter = model_authorize(request, endpoint_group=self.endpoint_group, model=chat.model)
         completion_id = str(uuid.uuid4())
         created = datetime.now(UTC)
@@ -159,6 +160,7 @@ class EmbeddingViewSet(ViewSet):
         serializer = EmbeddingInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         model, inputs = serializer.validated_data["model"], serializer.validated_data["input"]
+        model = model or await service.default_model(kind="embedding")
         meter = model_authorize(request, endpoint_group=self.endpoint_group, model=model)
         result = await service.embeddings_create(model=model, inputs=inputs, meter=meter)
         # Shaped as EmbeddingOutputSerializer; built directly because running

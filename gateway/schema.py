@@ -605,13 +605,30 @@ class ReadyChecksSerializer(serializers.Serializer):
     backend = serializers.ChoiceField(choices=CHECK_STATES)
 
 
+class BackendStateSerializer(serializers.Serializer):
+    state = serializers.ChoiceField(choices=CHECK_STATES)
+    version = serializers.CharField(required=False, help_text="When it answers.")
+    problem = serializers.CharField(required=False, help_text="When it fails.")
+
+
+def _backends_field() -> serializers.DictField:
+    return serializers.DictField(
+        child=BackendStateSerializer(),
+        required=False,
+        help_text="With several backends (Ollama and the embedded engine): each one's "
+        "state. The gateway is ready while one of them answers.",
+    )
+
+
 class ReadySerializer(serializers.Serializer):
     status = serializers.ChoiceField(choices=["ok"])
     checks = ReadyChecksSerializer()
+    backends = _backends_field()
 
 
 class NotReadySerializer(ErrorEnvelopeSerializer):
     checks = ReadyChecksSerializer()
+    backends = _backends_field()
 
 
 class _DocumentedPlainView(APIView):
@@ -654,9 +671,10 @@ PLAIN_VIEWS: tuple[type[_DocumentedPlainView], ...] = (
         tags=["health"],
         summary="Readiness probe",
         description=(
-            "The database, the cache and the inference backend all answer (each within "
+            "The database, the cache and an inference backend answer (each within "
             "3 s). Otherwise `503`, naming what failed in `error.details` and `checks`. "
-            "Needs no key."
+            "With Ollama and the embedded engine both configured, `backends` gives each "
+            "one's state, and one answering is enough. Needs no key."
         ),
         responses={
             200: answer(

@@ -6,9 +6,11 @@ Functions are keyword-only, typed, and raise only `gateway.errors` errors.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from functools import cache
-from typing import Any
+from pathlib import Path
+from typing import Any, Literal
 
 from django.conf import settings
 from django.core.signals import setting_changed
@@ -30,26 +32,119 @@ from gateway.backends import (
     RunningModel,
     normalize_model_name,
 )
+from gateway.backends.embedded import EmbeddedBackend, EmbeddedModelSpec, model_name_from_file
 from gateway.backends.ollama import OllamaBackend
-from gateway.errors import BadRequestError, ModelNotFoundError
+from gateway.backends.pool import BackendHealth, BackendPool
+from gateway.errors import APIError, BadRequestError, ModelNotFoundError
 from gateway.metering import UsageMeter
+
+ModelKind = Literal["chat", "embedding"]
+
+
+def _embedded_models() -> list[EmbeddedModelSpec]:
+    """The GGUF files the embedded backend serves, from settings (none when it is off)."""
+    if not settings.EMBEDDED_BACKEND:
+        return []
+    chat_path, embedding_path = (
+        settings.EMBEDDED_CHAT_MODEL_PATH,
+        settings.EMBEDDED_EMBEDDING_MODEL_PATH,
+    )
+    configured = (
+        ("chat", chat_path, settings.EMBEDDED_CHAT_MODEL_NAME),
+        ("embedding", embedding_path, settings.EMBEDDED_EMBEDDING_MODEL_NAME),
+    )
+    return [
+        EmbeddedModelSpec(
+            name=normalize_model_name(name or model_name_from_file(path)),
+            path=Path(path),
+            kind=kind,  # type: ignore[arg-type]
+        )
+        for kind, path, name in configured
+        if path
+    ]
 
 
 @cache
-def backend_get() -> InferenceBackend:
-    """The configured backend (built once per process from settings)."""
-    return OllamaBackend(
-        host=settings.OLLAMA_HOST,
-        connect_timeout=settings.OLLAMA_CONNECT_TIMEOUT,
-        read_timeout=settings.OLLAMA_READ_TIMEOUT,
-        busy_retry_after=settings.OLLAMA_BUSY_RETRY_AFTER,
-    )
+def backend_get() -> BackendPool:
+    """The configured backends behind one pool (built once per process from settings).
+
+    Ollama at OLLAMA_HOST, and the embedded engine when it is on: each request
+    goes to the backend that lists its model (Ollama first when both do).
+    """
+    members: list[tuple[str, InferenceBackend]] = [
+        (
+            "ollama",
+            OllamaBackend(
+                host=settings.OLLAMA_HOST,
+                connect_timeout=settings.OLLAMA_CONNECT_TIMEOUT,
+                read_timeout=settings.OLLAMA_READ_TIMEOUT,
+                busy_retry_after=settings.OLLAMA_BUSY_RETRY_AFTER,
+            ),
+        )
+    ]
+    if embedded := _embedded_models():
+        members.append(
+            (
+                "embedded",
+                EmbeddedBackend(
+                    models=embedded,
+                    threads=settings.EMBEDDED_THREADS,
+                    context_length=settings.EMBEDDED_CONTEXT_LENGTH,
+                ),
+            )
+        )
+    return BackendPool(members)
 
 
 @receiver(setting_changed)
 def _backend_reset(*, setting: str, **kwargs: object) -> None:
-    if setting.startswith("OLLAMA_"):
+    if setting.startswith(("OLLAMA_", "EMBEDDED_")):
         backend_get.cache_clear()
+
+
+async def default_model(*, kind: ModelKind) -> str:
+    """The model for a request that names none.
+
+    DEFAULT_CHAT_MODEL / DEFAULT_EMBEDDING_MODEL while a backend serves it;
+    otherwise (no Ollama, or the model not pulled) the embedded model of that
+    kind, when the embedded backend serves one.
+    """
+    configured = settings.DEFAULT_CHAT_MODEL if kind == "chat" else settings.DEFAULT_EMBEDDING_MODEL
+    fallback = next((spec.name for spec in _embedded_models() if spec.kind == kind), None)
+    if fallback is None:
+        return configured
+    served = await backend_get().served_models()
+    if normalize_model_name(configured) in served or fallback not in served:
+        return configured
+    return fallback
+
+
+async def chat_models_list() -> list[ModelInfo]:
+    """The models that can chat (capability `completion`), newest first.
+
+    Ollama's model list carries no capabilities: they come from one describe
+    call per model, remembered per model and digest.
+    """
+    models = await models_list()
+    capable = await asyncio.gather(*(_can_chat(model) for model in models))
+    return [model for model, can in zip(models, capable, strict=True) if can]
+
+
+_capabilities: dict[tuple[str, str], tuple[str, ...]] = {}
+
+
+async def _can_chat(model: ModelInfo) -> bool:
+    capabilities = model.capabilities or _capabilities.get((model.id, model.digest))
+    if capabilities is None:
+        try:
+            description = await model_describe(model_id=model.id)
+        except APIError:
+            return True  # not known to be unable: offer it
+        capabilities = description.model.capabilities
+        if model.digest:
+            _capabilities[(model.id, model.digest)] = capabilities
+    # A backend that reports no capabilities at all says nothing against chat.
+    return not capabilities or "completion" in capabilities
 
 
 async def models_list() -> list[ModelInfo]:
@@ -177,3 +272,8 @@ async def model_copy(*, source: str, destination: str) -> None:
 async def backend_version() -> str:
     """The backend's version string; raises if it is unreachable."""
     return await backend_get().version()
+
+
+async def backends_health() -> list[BackendHealth]:
+    """Each configured backend's state, asked at once (for the readiness probe)."""
+    return await backend_get().health()

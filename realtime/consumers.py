@@ -112,6 +112,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         self._stop_reason: str | None = None
         self._idle_task: asyncio.Task[None] | None = None
         self._last_activity = time.monotonic()
+        self._handling = 0
         # Answer with the non-secret subprotocol only (a browser that offered
         # `bearer.<key>` must never get the key echoed back).
         offered = offered_subprotocols(self.scope)
@@ -143,6 +144,9 @@ class ChatConsumer(AsyncWebsocketConsumer):
         self._last_activity = time.monotonic()
         if not hasattr(self, "caller"):
             return  # closing an unauthenticated connection; ignore what it sends
+        # A message still being handled (its checks wait for the database on
+        # a busy machine) keeps the connection from looking idle.
+        self._handling += 1
         try:
             frame = frame_parse(text_data, bytes_data)
             handler = getattr(self, f"_on_{frame['type']}")
@@ -152,6 +156,9 @@ class ChatConsumer(AsyncWebsocketConsumer):
             await self._send_frame(error_frame(error))
             if isinstance(error, AuthenticationError):
                 await self.close(code=CLOSE_UNAUTHENTICATED)
+        finally:
+            self._handling -= 1
+            self._last_activity = time.monotonic()
 
     # --- client frames ---------------------------------------------------------
 
@@ -179,7 +186,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         fields = chat_frame_validate(frame)
         if self._generating():
             raise GenerationInProgressError()
-        model = fields.get("model") or settings.DEFAULT_CHAT_MODEL
+        model = fields.get("model") or await service.default_model(kind="chat")
         meter = UsageMeter()
         started = time.monotonic()
         try:
@@ -346,7 +353,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
             if remaining > 0:
                 await asyncio.sleep(remaining)
                 continue
-            if self._generating():
+            if self._generating() or self._handling:
                 self._last_activity = time.monotonic()
                 continue
             await self._send_frame(

@@ -76,7 +76,12 @@ def start_server(*, env: Mapping[str, str], server: str = "daphne") -> Iterator[
 
 def server_env(**overrides: str) -> dict[str, str]:
     """The test process's environment plus overrides, for a server process."""
-    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "localai_site.settings"}
+    # The fake Ollama is these servers' backend: no embedded models beside it.
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "localai_site.settings",
+        "EMBEDDED_BACKEND": "off",
+    }
     env.update(overrides)
     return env
 
