@@ -34,7 +34,14 @@ from gateway.backends import (
 )
 from gateway.errors import APIError, BadRequestError, error_body
 from gateway.relay import BaseEncoder
-from gateway.streaming import compact_json, json_object_head, json_string, sse_event
+from gateway.scheduler import Queued
+from gateway.streaming import (
+    compact_json,
+    json_object_head,
+    json_string,
+    sse_event,
+    sse_queued,
+)
 from gateway.validation import tool_problem
 
 # OpenAI's reasoning_effort -> Ollama's `think`.
@@ -518,6 +525,9 @@ class ChatCompletionEncoder(BaseEncoder[ChatChunk, bytes]):
     def success(self) -> bytes:
         return sse_event("[DONE]")
 
+    def queued(self, notice: Queued) -> bytes:
+        return sse_queued(notice)
+
 
 def _usage_event(
     encoder: ChatCompletionEncoder | CompletionEncoder, kind: str, chunk: ChatChunk | GenerateChunk
@@ -592,6 +602,9 @@ class CompletionEncoder(BaseEncoder[GenerateChunk, bytes]):
 
     def success(self) -> bytes:
         return sse_event("[DONE]")
+
+    def queued(self, notice: Queued) -> bytes:
+        return sse_queued(notice)
 
 
 def embedding_base64(vector: list[float]) -> str:

@@ -77,6 +77,15 @@ class SchedulerSettings:
     lease_seconds: float = 15.0
 
 
+@dataclass(frozen=True, slots=True)
+class Queued:
+    """A stream waits for a backend slot: `position` 1 is next. Surfaces that
+    can say so without breaking their format do (SSE comment, WebSocket frame)."""
+
+    position: int
+    done: bool = False
+
+
 @dataclass(slots=True)
 class QueueStats:
     """What an operator sees of one resource."""
@@ -317,6 +326,7 @@ __all__ = [
     "Lease",
     "LocalScheduler",
     "QueueStats",
+    "Queued",
     "SchedulerSettings",
     "SchedulingCaller",
     "slot",

@@ -7,6 +7,7 @@ Functions are keyword-only, typed, and raise only `gateway.errors` errors.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from functools import cache
 from pathlib import Path
@@ -37,6 +38,18 @@ from gateway.backends.ollama import OllamaBackend
 from gateway.backends.pool import BackendHealth, BackendPool
 from gateway.errors import APIError, BadRequestError, ModelNotFoundError
 from gateway.metering import UsageMeter
+from gateway.scheduler import (
+    Anonymous,
+    Lease,
+    LocalScheduler,
+    Queued,
+    RedisScheduler,
+    SchedulerSettings,
+    SchedulingCaller,
+)
+
+# Requests the gateway makes for itself (no caller): one share like anyone.
+INTERNAL_CALLER = Anonymous()
 
 ModelKind = Literal["chat", "embedding"]
 
@@ -79,6 +92,7 @@ def backend_get() -> BackendPool:
                 connect_timeout=settings.OLLAMA_CONNECT_TIMEOUT,
                 read_timeout=settings.OLLAMA_READ_TIMEOUT,
                 busy_retry_after=settings.OLLAMA_BUSY_RETRY_AFTER,
+                parallel=settings.OLLAMA_NUM_PARALLEL,
             ),
         )
     ]
@@ -96,10 +110,87 @@ def backend_get() -> BackendPool:
     return BackendPool(members)
 
 
+@cache
+def scheduler_get() -> LocalScheduler | RedisScheduler | None:
+    """The scheduler of the backends' slots: in Redis with REDIS_URL (every
+    process shares it), else in this process; None when SCHEDULER_ENABLED is off."""
+    if not settings.SCHEDULER_ENABLED:
+        return None
+    config = SchedulerSettings(
+        queue_timeout=settings.SCHEDULER_QUEUE_TIMEOUT,
+        max_queue=settings.SCHEDULER_MAX_QUEUE,
+        notice_interval=settings.SCHEDULER_NOTICE_INTERVAL,
+        lease_seconds=settings.SCHEDULER_LEASE_SECONDS,
+    )
+    if settings.REDIS_URL:
+        return RedisScheduler(settings.REDIS_URL, config)
+    return LocalScheduler(config)
+
+
 @receiver(setting_changed)
 def _backend_reset(*, setting: str, **kwargs: object) -> None:
     if setting.startswith(("OLLAMA_", "EMBEDDED_")):
         backend_get.cache_clear()
+    if setting.startswith(("SCHEDULER_", "OLLAMA_NUM_PARALLEL", "REDIS_URL")):
+        scheduler_get.cache_clear()
+
+
+async def _acquire(
+    *, model: str, caller: SchedulingCaller | None, meter: UsageMeter | None
+) -> tuple[InferenceBackend, Lease | None]:
+    """The backend that serves `model`, and a slot of it in fair order.
+
+    Routing comes first, so an unknown model is a 404 and a backend that is
+    down a 503 without waiting in any queue.
+    """
+    name, member = await backend_get().route(model)
+    if meter is not None:
+        meter.backend = name
+    scheduler = scheduler_get()
+    if scheduler is None:
+        return member, None
+    lease = await scheduler.acquire(
+        resource=f"{name}/{normalize_model_name(model)}",
+        slots=getattr(member, "parallel", 1),
+        caller=caller or INTERNAL_CALLER,
+    )
+    if meter is not None:
+        meter.queued_ms = round(lease.queued_seconds * 1000)
+    return member, lease
+
+
+async def _acquire_with_notices(
+    *, model: str, caller: SchedulingCaller | None, meter: UsageMeter | None
+) -> AsyncIterator[Queued | tuple[InferenceBackend, Lease | None]]:
+    """`_acquire`, yielding `Queued` every SCHEDULER_NOTICE_INTERVAL while it waits."""
+    waiting = asyncio.ensure_future(_acquire(model=model, caller=caller, meter=meter))
+    handed = False
+    try:
+        while True:
+            done, _ = await asyncio.wait({waiting}, timeout=settings.SCHEDULER_NOTICE_INTERVAL)
+            if done:
+                result = waiting.result()
+                handed = True
+                yield result
+                return
+            scheduler = scheduler_get()
+            position = 0
+            if isinstance(scheduler, LocalScheduler) and caller is not None:
+                name, _ = await backend_get().route(model)
+                position = scheduler.position(f"{name}/{normalize_model_name(model)}", caller.id)
+            yield Queued(position=position)
+    finally:
+        if not waiting.done():
+            waiting.cancel()  # leaves the queue at once; the backend never sees it
+            with contextlib.suppress(BaseException):
+                await waiting
+        elif not handed and not waiting.cancelled() and waiting.exception() is None:
+            await _release(waiting.result()[1])  # granted just as the client left
+
+
+async def _release(lease: Lease | None) -> None:
+    if lease is not None:
+        await asyncio.shield(lease.release())
 
 
 async def default_model(*, kind: ModelKind) -> str:
@@ -164,34 +255,102 @@ async def model_get(*, model_id: str) -> ModelInfo:
     raise ModelNotFoundError(model_id)
 
 
-async def chat_complete(*, request: ChatRequest, meter: UsageMeter | None = None) -> ChatResult:
-    """A whole chat answer with the backend's token counts (charged to `meter`)."""
-    result = await backend_get().chat(request)
+async def chat_complete(
+    *,
+    request: ChatRequest,
+    meter: UsageMeter | None = None,
+    caller: SchedulingCaller | None = None,
+) -> ChatResult:
+    """A whole chat answer with the backend's token counts (charged to `meter`).
+
+    Waits for a slot of the backend in fair order between callers.
+    """
+    member, lease = await _acquire(model=request.model, caller=caller, meter=meter)
+    try:
+        result = await member.chat(request)
+    finally:
+        await _release(lease)
     if meter is not None:
         meter.charge(prompt_tokens=result.prompt_tokens, completion_tokens=result.completion_tokens)
     return result
 
 
-def chat_stream(*, request: ChatRequest) -> AsyncIterator[ChatChunk]:
+def chat_stream(
+    *,
+    request: ChatRequest,
+    meter: UsageMeter | None = None,
+    caller: SchedulingCaller | None = None,
+    notices: bool = False,
+) -> AsyncIterator[ChatChunk | Queued]:
     """Chunks as the backend produces them; the last has `done=True`.
 
     Errors before the first chunk (unknown model, busy, down) are raised by
     the first `__anext__`, so callers can still answer with a status code.
-    Closing the iterator (`aclose`) closes the backend request.
+    Closing the iterator (`aclose`) leaves the queue or closes the backend
+    request, and gives the slot back. `notices=True`: while the stream waits
+    for a slot it yields `Queued` now and then (the surface can say so).
     """
-    return backend_get().chat_stream(request)
+    return _scheduled_stream(
+        request, lambda member: member.chat_stream(request), meter, caller, notices
+    )
 
 
-def generate_stream(*, request: GenerateRequest) -> AsyncIterator[GenerateChunk]:
+def generate_stream(
+    *,
+    request: GenerateRequest,
+    meter: UsageMeter | None = None,
+    caller: SchedulingCaller | None = None,
+    notices: bool = False,
+) -> AsyncIterator[GenerateChunk | Queued]:
     """A raw prompt completion as it is produced; same contract as `chat_stream`."""
-    return backend_get().generate_stream(request)
+    return _scheduled_stream(
+        request, lambda member: member.generate_stream(request), meter, caller, notices
+    )
+
+
+async def _scheduled_stream(
+    request: ChatRequest | GenerateRequest,
+    open_stream: Any,
+    meter: UsageMeter | None,
+    caller: SchedulingCaller | None,
+    notices: bool,
+) -> AsyncIterator[Any]:
+    if notices:
+        acquired = None
+        steps = _acquire_with_notices(model=request.model, caller=caller, meter=meter)
+        async with contextlib.aclosing(steps):
+            async for step in steps:
+                if isinstance(step, Queued):
+                    yield step
+                else:
+                    acquired = step
+        assert acquired is not None
+        member, lease = acquired
+    else:
+        member, lease = await _acquire(model=request.model, caller=caller, meter=meter)
+    try:
+        stream = open_stream(member)
+        try:
+            async for chunk in stream:
+                yield chunk
+        finally:
+            await stream.aclose()
+    finally:
+        await _release(lease)
 
 
 async def generate_complete(
-    *, request: GenerateRequest, meter: UsageMeter | None = None
+    *,
+    request: GenerateRequest,
+    meter: UsageMeter | None = None,
+    caller: SchedulingCaller | None = None,
 ) -> GenerateResult:
     """A whole raw prompt completion with the backend's token counts (charged to `meter`)."""
-    result = await backend_get().generate(request)
+    member, lease = await _acquire(model=request.model, caller=caller, meter=meter)
+    try:
+        result = await member.generate(request)
+    finally:
+        await _release(lease)
     if meter is not None:
         meter.charge(prompt_tokens=result.prompt_tokens, completion_tokens=result.completion_tokens)
     return result
@@ -207,21 +366,26 @@ async def embeddings_create(
     keep_alive: float | str | None = None,
     normalize: bool = True,
     meter: UsageMeter | None = None,
+    caller: SchedulingCaller | None = None,
 ) -> EmbedResult:
     """One vector per input, in order, from ONE backend call (tokens charged to `meter`).
 
     `normalize=False` asks for the model's raw vectors (Ollama's legacy
     embeddings endpoint); the backend may then need one call per input.
     """
-    result = await backend_get().embed(
-        model=model,
-        inputs=inputs,
-        dimensions=dimensions,
-        truncate=truncate,
-        extra=extra,
-        keep_alive=keep_alive,
-        normalize=normalize,
-    )
+    member, lease = await _acquire(model=model, caller=caller, meter=meter)
+    try:
+        result = await member.embed(
+            model=model,
+            inputs=inputs,
+            dimensions=dimensions,
+            truncate=truncate,
+            extra=extra,
+            keep_alive=keep_alive,
+            normalize=normalize,
+        )
+    finally:
+        await _release(lease)
     if meter is not None:
         meter.charge(prompt_tokens=result.prompt_tokens)
     return result

@@ -140,6 +140,25 @@ OLLAMA_CONNECT_TIMEOUT = env.float("OLLAMA_CONNECT_TIMEOUT", default=5.0)
 OLLAMA_READ_TIMEOUT = env.float("OLLAMA_READ_TIMEOUT", default=300.0)
 # Retry-After (seconds) sent when Ollama reports its queue full.
 OLLAMA_BUSY_RETRY_AFTER = env.int("OLLAMA_BUSY_RETRY_AFTER", default=2)
+
+# --- fair scheduling of the backends' slots (gateway/scheduler.py) -------------
+# Requests an Ollama host runs at once per model: set it as Ollama's own
+# OLLAMA_NUM_PARALLEL (same name, same meaning). The embedded engine has 1.
+OLLAMA_NUM_PARALLEL = env.int("OLLAMA_NUM_PARALLEL", default=1)
+# Off: every request goes straight to the backend (its own first-come queue).
+SCHEDULER_ENABLED = env.bool("SCHEDULER_ENABLED", default=True)
+# Seconds a request may wait for a slot before 503 backend_busy.
+SCHEDULER_QUEUE_TIMEOUT = env.float("SCHEDULER_QUEUE_TIMEOUT", default=300.0)
+# Requests that may wait per backend and model, all callers together (then 503).
+SCHEDULER_MAX_QUEUE = env.int("SCHEDULER_MAX_QUEUE", default=512)
+# How often a waiting stream hears that it waits (SSE comment, WebSocket `queued`).
+SCHEDULER_NOTICE_INTERVAL = env.float("SCHEDULER_NOTICE_INTERVAL", default=5.0)
+# With REDIS_URL: a slot held by a process that died comes back after this.
+SCHEDULER_LEASE_SECONDS = env.float("SCHEDULER_LEASE_SECONDS", default=15.0)
+# A key's caps when its own are empty: requests run at once (0: only the
+# backend's slots limit them), requests waiting for a slot (more get 429).
+KEY_MAX_CONCURRENT_DEFAULT = env.int("KEY_MAX_CONCURRENT_DEFAULT", default=0)
+KEY_MAX_QUEUED_DEFAULT = env.int("KEY_MAX_QUEUED_DEFAULT", default=256)
 # When the configured defaults are not served (no Ollama, or not pulled), the
 # embedded models answer in their place (gateway.service.default_model).
 DEFAULT_CHAT_MODEL = env.str("DEFAULT_CHAT_MODEL", default="qwen2.5:14b")

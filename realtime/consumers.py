@@ -30,6 +30,7 @@ from gateway.backends import ChatChunk, ChatRequest, GenerationParams
 from gateway.errors import APIError, AuthenticationError, as_api_error
 from gateway.metering import UsageMeter
 from gateway.relay import BaseEncoder, relay
+from gateway.scheduler import Queued
 from keys import policy
 from keys.policy import Caller
 from realtime import auth
@@ -98,6 +99,9 @@ class ChatFrameEncoder(BaseEncoder[ChatChunk, dict[str, Any]]):
     def failure(self, error: APIError) -> dict[str, Any]:
         self.error = error
         return error_frame(error)
+
+    def queued(self, notice: Queued) -> dict[str, Any]:
+        return {"type": "queued", "position": notice.position}
 
 
 class ChatConsumer(AsyncWebsocketConsumer):
@@ -249,7 +253,8 @@ class ChatConsumer(AsyncWebsocketConsumer):
         (also a partial one the client cancelled); a failed turn is not.
         """
         encoder = ChatFrameEncoder()
-        frames = relay(service.chat_stream(request=request), encoder, meter)
+        chunks = service.chat_stream(request=request, meter=meter, caller=self.caller, notices=True)
+        frames = relay(chunks, encoder, meter)
         status, error = 200, None
         try:
             await self._send_frame({"type": "assistant_start", "model": request.model})

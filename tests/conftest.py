@@ -42,6 +42,18 @@ def django_db_modify_db_settings(tmp_path_factory: pytest.TempPathFactory) -> No
         )
 
 
+@pytest.fixture(autouse=True)
+def _backend_slots_unlimited(request: pytest.FixtureRequest) -> None:
+    """The fake Ollama serves any number of requests at once: so may the gateway.
+
+    Ollama's own default is one request per model at a time, and so is the
+    gateway's (OLLAMA_NUM_PARALLEL); tests of other features hold many
+    requests open together, so they get as many slots as they like. The
+    scheduler's tests set their own.
+    """
+    request.getfixturevalue("settings").OLLAMA_NUM_PARALLEL = 10_000
+
+
 @pytest.fixture(scope="session")
 def fake_ollama_server() -> Iterator[FakeOllama]:
     server = FakeOllama()

@@ -596,6 +596,10 @@ def _close_engines() -> None:
 class EmbeddedBackend:
     """An `InferenceBackend` over llama.cpp models loaded in this process."""
 
+    # One engine context per model: one request at a time (the scheduler
+    # queues the rest fairly).
+    parallel = 1
+
     def __init__(
         self, *, models: list[EmbeddedModelSpec], threads: int = 2, context_length: int = 4096
     ) -> None:

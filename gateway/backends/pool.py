@@ -115,8 +115,12 @@ class BackendPool:
         return routes
 
     async def _member_for(self, model: str) -> InferenceBackend:
+        return (await self.route(model))[1]
+
+    async def route(self, model: str) -> tuple[str, InferenceBackend]:
+        """The member that serves `model`, with its name (for its slots and records)."""
         if len(self.members) == 1:
-            return next(iter(self.members.values()))
+            return next(iter(self.members.items()))
         key = normalize_model_name(model)
         routes, fresh = await self._current_routes()
         name = routes.owner.get(key)
@@ -124,7 +128,7 @@ class BackendPool:
             routes = await self._refresh()  # pulled behind our back? look again
             name = routes.owner.get(key)
         if name is not None:
-            return self.members[name]
+            return name, self.members[name]
         if routes.failures:
             # The model may be on the member that is down: say that, not 404.
             raise next(iter(routes.failures.values()))
