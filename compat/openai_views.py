@@ -145,7 +145,7 @@ class OpenAIEmbeddingViewSet(ViewSet):
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
         model = data["model"]
-        inputs = translate.embedding_inputs_from(data["input"])
+        inputs = data["input"]
         meter = metered_model(request, endpoint_group=self.endpoint_group, model=model)
         result = await service.embeddings_create(
             model=model, inputs=inputs, dimensions=data.get("dimensions")
