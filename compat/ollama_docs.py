@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from drf_spectacular.extensions import OpenApiSerializerExtension
 from drf_spectacular.utils import OpenApiResponse, PolymorphicProxySerializer, extend_schema
 from rest_framework import serializers
 
@@ -72,28 +71,6 @@ class OllamaEmbed(OllamaEmbedSerializer):
 
 class OllamaEmbeddings(OllamaEmbeddingsSerializer):
     model = ModelNameField()
-
-
-class ModelOrNameRequired(OpenApiSerializerExtension):
-    """`show`, `pull`, `push`, `delete`, `create`: `model` or its old spelling `name`."""
-
-    target_class = OllamaModelOperationSerializer
-
-    def map_serializer(self, auto_schema: Any, direction: Any) -> dict[str, Any]:
-        schema = auto_schema._map_basic_serializer(self.target, direction)
-        schema["anyOf"] = [
-            {"required": [name], "properties": {name: {"minLength": 1}}}
-            for name in ("model", "name")
-        ]
-        return schema
-
-
-class _ShowRequired(ModelOrNameRequired):
-    target_class = OllamaShowSerializer
-
-
-class _CreateRequired(ModelOrNameRequired):
-    target_class = OllamaCreateSerializer
 
 
 # --- operations ---------------------------------------------------------------------

@@ -12,7 +12,7 @@ import binascii
 from typing import Any
 
 from django.conf import settings
-from drf_spectacular.utils import extend_schema_field
+from drf_spectacular.utils import extend_schema_field, extend_schema_serializer
 from rest_framework import serializers
 
 from gateway.schema import EXAMPLE_MODEL, example
@@ -366,6 +366,19 @@ class OllamaEmbeddingsSerializer(StrictJSONMixin, serializers.Serializer):
     keep_alive = KeepAliveField(required=False, allow_null=True)
 
 
+# `model`, or its old spelling `name`: the serializers take neither as required so
+# that a missing model gets Ollama's own answer; the schema says one is needed.
+MODEL_OR_NAME = extend_schema_serializer(
+    extensions={
+        "x-any-of": [
+            {"required": [name], "properties": {name: {"minLength": 1}}}
+            for name in ("model", "name")
+        ]
+    }
+)
+
+
+@MODEL_OR_NAME
 @example("show", {"model": EXAMPLE_MODEL})
 class OllamaShowSerializer(StrictJSONMixin, serializers.Serializer):
     """`POST /ollama/api/show` body (`name` is the deprecated spelling of `model`)."""
@@ -375,6 +388,7 @@ class OllamaShowSerializer(StrictJSONMixin, serializers.Serializer):
     verbose = serializers.BooleanField(required=False, allow_null=True)
 
 
+@MODEL_OR_NAME
 @example("model", {"model": EXAMPLE_MODEL})
 class OllamaModelOperationSerializer(StrictJSONMixin, serializers.Serializer):
     """`pull`, `push`, `delete` bodies (`name` is the deprecated spelling of `model`)."""

@@ -485,6 +485,11 @@ EXAMPLE_MODEL_OBJECT = {
 }
 
 
+@extend_schema_field({"type": "null", "description": "Always null: no log probabilities."})
+class NoLogprobsField(serializers.JSONField):
+    """`logprobs` of an answer: the backend gives none."""
+
+
 class OpenAIUsageSerializer(serializers.Serializer):
     prompt_tokens = serializers.IntegerField()
     completion_tokens = serializers.IntegerField()
@@ -617,7 +622,7 @@ class OpenAIAssistantMessageSerializer(serializers.Serializer):
 class ChatChoiceSerializer(serializers.Serializer):
     index = serializers.IntegerField()
     message = OpenAIAssistantMessageSerializer()
-    logprobs = serializers.JSONField(allow_null=True)
+    logprobs = NoLogprobsField()
     finish_reason = serializers.ChoiceField(choices=["stop", "length", "tool_calls"])
 
 
@@ -699,7 +704,7 @@ class CompletionInputSerializer(StrictJSONMixin, serializers.Serializer):
 class CompletionChoiceSerializer(serializers.Serializer):
     index = serializers.IntegerField()
     text = serializers.CharField()
-    logprobs = serializers.JSONField(allow_null=True)
+    logprobs = NoLogprobsField()
     finish_reason = serializers.ChoiceField(choices=["stop", "length"])
 
 
@@ -824,7 +829,7 @@ class ChunkDeltaSerializer(serializers.Serializer):
 class ChunkChoiceSerializer(serializers.Serializer):
     index = serializers.IntegerField()
     delta = ChunkDeltaSerializer()
-    logprobs = serializers.JSONField(allow_null=True)
+    logprobs = NoLogprobsField()
     finish_reason = serializers.ChoiceField(
         choices=["stop", "length", "tool_calls"], allow_null=True
     )
@@ -857,7 +862,7 @@ class ChatCompletionChunkSerializer(_ChunkSerializer):
 class CompletionChunkChoiceSerializer(serializers.Serializer):
     index = serializers.IntegerField()
     text = serializers.CharField(allow_blank=True)
-    logprobs = serializers.JSONField(allow_null=True)
+    logprobs = NoLogprobsField()
     finish_reason = serializers.ChoiceField(choices=["stop", "length"], allow_null=True)
 
 

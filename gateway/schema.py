@@ -1,16 +1,18 @@
 """Reusable pieces of the OpenAPI document (drf-spectacular).
 
 - The error envelope as serializers, and `errors(...)`: the documented error
-  responses of an operation, each with the envelope schema, an example built
-  by the real error classes, and the headers the gateway sends with it.
+  responses of an operation, each with the envelope schema, examples that are
+  real `APIError` instances and the docstrings of their classes as description.
 - `ollama_errors(...)`: the same for Ollama's own error shape.
+- `example(...)`: a serializer's example, given once for every operation.
 - Security schemes: `BearerAuth` for `keys.authentication.ApiKeyAuthentication`,
   `BasicAuth` for the staff key-management API.
 - `sse_event_serializer(...)`: a `text/event-stream` event whose `data` is a
   JSON payload (OpenAPI 3.1 `contentSchema`) or the closing `[DONE]`.
 - Hooks: `add_plain_django_views` documents the routes that are plain Django
-  views (probes, `GET /ollama/`); `finish_schema` lists the serving origin
-  first in `servers` and adds the benchmark table to the chat operation.
+  views (probes, `GET /ollama/`); `finish_schema` turns a serializer's
+  `x-any-of` into `anyOf`, lists the serving origin first in `servers` and
+  adds the benchmark table to the chat operation.
 """
 
 from __future__ import annotations
@@ -69,12 +71,6 @@ EXAMPLE_TIMESTAMP = "2026-01-15T10:30:00.123456+00:00"
 EXAMPLE_MODEL = "qwen2.5:14b"
 
 # --- the error envelope -------------------------------------------------------
-
-
-class ValidationDetailSerializer(serializers.Serializer):
-    loc = serializers.CharField(help_text="The failing field, dotted (`messages.0.role`).")
-    msg = serializers.CharField(help_text="What is wrong with it.")
-    type = serializers.CharField(help_text="A machine-readable reason (`required`, `invalid`).")
 
 
 class ErrorSerializer(serializers.Serializer):
@@ -577,8 +573,8 @@ def local_only(view: Any) -> Any:
 # --- the finished document --------------------------------------------------------
 
 
-def benchmark_rows(path: Path) -> list[dict[str, Any]]:
-    """Rows of the benchmark results file (`make bench`), or [] when there is none.
+def benchmark_table(path: Path) -> str:
+    """A markdown performance table from the project's own benchmark results, or "".
 
     The file is JSON: `{"results": [{"model", "endpoint", "concurrency",
     "requests_per_second", "tokens_per_second", "ttft_p50_ms", "ttft_p99_ms",
@@ -589,31 +585,17 @@ def benchmark_rows(path: Path) -> list[dict[str, Any]]:
     try:
         data = json.loads(path.read_text())
     except FileNotFoundError:
-        return []
+        return ""
     except (OSError, ValueError) as exc:
         logger.warning("Ignoring unreadable benchmark results %s: %s", path, exc)
-        return []
-    rows = data.get("results") if isinstance(data, dict) else None
-    if not isinstance(rows, list):
-        return []
-    return [row for row in rows if isinstance(row, dict)]
-
-
-def benchmark_table(path: Path) -> str:
-    """A markdown performance table from the project's own benchmark results, or ""."""
-    rows = benchmark_rows(path)
+        return ""
+    if not isinstance(data, dict) or not isinstance(data.get("results"), list):
+        return ""
+    rows = [row for row in data["results"] if isinstance(row, dict)]
     if not rows:
         return ""
-    return render_benchmark_table(rows, source=_source_note(path))
-
-
-def _source_note(path: Path) -> str:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return ""
     parts = [str(data[key]) for key in ("backend", "date") if isinstance(data.get(key), str)]
-    return f" ({', '.join(parts)})" if parts else ""
+    return render_benchmark_table(rows, source=f" ({', '.join(parts)})" if parts else "")
 
 
 _COLUMNS: tuple[tuple[str, str], ...] = (
@@ -653,23 +635,6 @@ def render_benchmark_table(rows: list[dict[str, Any]], *, source: str = "") -> s
 CHAT_OPERATIONS = ("v1_chat_completions_create",)
 
 
-def _any_value_nullable_fixed(node: Any) -> Any:
-    """Undo drf-spectacular's `oneOf: [{}, {type: null}]` for a nullable JSONField.
-
-    Under OpenAPI 3.1 `null` matches both branches, so `oneOf` rejects the
-    very value it means to allow; `{}` (any JSON value, null included) says it.
-    """
-    if isinstance(node, list):
-        return [_any_value_nullable_fixed(item) for item in node]
-    if not isinstance(node, dict):
-        return node
-    fixed = {key: _any_value_nullable_fixed(value) for key, value in node.items()}
-    branches = fixed.get("oneOf")
-    if isinstance(branches, list) and {} in branches:
-        del fixed["oneOf"]
-    return fixed
-
-
 def _stream_examples_unwrapped(result: dict[str, Any]) -> None:
     """An NDJSON example is the list of its lines; drf-spectacular wraps it in one more list."""
     for path_item in result.get("paths", {}).values():
@@ -687,9 +652,14 @@ def _stream_examples_unwrapped(result: dict[str, Any]) -> None:
 def finish_schema(
     result: dict[str, Any], generator: Any, request: Any, public: bool, **kwargs: Any
 ) -> dict[str, Any]:
-    """POSTPROCESSING_HOOK: serving origin first in `servers`; benchmark table on chat."""
-    result = _any_value_nullable_fixed(result)
+    """POSTPROCESSING_HOOK: `x-any-of` as `anyOf`; serving origin first in `servers`;
+    benchmark table on chat."""
     _stream_examples_unwrapped(result)
+    for component in result.get("components", {}).get("schemas", {}).values():
+        # A rule across fields, attached to a serializer with the public
+        # `extend_schema_serializer(extensions={"x-any-of": [...]})`.
+        if "x-any-of" in component:
+            component["anyOf"] = component.pop("x-any-of")
     if request is not None:
         origin = request.build_absolute_uri("/").rstrip("/")
         others = [server for server in result.get("servers", []) if server.get("url") != origin]
