@@ -23,7 +23,6 @@ from gateway.errors import BadRequestError, validation_error
 from gateway.schema import (
     EXAMPLE_MODEL,
     INFERENCE_ERRORS,
-    KEY_HEADERS,
     LIST_ERRORS,
     MODEL_ERRORS,
     answer_or_stream,
@@ -48,7 +47,6 @@ models_list = extend_schema(
         "The models the backend has, as a JSON **array**. A key limited to some models "
         "sees only those."
     ),
-    parameters=KEY_HEADERS,
     responses={
         200: OpenApiResponse(ModelSerializer(many=True), "The models."),
         **errors(*LIST_ERRORS),
@@ -60,7 +58,7 @@ models_retrieve = extend_schema(
     tags=["models"],
     summary="Get one model",
     description="One model's details; `404 model_not_found` when the backend has no such model.",
-    parameters=[MODEL_ID, *KEY_HEADERS],
+    parameters=[MODEL_ID],
     responses={200: OpenApiResponse(ModelSerializer, "The model."), **errors(*MODEL_ERRORS)},
 )
 
@@ -92,7 +90,6 @@ chat_create = extend_schema(
         "Token counts in `usage` are the backend's own."
     ),
     request=ChatInputSerializer,
-    parameters=KEY_HEADERS,
     responses={
         **answer_or_stream(
             "The answer (`stream: false`), or its events (`stream: true`).",
@@ -117,7 +114,6 @@ embeddings_create = extend_schema(
         "MAX_EMBEDDING_INPUT_CHARS characters); empty strings are refused with `422`."
     ),
     request=EmbeddingInputSerializer,
-    parameters=KEY_HEADERS,
     responses={
         200: OpenApiResponse(EmbeddingOutputSerializer, "The vectors."),
         **errors(

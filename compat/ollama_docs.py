@@ -38,7 +38,6 @@ from compat.ollama_serializers import (
     generate_line,
 )
 from gateway.schema import (
-    KEY_HEADERS,
     LIST_ERRORS,
     MODEL_ERRORS,
     OllamaErrorSerializer,
@@ -87,14 +86,21 @@ ADMIN_NOTE = (
 )
 
 
-def _operation(summary: str, description: str, responses: dict[Any, Any], **kwargs: Any) -> Any:
+def _operation(
+    summary: str,
+    description: str,
+    answer: OpenApiResponse | dict[Any, OpenApiResponse],
+    errors: tuple[int, ...],
+    request: type[serializers.Serializer] | None = None,
+) -> Any:
+    """One view's docs: `answer` (its `200`, or the JSON answer and the stream) and `errors`."""
+    responses = answer if isinstance(answer, dict) else {200: answer}
     return extend_schema(
         tags=TAGS,
         summary=summary,
         description=description,
-        parameters=KEY_HEADERS,
-        responses=responses,
-        **kwargs,
+        request=request,
+        responses={**responses, **ollama_errors(*errors)},
     )
 
 
@@ -111,12 +117,7 @@ def _answer_or_lines(
         many=True,
     )
     return answer_or_stream(
-        description,
-        serializer,
-        stream,
-        lines,
-        stream_type="application/x-ndjson",
-        stream_name=name,
+        description, serializer, stream, lines, stream_type="application/x-ndjson", stream_name=name
     )
 
 
@@ -125,143 +126,112 @@ ANSWER = "The answer, or (by default) its NDJSON lines."
 chat = _operation(
     "Chat (Ollama)",
     "Ollama's `/api/chat` through the gateway.\n\n" + STREAM_NOTE,
-    {
-        **_answer_or_lines(
-            OllamaChatResponseSerializer,
-            ANSWER,
-            "lines",
-            [chat_line("Rayleigh"), chat_line(" scattering."), chat_line("", **DONE)],
-        ),
-        **ollama_errors(*RUN_ERRORS),
-    },
-    request=OllamaChat,
+    _answer_or_lines(
+        OllamaChatResponseSerializer,
+        ANSWER,
+        "lines",
+        [chat_line("Rayleigh"), chat_line(" scattering."), chat_line("", **DONE)],
+    ),
+    RUN_ERRORS,
+    OllamaChat,
 )
 generate = _operation(
     "Generate (Ollama)",
     "Ollama's `/api/generate` through the gateway.\n\n" + STREAM_NOTE,
-    {
-        **_answer_or_lines(
-            OllamaGenerateResponseSerializer,
-            ANSWER,
-            "lines",
-            [generate_line("Rayleigh"), generate_line(" scattering."), generate_line("", **DONE)],
-        ),
-        **ollama_errors(*RUN_ERRORS),
-    },
-    request=OllamaGenerate,
+    _answer_or_lines(
+        OllamaGenerateResponseSerializer,
+        ANSWER,
+        "lines",
+        [generate_line("Rayleigh"), generate_line(" scattering."), generate_line("", **DONE)],
+    ),
+    RUN_ERRORS,
+    OllamaGenerate,
 )
 embed = _operation(
     "Embed (Ollama)",
     "Ollama's `/api/embed`: one vector per input, every input in one backend call.",
-    {
-        200: OpenApiResponse(OllamaEmbedResponseSerializer, "The vectors, in input order."),
-        **ollama_errors(*RUN_ERRORS),
-    },
-    request=OllamaEmbed,
+    OpenApiResponse(OllamaEmbedResponseSerializer, "The vectors, in input order."),
+    RUN_ERRORS,
+    OllamaEmbed,
 )
 embeddings = _operation(
     "Embeddings (Ollama, legacy)",
     "Ollama's legacy `/api/embeddings`: one raw (not normalized) vector for `prompt`.",
-    {
-        200: OpenApiResponse(
-            OllamaEmbeddingResponseSerializer, "The vector (empty for an empty prompt)."
-        ),
-        **ollama_errors(*RUN_ERRORS),
-    },
-    request=OllamaEmbeddings,
+    OpenApiResponse(OllamaEmbeddingResponseSerializer, "The vector (empty for an empty prompt)."),
+    RUN_ERRORS,
+    OllamaEmbeddings,
 )
 tags = _operation(
     "List models (Ollama)",
     "Ollama's `/api/tags`: the models the backend has.",
-    {200: OpenApiResponse(OllamaTagsSerializer, "The models."), **ollama_errors(*LIST_ERRORS)},
+    OpenApiResponse(OllamaTagsSerializer, "The models."),
+    LIST_ERRORS,
 )
 show = _operation(
     "Show a model (Ollama)",
     "Ollama's `/api/show`: one model's details (`name`: the old spelling of `model`).",
-    {
-        200: OpenApiResponse(
-            OllamaShowResponseSerializer, "Model details, `model_info` always present."
-        ),
-        **ollama_errors(*MODEL_BODY_ERRORS),
-    },
-    request=OllamaShowSerializer,
+    OpenApiResponse(OllamaShowResponseSerializer, "Model details, `model_info` always present."),
+    MODEL_BODY_ERRORS,
+    OllamaShowSerializer,
 )
 ps = _operation(
     "Running models (Ollama)",
     "Ollama's `/api/ps`: the models loaded in memory.",
-    {200: OpenApiResponse(OllamaPsSerializer, "The loaded models."), **ollama_errors(*LIST_ERRORS)},
+    OpenApiResponse(OllamaPsSerializer, "The loaded models."),
+    LIST_ERRORS,
 )
 version = _operation(
     "Backend version (Ollama)",
     "Ollama's `/api/version`: clients gate features on it.",
+    OpenApiResponse(OllamaVersionSerializer, "The backend's version."),
+    LIST_ERRORS,
+)
+PROGRESS = [
+    {"status": "pulling manifest"},
     {
-        200: OpenApiResponse(OllamaVersionSerializer, "The backend's version."),
-        **ollama_errors(*LIST_ERRORS),
+        "status": "pulling 7cdf5a0187d5",
+        "digest": "sha256:" + EXAMPLE_DIGEST,
+        "total": 8988124069,
+        "completed": 1048576,
     },
-)
+    {"status": "success"},
+]
+PROGRESS_ANSWER = "The last status (`stream: false`), or every progress line."
+PROGRESS_NOTE = f"\n\n{ADMIN_NOTE}\n\n" + STREAM_NOTE.replace("`done: true`", "status")
 
-
-def _progress(summary: str, what: str, request: type[serializers.Serializer]) -> Any:
-    progress = [
-        {"status": "pulling manifest"},
-        {
-            "status": "pulling 7cdf5a0187d5",
-            "digest": "sha256:" + EXAMPLE_DIGEST,
-            "total": 8988124069,
-            "completed": 1048576,
-        },
-        {"status": "success"},
-    ]
-    return _operation(
-        summary,
-        f"{what}\n\n{ADMIN_NOTE}\n\n" + STREAM_NOTE.replace("`done: true`", "status"),
-        {
-            **_answer_or_lines(
-                OllamaProgressSerializer,
-                "The last status (`stream: false`), or every progress line.",
-                "progress",
-                progress,
-            ),
-            **ollama_errors(*RUN_ERRORS),
-        },
-        request=request,
-    )
-
-
-def _empty(summary: str, what: str, request: type[serializers.Serializer]) -> Any:
-    return _operation(
-        summary,
-        f"{what}\n\n{ADMIN_NOTE}",
-        {
-            200: OpenApiResponse(description="Done; empty body."),
-            **ollama_errors(*MODEL_BODY_ERRORS),
-        },
-        request=request,
-    )
-
-
-pull = _progress(
+pull = _operation(
     "Pull a model (Ollama; needs ollama_admin)",
-    "Ollama's `/api/pull`: download a model from its registry.",
+    "Ollama's `/api/pull`: download a model from its registry." + PROGRESS_NOTE,
+    _answer_or_lines(OllamaProgressSerializer, PROGRESS_ANSWER, "progress", PROGRESS),
+    RUN_ERRORS,
     OllamaModelOperationSerializer,
 )
-push = _progress(
+push = _operation(
     "Push a model (Ollama; needs ollama_admin)",
-    "Ollama's `/api/push`: upload a model to its registry.",
+    "Ollama's `/api/push`: upload a model to its registry." + PROGRESS_NOTE,
+    _answer_or_lines(OllamaProgressSerializer, PROGRESS_ANSWER, "progress", PROGRESS),
+    RUN_ERRORS,
     OllamaModelOperationSerializer,
 )
-create = _progress(
+create = _operation(
     "Create a model (Ollama; needs ollama_admin)",
-    "Ollama's `/api/create`: build a model from another (`from`, `system`, `parameters`, ...).",
+    "Ollama's `/api/create`: build a model from another (`from`, `system`, `parameters`, ...)."
+    + PROGRESS_NOTE,
+    _answer_or_lines(OllamaProgressSerializer, PROGRESS_ANSWER, "progress", PROGRESS),
+    RUN_ERRORS,
     OllamaCreateSerializer,
 )
-delete = _empty(
+delete = _operation(
     "Delete a model (Ollama; needs ollama_admin)",
-    "Ollama's `/api/delete`: remove a model from the backend.",
+    f"Ollama's `/api/delete`: remove a model from the backend.\n\n{ADMIN_NOTE}",
+    OpenApiResponse(description="Done; empty body."),
+    MODEL_BODY_ERRORS,
     OllamaModelOperationSerializer,
 )
-copy = _empty(
+copy = _operation(
     "Copy a model (Ollama; needs ollama_admin)",
-    "Ollama's `/api/copy`: the same model under a second name.",
+    f"Ollama's `/api/copy`: the same model under a second name.\n\n{ADMIN_NOTE}",
+    OpenApiResponse(description="Done; empty body."),
+    MODEL_BODY_ERRORS,
     OllamaCopySerializer,
 )

@@ -28,7 +28,6 @@ from gateway.errors import BadRequestError
 from gateway.schema import (
     EXAMPLE_MODEL,
     INFERENCE_ERRORS,
-    KEY_HEADERS,
     LIST_ERRORS,
     MODEL_ERRORS,
     answer_or_stream,
@@ -72,7 +71,6 @@ models_list = extend_schema(
     description=(
         "The backend's models as OpenAI's `list` object (what `client.models.list()` reads)."
     ),
-    parameters=KEY_HEADERS,
     responses={
         200: OpenApiResponse(OpenAIModelListSerializer, "The models."),
         **errors(*LIST_ERRORS),
@@ -83,7 +81,7 @@ models_retrieve = extend_schema(
     tags=TAGS,
     summary="Retrieve a model (OpenAI)",
     description="One model as OpenAI's `model` object; `404 model_not_found` if there is none.",
-    parameters=[MODEL_ID, *KEY_HEADERS],
+    parameters=[MODEL_ID],
     responses={200: OpenApiResponse(OpenAIModelSerializer, "The model."), **errors(*MODEL_ERRORS)},
 )
 
@@ -99,7 +97,6 @@ chat_create = extend_schema(
         "### Streaming\n\n" + STREAM_NOTE
     ),
     request=ChatCompletionInputSerializer,
-    parameters=KEY_HEADERS,
     responses={
         **answer_or_stream(
             "A `chat.completion`, or (`stream: true`) its `chat.completion.chunk` events.",
@@ -128,7 +125,6 @@ completions_create = extend_schema(
         "`logprobs`.\n\n### Streaming\n\n" + STREAM_NOTE
     ),
     request=CompletionInputSerializer,
-    parameters=KEY_HEADERS,
     responses={
         **answer_or_stream(
             "A `text_completion`, or (`stream: true`) its events.",
@@ -155,7 +151,6 @@ embeddings_create = extend_schema(
         "Token arrays are refused with `400`."
     ),
     request=OpenAIEmbeddingInputSerializer,
-    parameters=KEY_HEADERS,
     responses={
         200: OpenApiResponse(EmbeddingListSerializer, "The vectors, in input order."),
         **UNSUPPORTED,

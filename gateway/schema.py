@@ -64,6 +64,7 @@ from gateway.errors import (
     error_body,
     validation_error,
 )
+from gateway.probes import not_ready_body
 
 logger = logging.getLogger(__name__)
 
@@ -161,10 +162,13 @@ def _error_responses(
     return responses
 
 
-def _envelope(exc: APIError) -> dict[str, Any]:
-    body = error_body(exc)
+def _example_timestamp(body: dict[str, Any]) -> dict[str, Any]:
     body["error"]["timestamp"] = EXAMPLE_TIMESTAMP
     return body
+
+
+def _envelope(exc: APIError) -> dict[str, Any]:
+    return _example_timestamp(error_body(exc))
 
 
 def errors(*statuses: int, **named: APIError) -> dict[int, OpenApiResponse]:
@@ -310,13 +314,19 @@ class StaffBasicAuthenticationScheme(OpenApiAuthenticationExtension):
 
 
 class GatewayAutoSchema(AutoSchema):
-    """drf-spectacular's AutoSchema, saying in request schemas what DRF enforces.
+    """drf-spectacular's AutoSchema, saying in request schemas what DRF enforces, and
+    documenting the key's headers (`KEY_HEADERS`) on every operation behind a key.
 
     A CharField without `allow_blank` refuses "" and, trimmed, whitespace:
     `minLength: 1` and a non-space character. A list field or nested list
     without `allow_empty` refuses []: `minItems: 1`. (Request and response
     components are split, so answers keep their own rules.)
     """
+
+    def get_override_parameters(self) -> list[Any]:
+        # Every operation behind an API key answers with the key's headers.
+        keyed = {"BearerAuth": []} in (self.get_auth() or [])
+        return [*(KEY_HEADERS if keyed else []), *super().get_override_parameters()]
 
     def _get_request_body(self, direction: Any = "request") -> Any:
         # Every body the gateway takes is required (Ollama's views refuse an empty one).
@@ -478,22 +488,12 @@ PLAIN_VIEWS: tuple[type[_DocumentedPlainView], ...] = (
                 NotReadySerializer,
                 "Something the gateway needs is failing.",
                 "backend_down",
-                {
-                    "error": {
-                        "message": "Not ready: backend: The inference backend is not reachable.",
-                        "type": "service_unavailable_error",
-                        "code": "not_ready",
-                        "param": None,
-                        "timestamp": EXAMPLE_TIMESTAMP,
-                        "details": [
-                            {
-                                "check": "backend",
-                                "problem": "The inference backend is not reachable.",
-                            }
-                        ],
-                    },
-                    "checks": {"database": "ok", "cache": "ok", "backend": "failing"},
-                },
+                _example_timestamp(
+                    not_ready_body(
+                        [("backend", BackendUnavailableError.default_message)],
+                        {"database": "ok", "cache": "ok", "backend": "failing"},
+                    )
+                ),
             ),
         },
     ),
