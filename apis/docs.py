@@ -7,8 +7,7 @@ examples), and every error the action can answer with (`gateway.schema.errors`).
 
 from __future__ import annotations
 
-from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework.exceptions import ErrorDetail
 
 from apis.serializers import (
@@ -21,22 +20,13 @@ from apis.serializers import (
 )
 from gateway.errors import BadRequestError, validation_error
 from gateway.schema import (
-    EXAMPLE_MODEL,
     INFERENCE_ERRORS,
     LIST_ERRORS,
     MODEL_ERRORS,
+    MODEL_ID,
     answer_or_stream,
     errors,
     sse_event_serializer,
-)
-
-MODEL_ID = OpenApiParameter(
-    "model_id",
-    OpenApiTypes.STR,
-    OpenApiParameter.PATH,
-    description="The model's id, as the backend names it. Ids may hold `:`, `.`, `/` and `-` "
-    "(`hf.co/org/name:Q4_K_M`).",
-    examples=[OpenApiExample("qwen", value=EXAMPLE_MODEL)],
 )
 
 models_list = extend_schema(

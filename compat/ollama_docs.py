@@ -199,39 +199,35 @@ PROGRESS = [
 PROGRESS_ANSWER = "The last status (`stream: false`), or every progress line."
 PROGRESS_NOTE = f"\n\n{ADMIN_NOTE}\n\n" + STREAM_NOTE.replace("`done: true`", "status")
 
-pull = _operation(
-    "Pull a model (Ollama; needs ollama_admin)",
-    "Ollama's `/api/pull`: download a model from its registry." + PROGRESS_NOTE,
-    _answer_or_lines(OllamaProgressSerializer, PROGRESS_ANSWER, "progress", PROGRESS),
-    RUN_ERRORS,
-    OllamaModelOperationSerializer,
+pull, push, create = (
+    _operation(
+        f"{verb} a model (Ollama; needs ollama_admin)",
+        f"Ollama's `/api/{route}`: {what}" + PROGRESS_NOTE,
+        _answer_or_lines(OllamaProgressSerializer, PROGRESS_ANSWER, "progress", PROGRESS),
+        RUN_ERRORS,
+        request,
+    )
+    for verb, route, what, request in (
+        ("Pull", "pull", "download a model from its registry.", OllamaModelOperationSerializer),
+        ("Push", "push", "upload a model to its registry.", OllamaModelOperationSerializer),
+        (
+            "Create",
+            "create",
+            "build a model from another (`from`, `system`, `parameters`, ...).",
+            OllamaCreateSerializer,
+        ),
+    )
 )
-push = _operation(
-    "Push a model (Ollama; needs ollama_admin)",
-    "Ollama's `/api/push`: upload a model to its registry." + PROGRESS_NOTE,
-    _answer_or_lines(OllamaProgressSerializer, PROGRESS_ANSWER, "progress", PROGRESS),
-    RUN_ERRORS,
-    OllamaModelOperationSerializer,
-)
-create = _operation(
-    "Create a model (Ollama; needs ollama_admin)",
-    "Ollama's `/api/create`: build a model from another (`from`, `system`, `parameters`, ...)."
-    + PROGRESS_NOTE,
-    _answer_or_lines(OllamaProgressSerializer, PROGRESS_ANSWER, "progress", PROGRESS),
-    RUN_ERRORS,
-    OllamaCreateSerializer,
-)
-delete = _operation(
-    "Delete a model (Ollama; needs ollama_admin)",
-    f"Ollama's `/api/delete`: remove a model from the backend.\n\n{ADMIN_NOTE}",
-    OpenApiResponse(description="Done; empty body."),
-    MODEL_BODY_ERRORS,
-    OllamaModelOperationSerializer,
-)
-copy = _operation(
-    "Copy a model (Ollama; needs ollama_admin)",
-    f"Ollama's `/api/copy`: the same model under a second name.\n\n{ADMIN_NOTE}",
-    OpenApiResponse(description="Done; empty body."),
-    MODEL_BODY_ERRORS,
-    OllamaCopySerializer,
+delete, copy = (
+    _operation(
+        f"{verb} a model (Ollama; needs ollama_admin)",
+        f"Ollama's `/api/{route}`: {what}\n\n{ADMIN_NOTE}",
+        OpenApiResponse(description="Done; empty body."),
+        MODEL_BODY_ERRORS,
+        request,
+    )
+    for verb, route, what, request in (
+        ("Delete", "delete", "remove a model from the backend.", OllamaModelOperationSerializer),
+        ("Copy", "copy", "the same model under a second name.", OllamaCopySerializer),
+    )
 )

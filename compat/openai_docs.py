@@ -9,8 +9,7 @@ carry their JSON schema.
 
 from __future__ import annotations
 
-from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 
 from compat.openai_serializers import (
     ChatCompletionChunkSerializer,
@@ -26,10 +25,10 @@ from compat.openai_serializers import (
 )
 from gateway.errors import BadRequestError
 from gateway.schema import (
-    EXAMPLE_MODEL,
     INFERENCE_ERRORS,
     LIST_ERRORS,
     MODEL_ERRORS,
+    MODEL_ID,
     answer_or_stream,
     errors,
     sse_event_serializer,
@@ -43,13 +42,6 @@ STREAM_NOTE = (
     "`stream_options.include_usage` a last chunk with empty `choices` carries `usage`. "
     'A failure after the first event ends the stream with `data: {"error": {...}}` and no '
     "`[DONE]` (the openai SDK raises it as `APIError`)."
-)
-MODEL_ID = OpenApiParameter(
-    "model_id",
-    OpenApiTypes.STR,
-    OpenApiParameter.PATH,
-    description="The model's id, as the backend names it (`hf.co/org/name:Q4_K_M` works).",
-    examples=[OpenApiExample("qwen", value=EXAMPLE_MODEL)],
 )
 UNSUPPORTED = errors(
     *INFERENCE_ERRORS,

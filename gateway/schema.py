@@ -278,6 +278,15 @@ KEY_HEADERS = [
     )
 ]
 
+MODEL_ID = OpenApiParameter(
+    "model_id",
+    OpenApiTypes.STR,
+    OpenApiParameter.PATH,
+    description="The model's id, as the backend names it. Ids may hold `:`, `.`, `/` and `-` "
+    "(`hf.co/org/name:Q4_K_M`).",
+    examples=[OpenApiExample("qwen", value=EXAMPLE_MODEL)],
+)
+
 # --- security schemes -----------------------------------------------------------
 
 
