@@ -1,8 +1,11 @@
 """Request and response shapes of the OpenAI-compatible API (`/openai/v1/`).
 
 Input serializers check types and ranges (a failure is a `422` naming the
-field); whether the backend can honour a valid value is decided when the
-request is translated (`compat.openai_translate`, a `400` naming `param`).
+field), and their fields refuse a valid value the backend cannot honour
+(`gateway.validation.refuse`: a `400` naming `param`, when nothing failed
+with a `422`). Each field documents the rules it enforces, so the OpenAPI
+document says what the code checks. `response_format`, `tools` and tool-call
+arguments come out Ollama-shaped.
 Output serializers document the responses; views build the same dicts
 directly, as the native API does, because running every float of an
 embedding through a serializer costs more than the backend call.

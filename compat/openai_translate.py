@@ -3,8 +3,9 @@
 Pure functions and async generators, no I/O: the views call these and
 `gateway.service`. Mapping (see `spec/wire.md` D.6): `max_tokens` /
 `max_completion_tokens` -> `options.num_predict`, `stop` -> `options.stop`,
-`response_format` -> `format`, tool-call arguments JSON strings <-> objects,
 image data URLs -> `images`, usage from the backend's own token counts.
+Requests arrive checked by `compat.openai_serializers`, whose fields already
+give `response_format` as `format`, tools and tool-call arguments as objects.
 """
 
 from __future__ import annotations
