@@ -136,7 +136,7 @@ class OpenAIEmbeddingViewSet(ViewSet):
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
         model = data["model"]
-        inputs = translate.embedding_inputs_from(data["input"])
+        inputs = data["input"]
         meter = model_authorize(request, endpoint_group=self.endpoint_group, model=model)
         result = await service.embeddings_create(
             model=model,

@@ -73,6 +73,18 @@ async def _run(name: str, check) -> tuple[str, str | None]:  # type: ignore[no-u
     return name, None
 
 
+def not_ready_body(failing: list[tuple[str, str]], checks: dict[str, str]) -> dict[str, Any]:
+    """The 503 answer: the error envelope naming what failed, and the state of every check."""
+    message = "Not ready: " + "; ".join(f"{name}: {problem}" for name, problem in failing)
+    error = APIError(
+        message,
+        code="not_ready",
+        details=[{"check": name, "problem": problem} for name, problem in failing],
+    )
+    error.type = "service_unavailable_error"
+    return {**error_body(error), "checks": checks}
+
+
 @csrf_exempt
 @require_http_methods(["GET", "HEAD"])
 async def readyz(request: HttpRequest) -> JsonResponse:
@@ -105,17 +117,9 @@ async def readyz(request: HttpRequest) -> JsonResponse:
     if not failing:
         _log_change("")
         return JsonResponse({"status": "ok", "checks": checks, **extra})
-    message = "Not ready: " + "; ".join(f"{name}: {problem}" for name, problem in failing)
-    _log_change(message)
-    error = APIError(
-        message,
-        code="not_ready",
-        details=[{"check": name, "problem": problem} for name, problem in failing],
-    )
-    error.type = "service_unavailable_error"
-    body = error_body(error)
-    body["checks"] = checks
+    body = not_ready_body(failing, checks)
     body.update(extra)
+    _log_change(body["error"]["message"])
     response = JsonResponse(body, status=503)
     # An expected answer, logged above once per change: not django.request's
     # "Service Unavailable" ERROR line on every poll.
