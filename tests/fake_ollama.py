@@ -1361,6 +1361,10 @@ class FakeOllama:
             if not waiter.done():
                 self._active += 1
                 waiter.set_result(None)
+        # A released slot is what `wait_until(lambda f: f.in_flight == 0)` waits
+        # for: it lands after the client has read the last byte of the answer.
+        with self._cond:
+            self._cond.notify_all()
 
     @contextlib.asynccontextmanager
     async def _scheduled(
