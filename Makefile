@@ -6,13 +6,14 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test lint format check bench bench-long fuzz clean help
+.PHONY: run test lint format check audit bench bench-long fuzz clean help
 
 help:
 	@echo "make run    install everything and start the server on http://$(HOST):$(PORT)"
 	@echo "make test   install test tools and run the whole suite"
 	@echo "make lint   ruff lint + format check"
 	@echo "make check  Django system checks"
+	@echo "make audit  pip-audit over the pinned requirements (fails when it could not audit)"
 	@echo "make fuzz   a long schemathesis run against a live gateway (FUZZ_MAX_EXAMPLES, FUZZ_SEED)"
 	@echo "make bench  benchmark suite (~7 min): writes BENCHMARKS.md; make bench-long for longer runs"
 
@@ -92,6 +93,13 @@ format: $(VENV)/.dev-installed
 check: $(VENV)/.dev-installed
 	$(BIN)/python manage.py check
 	$(BIN)/python manage.py makemigrations --check --dry-run
+
+# pip-audit over every pinned package (requirements*.txt). Fails (exit 2) when
+# any package could not be looked up, e.g. with no vulnerability database
+# reachable: pip-audit itself would then say "No known vulnerabilities found".
+# PIP_AUDIT_SERVICE=osv asks OSV instead of PyPI.
+audit: $(VENV)/.dev-installed
+	$(BIN)/python scripts/audit.py
 
 clean:
 	rm -rf $(VENV) staticfiles .pytest_cache

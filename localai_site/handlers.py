@@ -11,7 +11,8 @@ to threads), and for a stream that is a thread parked for the whole answer:
 thousands of threads competing for the GIL.
 
 The API's sync work is short (at most one indexed query for the key, none
-when the process keeps it: keys/keycache.py; a rate-limit counter), so API requests skip the per-request context: their sync calls run
+when the process keeps it: keys/keycache.py; a rate-limit counter), so API
+requests skip the per-request context: their sync calls run
 on asgiref's one shared sync thread, as Channels' WebSocket consumers already
 do. Every other request (the admin, the chat page, the key-management API)
 keeps Django's thread per request, so a slow admin page never holds up the API.
