@@ -12,7 +12,6 @@ That is the one deliberate exception to the gateway-wide envelope.
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -29,6 +28,7 @@ from apis.backends import ProgressUpdate
 from apis.errors import BadRequestError, ModelNotFoundError, as_api_error
 from apis.metering import meter_for
 from apis.streaming import stream_primed, stream_response
+from apis.validation import json_body_parse
 from compat import ollama_docs as docs
 from compat import ollama_translate as translate
 from compat.access import OLLAMA_ADMIN_GROUP, metered_model
@@ -81,7 +81,7 @@ class OllamaView(APIView):
         if not raw.strip():
             raise BadRequestError("missing request body")
         try:
-            data = json.loads(raw)
+            data = json_body_parse(raw)
         except (ValueError, UnicodeDecodeError) as exc:
             raise BadRequestError(f"invalid JSON body: {exc}") from None
         if not isinstance(data, dict):

@@ -147,6 +147,10 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = MAX_REQUEST_BYTES
 MAX_EMBEDDING_INPUTS = env.int("MAX_EMBEDDING_INPUTS", default=512)
 MAX_EMBEDDING_INPUT_CHARS = env.int("MAX_EMBEDDING_INPUT_CHARS", default=100_000)
 MAX_CHAT_MESSAGES = env.int("MAX_CHAT_MESSAGES", default=1000)
+# Deepest nesting of arrays and objects in a JSON body or WebSocket frame
+# (apis/validation.py): Python's JSON decoder and the serializers recurse
+# once per level, so without a limit a deep body is a 500 and a traceback.
+MAX_JSON_DEPTH = env.int("MAX_JSON_DEPTH", default=64)
 
 # --- WebSocket chat and the chat page ----------------------------------------
 
@@ -199,7 +203,7 @@ GATEWAY_SHED_LAG_MS = env.int("GATEWAY_SHED_LAG_MS", default=0)
 
 REST_FRAMEWORK = {
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["apis.validation.GatewayJSONParser"],
     # An `Accept` the API cannot meet (e.g. only text/event-stream) gets JSON, not 406.
     "DEFAULT_CONTENT_NEGOTIATION_CLASS": "apis.negotiation.JSONFallbackNegotiation",
     # Every API view needs a key; the permission also counts the rate limit.
