@@ -22,6 +22,7 @@ from rest_framework.views import APIView
 from apis.errors import AuthenticationError, NotFoundError, PermissionDeniedError
 from keys import docs
 from keys.authentication import _count
+from keys.lockout import login_locked_out_error
 from keys.models import ApiKey
 from keys.serializers import (
     ApiKeyCreateInputSerializer,
@@ -47,6 +48,9 @@ class StaffBasicAuthentication(BasicAuthentication):
         try:
             return super().authenticate(request)
         except drf_exceptions.AuthenticationFailed:
+            # axes refused the attempt unchecked: say so, whatever the password was.
+            if getattr(request, "axes_locked_out", False):
+                raise login_locked_out_error() from None
             _count(request, api_key=None, group="unauthenticated")
             raise _staff_login_required() from None
 

@@ -7,6 +7,7 @@ Setting `DATABASE_URL` and `REDIS_URL` switches to the scale-out configuration
 (PostgreSQL, Redis cache/limits/channel layer) without touching code.
 """
 
+from datetime import timedelta
 from pathlib import Path
 
 import environ
@@ -37,6 +38,7 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    "axes",
     "rest_framework",
     "drf_spectacular",
     "drf_spectacular_sidecar",
@@ -61,7 +63,31 @@ MIDDLEWARE = [
     "localai_site.middleware.AuthenticationMiddleware",
     "localai_site.middleware.MessageMiddleware",
     "localai_site.middleware.XFrameOptionsMiddleware",
+    # Turns a locked-out login form attempt into its 429 (keys/lockout.py).
+    "axes.middleware.AxesMiddleware",
 ]
+
+# --- Sign-in: password lockout (django-axes, keys/lockout.py) ----------------
+
+# axes' backend first: a locked-out attempt is refused before the password is hashed.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+# After this many failed sign-ins from one client address, or for one
+# username, every sign-in there is refused (the right password too) for
+# LOGIN_LOCKOUT_MINUTES: the admin, the chat page and the key API's basic auth.
+AXES_FAILURE_LIMIT = env.int("LOGIN_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = timedelta(minutes=env.float("LOGIN_LOCKOUT_MINUTES", default=15))
+AXES_LOCKOUT_PARAMETERS = ["ip_address", "username"]
+AXES_ENABLED = env.bool("LOGIN_LOCKOUT_ENABLED", default=True)
+# A fixed window: attempts during a lockout neither extend it nor cost a write.
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
+AXES_RESET_ON_SUCCESS = True
+# The client address the API's own limits use (REMOTE_ADDR; behind a proxy,
+# the server's --proxy-headers set it: see README, "Security").
+AXES_CLIENT_IP_CALLABLE = "keys.authentication.client_address"
+AXES_LOCKOUT_CALLABLE = "keys.lockout.lockout_response"
 
 ROOT_URLCONF = "localai_site.urls"
 APPEND_SLASH = False
@@ -364,5 +390,7 @@ LOGGING = {
     "loggers": {
         "django.request": {"level": "ERROR"},
         "httpx": {"level": "WARNING"},
+        # axes logs every failed sign-in at INFO; its WARNINGs name the lockouts.
+        "axes": {"level": "WARNING"},
     },
 }

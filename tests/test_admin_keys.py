@@ -237,7 +237,7 @@ def test_the_usage_page_shows_requests_and_tokens_per_day_and_model_and_last_err
 
 def test_only_staff_reach_the_admin(client: Client) -> None:
     get_user_model().objects.create_user("eve", password="pw-for-eve-1")
-    client.login(username="eve", password="pw-for-eve-1")
+    client.force_login(get_user_model().objects.get(username="eve"))
 
     answer = client.get(LIST_URL)
 
