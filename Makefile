@@ -39,10 +39,13 @@ $(VENV)/.dev-installed: requirements.txt requirements-dev.txt | $(BIN)/python
 # uvicorn with uvloop and httptools: ~15 % less CPU per request than daphne,
 # WebSockets included (BENCHMARKS.md, "Servers"). daphne still works:
 # .venv/bin/daphne -b $(HOST) -p $(PORT) localai_site.asgi:application
+# uvicorn's httptools and sans-I/O WebSocket protocols plus a header deadline
+# and an answer to unparsable handshakes (localai_site/server.py).
+UVICORN_PROTOCOLS := --http localai_site.server:HttpProtocol --ws localai_site.server:WebSocketProtocol
 run: $(VENV)/.runtime-installed
 	$(BIN)/python manage.py migrate --noinput
-	$(BIN)/uvicorn --host $(HOST) --port $(PORT) --loop uvloop --http httptools \
-	  --ws websockets-sansio localai_site.asgi:application
+	$(BIN)/uvicorn --host $(HOST) --port $(PORT) --loop uvloop $(UVICORN_PROTOCOLS) \
+	  --timeout-keep-alive 5 localai_site.asgi:application
 
 # The browser tests drive Debian's Chromium through Playwright's Python package
 # (from requirements-dev.txt); Playwright's own browser download is never used.

@@ -224,6 +224,12 @@ GATEWAY_MAX_PENDING_REQUESTS = env.int("GATEWAY_MAX_PENDING_REQUESTS", default=2
 # a machine that stalls a process for other reasons would refuse requests);
 # 250 is a good value for a dedicated server.
 GATEWAY_SHED_LAG_MS = env.int("GATEWAY_SHED_LAG_MS", default=0)
+# Slow clients (localai_site/server.py, localai_site/handlers.py): seconds a
+# connection has to send a request's headers (from opening, or from the
+# request's first byte on a kept-alive connection), and then its body; past
+# either, 408 and the connection is closed. 0 = no limit.
+GATEWAY_HEADER_TIMEOUT = env.float("GATEWAY_HEADER_TIMEOUT", default=10.0)
+GATEWAY_BODY_TIMEOUT = env.float("GATEWAY_BODY_TIMEOUT", default=30.0)
 
 # --- REST framework ---------------------------------------------------------
 
