@@ -27,6 +27,30 @@ SECRET_KEY = env.str("SECRET_KEY", default=INSECURE_DEV_SECRET_KEY)
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 
+# --- HTTPS (README, "Security") ---------------------------------------------
+
+# TLS=true: the site is reached over HTTPS only (TLS here or at a proxy in
+# front). It turns on the settings below, each of which can be set on its own:
+# plain HTTP redirected to HTTPS (except the probes, which orchestrators call
+# on the pod itself), HSTS, cookies sent over HTTPS only.
+TLS = env.bool("TLS", default=False)
+SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=TLS)
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]
+SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=31_536_000 if TLS else 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=TLS)
+SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=TLS)
+SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=TLS)
+CSRF_COOKIE_SECURE = env.bool("CSRF_COOKIE_SECURE", default=TLS)
+# Behind a TLS-terminating proxy: the header (and value) by which it says the
+# client used HTTPS, e.g. "X-Forwarded-Proto: https" -> SECURE_PROXY_SSL_HEADER
+# =HTTP_X_FORWARDED_PROTO,https. Only with a proxy that sets it on every
+# request (and strips a client's own): anyone else could claim HTTPS.
+_proxy_ssl_header = env.list("SECURE_PROXY_SSL_HEADER", default=[])
+SECURE_PROXY_SSL_HEADER = tuple(_proxy_ssl_header) if _proxy_ssl_header else None
+# localai_site/checks.py runs the deploy checks these three would skip
+# (they look for Django's middleware by path; MIDDLEWARE has subclasses).
+SILENCED_SYSTEM_CHECKS = ["security.W001", "security.W002", "security.W003"]
+
 # daphne's app only swaps `manage.py runserver` for its ASGI server (WebSockets
 # in development); it imports Twisted, ~24 MB per worker, so only with DEBUG.
 # `make run` serves with uvicorn; the daphne command works either way.
