@@ -26,7 +26,12 @@ from rest_framework.request import Request
 
 from apis.errors import AuthenticationError, RateLimitedError
 from keys.models import ApiKey
-from keys.services import api_key_authenticate, api_key_authorize, rate_limit_hit
+from keys.services import (
+    api_key_authenticate,
+    api_key_authorize,
+    auth_failure_hit,
+    rate_limit_hit,
+)
 
 DEFAULT_ENDPOINT_GROUP = "default"
 
@@ -54,13 +59,26 @@ def _django_request(request: HttpRequest | Request) -> HttpRequest:
     return getattr(request, "_request", request)
 
 
-def _count(request: Request, *, api_key: ApiKey | None, group: str) -> None:
-    """Count the request; leave the budget on the Django request for the headers."""
+def _count(
+    request: Request,
+    *,
+    api_key: ApiKey | None,
+    group: str,
+    failure: AuthenticationError | None = None,
+) -> None:
+    """Count the request (a failed authentication: `failure`); leave the budget for the headers."""
     if not settings.GATEWAY_RATE_LIMITS_ENABLED:
         return
     django_request = _django_request(request)
     try:
-        status = rate_limit_hit(api_key=api_key, group=group, client_addr=client_address(request))
+        if failure is not None:
+            status = auth_failure_hit(
+                error=failure, group=group, client_addr=client_address(request)
+            )
+        else:
+            status = rate_limit_hit(
+                api_key=api_key, group=group, client_addr=client_address(request)
+            )
     except RateLimitedError as exc:
         django_request.rate_limit_status = exc.rate_limit_status  # type: ignore[attr-defined]
         raise
@@ -75,8 +93,8 @@ class ApiKeyAuthentication(BaseAuthentication):
             return None
         try:
             api_key = api_key_authenticate(raw_key=bearer_token(request))
-        except AuthenticationError:
-            _count(request, api_key=None, group="unauthenticated")
+        except AuthenticationError as exc:
+            _count(request, api_key=None, group="unauthenticated", failure=exc)
             raise
         _django_request(request).api_key = api_key  # type: ignore[attr-defined]
         return (api_key.owner or AnonymousUser(), api_key)

@@ -222,12 +222,16 @@ def api_key_authenticate(*, raw_key: str | None) -> ApiKey:
     if not hmac.compare_digest(api_key.hashed_key, _hash(raw_key)):
         raise AuthenticationError("Invalid API key.")
     if not api_key.is_active:
-        raise AuthenticationError("This API key has been revoked.")
+        raise KeyNotUsableError("This API key has been revoked.")
     if api_key.expires_at is not None and api_key.expires_at <= timezone.now():
-        raise AuthenticationError("This API key has expired.")
+        raise KeyNotUsableError("This API key has expired.")
     if api_key.owner is not None and not api_key.owner.is_active:
-        raise AuthenticationError("The owner of this API key is deactivated.")
+        raise KeyNotUsableError("The owner of this API key is deactivated.")
     return api_key
+
+
+class KeyNotUsableError(AuthenticationError):
+    """A real key (its whole secret matched) that may not be used: revoked, expired, owner off."""
 
 
 def api_key_allows_model(*, api_key: ApiKey | None, model: str) -> bool:
@@ -324,6 +328,27 @@ def rate_limit_hit(
                 f"Token rate limit exceeded: {api_key.tokens_per_minute} tokens per minute.",
             )
     return status
+
+
+def auth_failure_hit(
+    *, error: AuthenticationError, group: str, client_addr: str | None
+) -> RateLimitStatus:
+    """Count a failed authentication against the client address (RATE_LIMIT_UNAUTHENTICATED).
+
+    Past the limit, guesses get RateLimitedError (429) whatever they were,
+    so throttled guessing learns nothing. One answer wins over the 429: a
+    key whose whole secret matched but that is revoked, expired or whose
+    owner is deactivated keeps its 401 (the limit is still counted). Its
+    holder learns nothing new (it needs the real key to get that answer),
+    and a 429 would tell a client to retry (SDKs do so on their own) a key
+    that will never work again; a 401 tells it to stop.
+    """
+    try:
+        return rate_limit_hit(api_key=None, group=group, client_addr=client_addr)
+    except RateLimitedError as limited:
+        if isinstance(error, KeyNotUsableError):
+            return limited.rate_limit_status  # type: ignore[attr-defined]
+        raise
 
 
 def _limited(status: RateLimitStatus, retry_after: float, message: str) -> RateLimitedError:

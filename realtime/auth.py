@@ -69,8 +69,8 @@ def chat_owner_authenticate(
             return ChatOwner(user=user)
         # Raises the standard "missing API key" error.
         key_services.api_key_authenticate(raw_key=None)
-    except AuthenticationError:
-        key_services.rate_limit_hit(api_key=None, group=ENDPOINT_GROUP, client_addr=client_addr)
+    except AuthenticationError as exc:
+        key_services.auth_failure_hit(error=exc, group=ENDPOINT_GROUP, client_addr=client_addr)
         raise
     raise AssertionError("api_key_authenticate accepted a missing key")  # pragma: no cover
 
