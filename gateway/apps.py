@@ -10,3 +10,4 @@ class GatewayConfig(AppConfig):
             checks,  # noqa: F401  (registers the system checks)
             schema,  # noqa: F401  (registers the OpenAPI security schemes)
         )
+        from localai_site import checks as site_checks  # noqa: F401  (check --deploy)
