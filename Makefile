@@ -14,7 +14,7 @@ help:
 	@echo "make lint   ruff lint + format check"
 	@echo "make check  Django system checks"
 	@echo "make fuzz   a long schemathesis run against a live gateway (FUZZ_MAX_EXAMPLES, FUZZ_SEED)"
-	@echo "make bench  benchmark suite (~7 min): writes BENCHMARKS.md; make bench-long for longer runs"
+	@echo "make bench  benchmark suite (~11 min): writes BENCHMARKS.md; make bench-long for longer runs"
 
 # --- installation -------------------------------------------------------
 

@@ -451,6 +451,11 @@ def render(results: dict[str, Any], meta: dict[str, Any], analysis: str) -> str:
                     1,
                 ),
                 f"{fmt(row.get('shipped_cpu_ms'), ' ms')} / {fmt(row.get('undone_cpu_ms'), ' ms')}",
+                fmt(row.get("cpu_saved_ms"), " ms"),
+                f"{fmt(row.get('held_kb_shipped'), ' KB', 1)} / "
+                f"{fmt(row.get('held_kb_undone'), ' KB', 1)}"
+                if row.get("held_kb_shipped")
+                else "—",
             ]
             for row in speedups.values()
         ]
@@ -461,15 +466,21 @@ def render(results: dict[str, Any], meta: dict[str, Any], analysis: str) -> str:
             "version and a guard test (`tests/test_private_api_guards.py`). Its gain, A/B in "
             "this run: the gateway as shipped against the same gateway with that one "
             "speed-up undone (`bench/undone.py`), both unpinned, wrk at 50 connections "
-            "(streamed chat: a 64-token answer, zero delay).",
+            "(streamed chat: a 64-token answer, zero delay); for the stream speed-ups also "
+            "the memory per held stream (one fresh gateway each, streams held open behind a "
+            "slow backend, a fifth of the held-streams count, one round). On a machine "
+            "busy with other work, read the CPU per request: the rates then follow how the "
+            "kernel shares the cores, and a variant with more threads gets a larger share.",
             "",
             _table(
                 [
                     "speed-up (private API)",
                     "load",
                     "req/s shipped / undone",
-                    "gain",
+                    "gain (req/s)",
                     "CPU per request shipped / undone",
+                    "CPU saved per request",
+                    "RSS per held stream shipped / undone",
                 ],
                 rows,
             ),

@@ -19,7 +19,7 @@ Two sections run the gateway as `make run` serves it, unpinned: `unpinned`
 proxy in bench/ceiling) and `speedups` (each speed-up on a library's private
 API against the gateway with it undone, bench/undone.py).
 
-    python -m bench.run                 # ~6 minutes, writes BENCHMARKS.md
+    python -m bench.run                 # ~11 minutes, writes BENCHMARKS.md
     python -m bench.run --long          # more repeats, longer runs
     python -m bench.run --only latency,throughput --out /tmp/b.md
     python -m bench.run --smoke --only unpinned --out /tmp/b.md --json /tmp/b.json
@@ -748,6 +748,24 @@ class Bench:
                 )
         for gateway in (shipped, *undone.values()):
             gateway.stop()
+        # What the stream speed-ups were made for: memory per held stream
+        # (a fifth of the held-streams section's count, one fresh gateway each).
+        count = max(1, self.profile.streams // 5)
+        held_kb = {
+            undo: self._held(
+                f"speed-ups: held streams, {undo or 'as shipped'}",
+                hold_streams,
+                count,
+                pin=False,
+                app="bench.undone:application",
+                **({"BENCH_UNDO": undo} if undo else {}),
+            )["kb_each"]
+            for undo in ["", *(name for name, spec in SPEEDUPS.items() if spec[2] == "stream")]
+        }
+        for name in per:
+            if name in held_kb:
+                per[name]["held_kb_shipped"].append(held_kb[""])
+                per[name]["held_kb_undone"].append(held_kb[name])
         self.results["speedups"] = {
             name: {
                 "where": SPEEDUPS[name][0],
@@ -1000,9 +1018,9 @@ class Bench:
         sockets.pop("_rss", None)
         self.results["held"] = {"streams": streams, "websockets": sockets}
 
-    def _held(self, name: str, hold: Any, count: int) -> dict[str, Any]:
+    def _held(self, name: str, hold: Any, count: int, **options: Any) -> dict[str, Any]:
         """`hold(url, key, count)` against a fresh gateway: what it held, RSS before and at peak."""
-        gateway = self.gateway(name, OLLAMA_HOST=self.slow_fake.url, WS_IDLE_TIMEOUT="0")
+        gateway = self.gateway(name, OLLAMA_HOST=self.slow_fake.url, WS_IDLE_TIMEOUT="0", **options)
         self.warm_models(gateway)
         base = gateway.rss_kb()
         held = asyncio.run(hold(gateway.url, self.key, count))
