@@ -26,7 +26,7 @@ help:
 	@echo "make check  Django system checks"
 	@echo "make audit  pip-audit over the pinned requirements (fails when it could not audit)"
 	@echo "make fuzz   a long schemathesis run against a live gateway (FUZZ_MAX_EXAMPLES, FUZZ_SEED)"
-	@echo "make bench  benchmark suite (~7 min): writes BENCHMARKS.md; make bench-long for longer runs"
+	@echo "make bench  benchmark suite (~11 min): writes BENCHMARKS.md; make bench-long for longer runs"
 
 # --- installation -------------------------------------------------------
 

@@ -80,7 +80,7 @@ class OllamaView(APIView):
         `curl -d '{...}'` (the example in Ollama's docs) sends a form content
         type; Ollama decodes the body as JSON anyway, and so does this.
         """
-        raw = request._request.body
+        raw = request.body  # DRF's Request reads through to Django's
         if not raw.strip():
             raise BadRequestError("missing request body")
         try:

@@ -495,10 +495,12 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "filters": {"readiness": {"()": "gateway.logfilters.ReadinessNotLoggedAsError"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {
-        "django.request": {"level": "ERROR"},
+        # A failing /readyz is logged once per change by gateway.probes instead.
+        "django.request": {"level": "ERROR", "filters": ["readiness"]},
         "httpx": {"level": "WARNING"},
         # axes logs every failed sign-in at INFO; its WARNINGs name the lockouts.
         "axes": {"level": "WARNING"},
