@@ -22,15 +22,12 @@ from apis.serializers import (
 )
 from gateway import service
 from gateway.backends import ChatChunk, ChatRequest, GenerationParams
-from gateway.errors import APIError, error_body
-from gateway.relay import BaseEncoder, relay
-from gateway.scheduler import Queued
+from gateway.relay import SSEEncoder, relay
 from gateway.streaming import (
     iso_utc,
     json_object_head,
     json_string,
     sse_event,
-    sse_queued,
     sse_response,
     stream_primed,
 )
@@ -114,7 +111,7 @@ class ChatCompletionViewSet(ViewSet):
         )
 
 
-class NativeChatEncoder(BaseEncoder[ChatChunk, bytes]):
+class NativeChatEncoder(SSEEncoder[ChatChunk]):
     """SSE events: one per backend chunk, a final `done` event, `[DONE]`.
 
     A backend failure after the stream began ends it with an error event and
@@ -146,15 +143,6 @@ class NativeChatEncoder(BaseEncoder[ChatChunk, bytes]):
             "usage": _usage(chunk.prompt_tokens, chunk.completion_tokens),
         }
         return (sse_event(event),)
-
-    def failure(self, error: APIError) -> bytes:
-        return sse_event(error_body(error))
-
-    def success(self) -> bytes:
-        return sse_event("[DONE]")
-
-    def queued(self, notice: Queued) -> bytes:
-        return sse_queued(notice)
 
 
 class EmbeddingViewSet(ViewSet):

@@ -30,15 +30,13 @@ from gateway.backends import (
     ModelInfo,
     ToolCall,
 )
-from gateway.errors import APIError, BadRequestError, error_body
-from gateway.relay import BaseEncoder
-from gateway.scheduler import Queued
+from gateway.errors import BadRequestError
+from gateway.relay import SSEEncoder
 from gateway.streaming import (
     compact_json,
     json_object_head,
     json_string,
     sse_event,
-    sse_queued,
 )
 
 # OpenAI's reasoning_effort -> Ollama's `think`.
@@ -258,7 +256,7 @@ def _event_frame(
     return f'data: {head},"choices":[{{"index":0,{field}', end
 
 
-class ChatCompletionEncoder(BaseEncoder[ChatChunk, bytes]):
+class ChatCompletionEncoder(SSEEncoder[ChatChunk]):
     """`chat.completion.chunk` SSE events in OpenAI's order, then `[DONE]`.
 
     Role chunk first, content (and tool-call, reasoning) deltas as the backend
@@ -326,15 +324,6 @@ class ChatCompletionEncoder(BaseEncoder[ChatChunk, bytes]):
             events.append(_usage_event(self, "chat.completion.chunk", chunk))
         return events
 
-    def failure(self, error: APIError) -> bytes:
-        return sse_event(error_body(error))
-
-    def success(self) -> bytes:
-        return sse_event("[DONE]")
-
-    def queued(self, notice: Queued) -> bytes:
-        return sse_queued(notice)
-
 
 def _usage_event(
     encoder: ChatCompletionEncoder | CompletionEncoder, kind: str, chunk: ChatChunk | GenerateChunk
@@ -375,7 +364,7 @@ def completion_object(
     }
 
 
-class CompletionEncoder(BaseEncoder[GenerateChunk, bytes]):
+class CompletionEncoder(SSEEncoder[GenerateChunk]):
     """`text_completion` SSE events, the finish reason on the last, then `[DONE]`."""
 
     __slots__ = ("created", "end", "id", "include_usage", "model", "prefix")
@@ -403,15 +392,6 @@ class CompletionEncoder(BaseEncoder[GenerateChunk, bytes]):
         if self.include_usage:
             events.append(_usage_event(self, "text_completion", chunk))
         return events
-
-    def failure(self, error: APIError) -> bytes:
-        return sse_event(error_body(error))
-
-    def success(self) -> bytes:
-        return sse_event("[DONE]")
-
-    def queued(self, notice: Queued) -> bytes:
-        return sse_queued(notice)
 
 
 def embedding_base64(vector: list[float]) -> str:

@@ -24,9 +24,10 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Iterable
 from typing import Any, Generic, Protocol, TypeVar
 
-from gateway.errors import APIError, BackendError
+from gateway.errors import APIError, BackendError, error_body
 from gateway.metering import UsageMeter
 from gateway.scheduler import Queued
+from gateway.streaming import sse_event, sse_queued
 
 C = TypeVar("C", contravariant=True)
 F = TypeVar("F")
@@ -83,6 +84,22 @@ class BaseEncoder(Generic[C, F]):
 
     def queued(self, notice: Queued) -> F | None:
         return None
+
+
+class SSEEncoder(BaseEncoder[C, bytes]):
+    """Server-Sent Events: an error event on failure, `data: [DONE]` after a
+    complete stream, and a comment while waiting for a backend slot."""
+
+    __slots__ = ()
+
+    def failure(self, error: APIError) -> bytes:
+        return sse_event(error_body(error))
+
+    def success(self) -> bytes:
+        return sse_event("[DONE]")
+
+    def queued(self, notice: Queued) -> bytes:
+        return sse_queued(notice)
 
 
 INCOMPLETE = "The backend ended the answer before it was complete."

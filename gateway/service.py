@@ -193,6 +193,18 @@ async def _release(lease: Lease | None) -> None:
         await asyncio.shield(lease.release())
 
 
+@contextlib.asynccontextmanager
+async def _served(
+    *, model: str, caller: SchedulingCaller | None, meter: UsageMeter | None
+) -> AsyncIterator[InferenceBackend]:
+    """The backend serving `model`, holding one of its slots for the block."""
+    member, lease = await _acquire(model=model, caller=caller, meter=meter)
+    try:
+        yield member
+    finally:
+        await _release(lease)
+
+
 async def default_model(*, kind: ModelKind) -> str:
     """The model for a request that names none.
 
@@ -265,11 +277,8 @@ async def chat_complete(
 
     Waits for a slot of the backend in fair order between callers.
     """
-    member, lease = await _acquire(model=request.model, caller=caller, meter=meter)
-    try:
+    async with _served(model=request.model, caller=caller, meter=meter) as member:
         result = await member.chat(request)
-    finally:
-        await _release(lease)
     if meter is not None:
         meter.charge(prompt_tokens=result.prompt_tokens, completion_tokens=result.completion_tokens)
     return result
@@ -346,11 +355,8 @@ async def generate_complete(
     caller: SchedulingCaller | None = None,
 ) -> GenerateResult:
     """A whole raw prompt completion with the backend's token counts (charged to `meter`)."""
-    member, lease = await _acquire(model=request.model, caller=caller, meter=meter)
-    try:
+    async with _served(model=request.model, caller=caller, meter=meter) as member:
         result = await member.generate(request)
-    finally:
-        await _release(lease)
     if meter is not None:
         meter.charge(prompt_tokens=result.prompt_tokens, completion_tokens=result.completion_tokens)
     return result
@@ -373,8 +379,7 @@ async def embeddings_create(
     `normalize=False` asks for the model's raw vectors (Ollama's legacy
     embeddings endpoint); the backend may then need one call per input.
     """
-    member, lease = await _acquire(model=model, caller=caller, meter=meter)
-    try:
+    async with _served(model=model, caller=caller, meter=meter) as member:
         result = await member.embed(
             model=model,
             inputs=inputs,
@@ -384,8 +389,6 @@ async def embeddings_create(
             keep_alive=keep_alive,
             normalize=normalize,
         )
-    finally:
-        await _release(lease)
     if meter is not None:
         meter.charge(prompt_tokens=result.prompt_tokens)
     return result
