@@ -110,10 +110,26 @@ if REDIS_URL:
             "KEY_PREFIX": env.str("CACHE_KEY_PREFIX", default="localai"),
         }
     }
+    # channels_redis waits for a message with Redis's BZPOPMIN, 5 s at a time
+    # (RedisChannelLayer.brpop_timeout), and redis-py 8 gives up on any read
+    # after `socket_timeout`, 5 s by default: a read that lost that race raised
+    # TimeoutError out of the layer. Reads get twice the pop's time (a dead
+    # Redis still shows within 10 s), connects stay quick, and a connection
+    # idle in the pool for 30 s is checked with a PING before it is used again.
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [REDIS_URL]},
+            "CONFIG": {
+                "hosts": [
+                    {
+                        "address": REDIS_URL,
+                        "socket_timeout": 10,
+                        "socket_connect_timeout": 5,
+                        "socket_keepalive": True,
+                        "health_check_interval": 30,
+                    }
+                ]
+            },
         }
     }
 else:

@@ -70,6 +70,13 @@ def _close_code_for(exc: APIError) -> int:
 class ChatConsumer(AsyncWebsocketConsumer):
     """One chat connection of one owner (API key or user) on one session id."""
 
+    # No channel layer: the chat joins no group and nothing sends to its
+    # channel. With one, every connection would wait on the layer (a Redis
+    # read per connection, BZPOPMIN after BZPOPMIN) and any error of that read
+    # (Redis restarting, a read timing out) would end the connection with it.
+    # `get_channel_layer(None)` is None: Channels then dispatches client frames only.
+    channel_layer_alias = None
+
     owner: ChatOwner
     chat_session: ChatSession
 
