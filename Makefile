@@ -36,12 +36,17 @@ $(VENV)/.dev-installed: requirements.txt requirements-dev.txt | $(BIN)/python
 # --- the two commands ---------------------------------------------------
 
 # uvicorn with uvloop and httptools: ~15 % less CPU per request than daphne,
-# WebSockets included (BENCHMARKS.md, "Servers"). daphne still works:
-# .venv/bin/daphne -b $(HOST) -p $(PORT) localai_site.asgi:application
+# WebSockets included (BENCHMARKS.md, "Servers"). daphne still works (but has
+# no drain on shutdown): .venv/bin/daphne -b $(HOST) -p $(PORT) localai_site.asgi:application
+# On SIGTERM the app drains first, for up to GATEWAY_DRAIN_SECONDS (README,
+# "Operations"); uvicorn's own graceful shutdown comes after it and only waits
+# GRACEFUL_SHUTDOWN more seconds for responses still being written.
+GRACEFUL_SHUTDOWN ?= 5
 run: $(VENV)/.runtime-installed
 	$(BIN)/python manage.py migrate --noinput
 	$(BIN)/uvicorn --host $(HOST) --port $(PORT) --loop uvloop --http httptools \
-	  --ws websockets-sansio localai_site.asgi:application
+	  --ws websockets-sansio --timeout-graceful-shutdown $(GRACEFUL_SHUTDOWN) \
+	  localai_site.asgi:application
 
 # The browser tests drive Debian's Chromium through Playwright's Python package
 # (from requirements-dev.txt); Playwright's own browser download is never used.

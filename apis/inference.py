@@ -2,6 +2,8 @@
 OpenAI/Ollama adapters call. None of them builds a backend client.
 
 Functions are keyword-only, typed, and raise only `apis.errors` errors.
+Inference streams and calls end with `ServerShuttingDownError` when the
+process's drain window is over (`apis.drain`).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from apis.backends import (
     normalize_model_name,
 )
 from apis.backends.ollama import OllamaBackend
+from apis.drain import call_drainable, stream_drainable
 from apis.errors import BadRequestError, ModelNotFoundError
 
 
@@ -70,7 +73,7 @@ async def model_get(*, model_id: str) -> ModelInfo:
 
 async def chat_complete(*, request: ChatRequest) -> ChatResult:
     """A whole chat answer with the backend's token counts."""
-    return await backend_get().chat(request)
+    return await call_drainable(backend_get().chat(request))
 
 
 def chat_stream(*, request: ChatRequest) -> AsyncIterator[ChatChunk]:
@@ -80,17 +83,17 @@ def chat_stream(*, request: ChatRequest) -> AsyncIterator[ChatChunk]:
     the first `__anext__`, so callers can still answer with a status code.
     Closing the iterator (`aclose`) closes the backend request.
     """
-    return backend_get().chat_stream(request)
+    return stream_drainable(backend_get().chat_stream(request))
 
 
 def generate_stream(*, request: GenerateRequest) -> AsyncIterator[GenerateChunk]:
     """A raw prompt completion as it is produced; same contract as `chat_stream`."""
-    return backend_get().generate_stream(request)
+    return stream_drainable(backend_get().generate_stream(request))
 
 
 async def generate_complete(*, request: GenerateRequest) -> GenerateResult:
     """A whole raw prompt completion with the backend's token counts."""
-    return await backend_get().generate(request)
+    return await call_drainable(backend_get().generate(request))
 
 
 async def embeddings_create(
@@ -108,14 +111,16 @@ async def embeddings_create(
     `normalize=False` asks for the model's raw vectors (Ollama's legacy
     embeddings endpoint); the backend may then need one call per input.
     """
-    return await backend_get().embed(
-        model=model,
-        inputs=inputs,
-        dimensions=dimensions,
-        truncate=truncate,
-        options=options,
-        keep_alive=keep_alive,
-        normalize=normalize,
+    return await call_drainable(
+        backend_get().embed(
+            model=model,
+            inputs=inputs,
+            dimensions=dimensions,
+            truncate=truncate,
+            options=options,
+            keep_alive=keep_alive,
+            normalize=normalize,
+        )
     )
 
 
@@ -138,17 +143,17 @@ def _model_manager() -> ModelManager:
 
 def model_pull(*, model_id: str, insecure: bool = False) -> AsyncIterator[ProgressUpdate]:
     """Fetch a model from its registry; progress as it goes."""
-    return _model_manager().model_pull(model=model_id, insecure=insecure)
+    return stream_drainable(_model_manager().model_pull(model=model_id, insecure=insecure))
 
 
 def model_push(*, model_id: str, insecure: bool = False) -> AsyncIterator[ProgressUpdate]:
     """Upload a model to its registry; progress as it goes."""
-    return _model_manager().model_push(model=model_id, insecure=insecure)
+    return stream_drainable(_model_manager().model_push(model=model_id, insecure=insecure))
 
 
 def model_create(*, model_id: str, spec: dict[str, Any]) -> AsyncIterator[ProgressUpdate]:
     """Build a model from `spec` (`from`, `files`, `system`, ...); progress as it goes."""
-    return _model_manager().model_create(model=model_id, spec=spec)
+    return stream_drainable(_model_manager().model_create(model=model_id, spec=spec))
 
 
 async def model_delete(*, model_id: str) -> None:

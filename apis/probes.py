@@ -13,8 +13,8 @@ from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
 
-from apis import inference
-from apis.errors import APIError, error_body
+from apis import drain, inference
+from apis.errors import APIError, ServerShuttingDownError, error_body, error_response
 
 logger = logging.getLogger(__name__)
 
@@ -74,7 +74,16 @@ async def _run(name: str, check) -> tuple[str, str | None]:  # type: ignore[no-u
 @csrf_exempt
 @require_http_methods(["GET", "HEAD"])
 async def readyz(request: HttpRequest) -> JsonResponse:
-    """Database, cache and backend reachable: 200; otherwise 503 naming what failed."""
+    """Database, cache and backend reachable: 200; otherwise 503 naming what failed.
+
+    A process that drains before it exits is not ready, whatever its checks say.
+    """
+    if drain.draining():
+        response = error_response(
+            ServerShuttingDownError("Not ready: this server is shutting down.")
+        )
+        response._has_been_logged = True  # type: ignore[attr-defined]
+        return response
     results = await asyncio.gather(
         _run("database", sync_to_async(_database_check)),
         _run("cache", _cache_check),

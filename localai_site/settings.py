@@ -210,6 +210,11 @@ GATEWAY_MAX_PENDING_REQUESTS = env.int("GATEWAY_MAX_PENDING_REQUESTS", default=2
 # a machine that stalls a process for other reasons would refuse requests);
 # 250 is a good value for a dedicated server.
 GATEWAY_SHED_LAG_MS = env.int("GATEWAY_SHED_LAG_MS", default=0)
+# On SIGTERM a worker drains (apis.drain, README "Operations"): /readyz and new
+# requests answer 503 at once, live streams and WebSocket answers get this many
+# seconds to finish, then end with a `server_shutting_down` error event. Give
+# the orchestrator more: terminationGracePeriodSeconds >= this + 15.
+GATEWAY_DRAIN_SECONDS = env.float("GATEWAY_DRAIN_SECONDS", default=20.0)
 
 # --- REST framework ---------------------------------------------------------
 

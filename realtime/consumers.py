@@ -25,7 +25,7 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
-from apis import inference
+from apis import drain, inference
 from apis.backends import ChatRequest
 from apis.errors import APIError, AuthenticationError, as_api_error
 from realtime import auth
@@ -150,6 +150,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         await self._generation_stop(reason="cancel")
 
     async def _on_chat(self, frame: dict[str, Any]) -> None:
+        drain.admit()  # a server shutting down starts no new answer
         fields = chat_frame_validate(frame)
         if self._generating():
             raise GenerationInProgressError()
@@ -181,6 +182,8 @@ class ChatConsumer(AsyncWebsocketConsumer):
         self._generation = asyncio.create_task(
             self._generate(request=request, user_content=content)
         )
+        # A drain on shutdown waits for the answer (and its usage record).
+        drain.task_track(self._generation)
 
     # --- generation -------------------------------------------------------------
 
