@@ -288,3 +288,92 @@ def _assert_cut_with_shutdown_error(s: Stream, last: Any) -> None:
         assert last["type"] == "error" and last["code"] == "server_shutting_down", last
         assert not any(frame["type"] == "assistant_end" for frame in s.events)
         assert s.close_code == 1012
+
+
+# --- the interruption itself, in process ------------------------------------------
+
+
+@pytest.fixture
+def fresh_drain() -> Any:
+    from apis import drain
+
+    drain.drain_reset()
+    yield drain
+    drain.drain_reset()
+
+
+class _Backend:
+    """A backend stream that yields one chunk, then waits; says whether it was closed."""
+
+    def __init__(self) -> None:
+        self.waiting = asyncio.Event()
+        self.closed = asyncio.Event()
+
+    async def chunks(self) -> Any:
+        try:
+            yield "first"
+            await self.answer()
+        finally:
+            self.closed.set()
+
+    async def answer(self) -> None:
+        self.waiting.set()
+        await asyncio.Event().wait()  # a token that never comes
+
+
+async def _second_chunk(stream: Any) -> Any:
+    await anext(stream)
+    return await anext(stream)
+
+
+@pytest.mark.asyncio
+async def test_the_end_of_the_window_turns_a_waiting_stream_into_server_shutting_down(
+    fresh_drain: Any,
+) -> None:
+    from apis.errors import ServerShuttingDownError
+
+    backend = _Backend()
+    reading = asyncio.create_task(_second_chunk(fresh_drain.stream_drainable(backend.chunks())))
+    fresh_drain.task_track(reading)
+    await asyncio.wait_for(backend.waiting.wait(), TIMEOUT)
+    await fresh_drain.drain_run(window=0)
+    with pytest.raises(ServerShuttingDownError):
+        await reading
+    assert backend.closed.is_set()
+    assert fresh_drain._state.work == 0
+    # The task is not left cancelled: it can still send its error event.
+    assert reading.cancelling() == 0
+
+
+@pytest.mark.asyncio
+async def test_a_cancellation_that_is_not_the_drains_stays_a_cancellation(
+    fresh_drain: Any,
+) -> None:
+    backend = _Backend()
+    reading = asyncio.create_task(_second_chunk(fresh_drain.stream_drainable(backend.chunks())))
+    await asyncio.wait_for(backend.waiting.wait(), TIMEOUT)
+    # A client disconnect and the end of the window at the same moment: the
+    # disconnect's cancellation must not be swallowed.
+    fresh_drain.task_track(reading)
+    reading.cancel()
+    await fresh_drain.drain_run(window=0)
+    with pytest.raises(asyncio.CancelledError):
+        await reading
+    assert backend.closed.is_set()
+
+
+@pytest.mark.asyncio
+async def test_a_whole_answer_still_awaited_at_the_end_of_the_window_is_refused(
+    fresh_drain: Any,
+) -> None:
+    from apis.errors import ServerShuttingDownError
+
+    backend = _Backend()
+    answering = asyncio.create_task(fresh_drain.call_drainable(backend.answer()))
+    fresh_drain.task_track(answering)
+    await asyncio.wait_for(backend.waiting.wait(), TIMEOUT)
+    await fresh_drain.drain_run(window=0)
+    with pytest.raises(ServerShuttingDownError):
+        await answering
+    with pytest.raises(ServerShuttingDownError):
+        fresh_drain.admit()
