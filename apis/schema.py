@@ -58,6 +58,7 @@ from apis.errors import (
     PermissionDeniedError,
     RateLimitedError,
     RequestTooLargeError,
+    ServerShuttingDownError,
     UnsupportedMediaTypeError,
     error_body,
     validation_error,
@@ -188,10 +189,12 @@ _ERRORS: dict[int, tuple[str, list[tuple[str, APIError]]]] = {
         [("backend_error", BackendError())],
     ),
     503: (
-        "The backend is not reachable, or its queue is full (then with `Retry-After`).",
+        "The backend is not reachable, or its queue is full, or this server is shutting "
+        "down (these two with `Retry-After`).",
         [
             ("backend_unavailable", BackendUnavailableError()),
             ("backend_busy", BackendBusyError(2)),
+            ("server_shutting_down", ServerShuttingDownError()),
         ],
     ),
     504: (
@@ -611,7 +614,8 @@ class ReadySerializer(serializers.Serializer):
 
 
 class NotReadySerializer(ErrorEnvelopeSerializer):
-    checks = ReadyChecksSerializer()
+    # Absent while the process drains before it exits: no check is run then.
+    checks = ReadyChecksSerializer(required=False)
 
 
 class _DocumentedPlainView(APIView):
@@ -655,8 +659,9 @@ PLAIN_VIEWS: tuple[type[_DocumentedPlainView], ...] = (
         summary="Readiness probe",
         description=(
             "The database, the cache and the inference backend all answer (each within "
-            "3 s). Otherwise `503`, naming what failed in `error.details` and `checks`. "
-            "Needs no key."
+            "3 s). Otherwise `503`, naming what failed in `error.details` and `checks`; "
+            "from the moment the process receives SIGTERM until it exits, `503` with code "
+            "`server_shutting_down` and `Retry-After`. Needs no key."
         ),
         responses={
             200: answer(
@@ -667,7 +672,7 @@ PLAIN_VIEWS: tuple[type[_DocumentedPlainView], ...] = (
             ),
             503: answer(
                 NotReadySerializer,
-                "Something the gateway needs is failing.",
+                "Something the gateway needs is failing, or the process is shutting down.",
                 "backend_down",
                 {
                     "error": {
