@@ -61,15 +61,20 @@ endif
 # --- the two commands ---------------------------------------------------
 
 # uvicorn with uvloop and httptools: ~15 % less CPU per request than daphne,
-# WebSockets included (BENCHMARKS.md, "Servers"). daphne still works:
-# .venv/bin/daphne -b $(HOST) -p $(PORT) localai_site.asgi:application
+# WebSockets included (BENCHMARKS.md, "Servers"). daphne still works (but has
+# no drain on shutdown): .venv/bin/daphne -b $(HOST) -p $(PORT) localai_site.asgi:application
 # uvicorn's httptools and sans-I/O WebSocket protocols plus a header deadline
 # and an answer to unparsable handshakes (localai_site/server.py).
 UVICORN_PROTOCOLS := --http localai_site.server:HttpProtocol --ws localai_site.server:WebSocketProtocol
+# On SIGTERM the app drains first, for up to GATEWAY_DRAIN_SECONDS (README,
+# "Operations"); uvicorn's own graceful shutdown comes after it and only waits
+# GRACEFUL_SHUTDOWN more seconds for responses still being written.
+GRACEFUL_SHUTDOWN ?= 5
 run: $(VENV)/.runtime-installed engine
 	$(BIN)/python manage.py migrate --noinput
 	$(ENGINE_ENV) $(BIN)/uvicorn --host $(HOST) --port $(PORT) --loop uvloop $(UVICORN_PROTOCOLS) \
-	  --timeout-keep-alive 5 localai_site.asgi:application
+	  --timeout-keep-alive 5 --timeout-graceful-shutdown $(GRACEFUL_SHUTDOWN) \
+	  localai_site.asgi:application
 
 # The browser tests drive Debian's Chromium through Playwright's Python package
 # (from requirements-dev.txt); Playwright's own browser download is never used.

@@ -169,6 +169,20 @@ class BackendBusyError(APIError):
         self.headers["Retry-After"] = str(self.retry_after)
 
 
+class ServerShuttingDownError(APIError):
+    """This server process is draining before it exits (see `gateway.drain`)."""
+
+    status, type, code = 503, "service_unavailable_error", "server_shutting_down"
+    default_message = "This server is shutting down. Retry the request; another one will answer."
+
+    def __init__(
+        self, message: str | None = None, *, retry_after: float = 1, **kwargs: Any
+    ) -> None:
+        self.retry_after = retry_after_seconds(retry_after)
+        super().__init__(message, **kwargs)
+        self.headers["Retry-After"] = str(self.retry_after)
+
+
 class BackendTimeoutError(APIError):
     """The backend did not answer in time (OLLAMA_READ_TIMEOUT)."""
 

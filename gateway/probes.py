@@ -14,9 +14,15 @@ from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
 
-from gateway import service
+from gateway import drain, service
 from gateway.backends.pool import BackendHealth
-from gateway.errors import APIError, BackendUnavailableError, error_body
+from gateway.errors import (
+    APIError,
+    BackendUnavailableError,
+    ServerShuttingDownError,
+    error_body,
+    error_response,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -88,7 +94,13 @@ def not_ready_body(failing: list[tuple[str, str]], checks: dict[str, str]) -> di
 @csrf_exempt
 @require_http_methods(["GET", "HEAD"])
 async def readyz(request: HttpRequest) -> JsonResponse:
-    """Database, cache and backend reachable: 200; otherwise 503 naming what failed."""
+    """Database, cache and backend reachable: 200; otherwise 503 naming what failed.
+
+    A process that drains before it exits is not ready, whatever its checks say.
+    """
+    if drain.draining():
+        # Expected while draining: not an ERROR line per poll (gateway.logfilters).
+        return error_response(ServerShuttingDownError("Not ready: this server is shutting down."))
     backends: list[BackendHealth] = []
 
     async def backend_check() -> None:

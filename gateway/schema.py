@@ -60,6 +60,7 @@ from gateway.errors import (
     PermissionDeniedError,
     RateLimitedError,
     RequestTooLargeError,
+    ServerShuttingDownError,
     UnsupportedMediaTypeError,
     error_body,
     validation_error,
@@ -127,6 +128,7 @@ ERROR_EXAMPLES: dict[str, APIError] = {
     "backend_error": BackendError(),
     "backend_unavailable": BackendUnavailableError(),
     "backend_busy": BackendBusyError(2),
+    "server_shutting_down": ServerShuttingDownError(),
     "backend_timeout": BackendTimeoutError(),
     "insufficient_resources": InsufficientResourcesError(),
 }
@@ -455,7 +457,8 @@ class ReadySerializer(serializers.Serializer):
 
 
 class NotReadySerializer(ErrorEnvelopeSerializer):
-    checks = ReadyChecksSerializer()
+    # Absent while the process drains before it exits: no check is run then.
+    checks = ReadyChecksSerializer(required=False)
     backends = _backends_field()
 
 
@@ -500,9 +503,11 @@ PLAIN_VIEWS: tuple[type[_DocumentedPlainView], ...] = (
         summary="Readiness probe",
         description=(
             "The database, the cache and an inference backend answer (each within "
-            "3 s). Otherwise `503`, naming what failed in `error.details` and `checks`. "
-            "With Ollama and the embedded engine both configured, `backends` gives each "
-            "one's state, and one answering is enough. Needs no key."
+            "3 s). Otherwise `503`, naming what failed in `error.details` and `checks`; "
+            "from the moment the process receives SIGTERM until it exits, `503` with code "
+            "`server_shutting_down` and `Retry-After`. With Ollama and the embedded engine "
+            "both configured, `backends` gives each one's state, and one answering is "
+            "enough. Needs no key."
         ),
         responses={
             200: answer(
@@ -513,7 +518,7 @@ PLAIN_VIEWS: tuple[type[_DocumentedPlainView], ...] = (
             ),
             503: answer(
                 NotReadySerializer,
-                "Something the gateway needs is failing.",
+                "Something the gateway needs is failing, or the process is shutting down.",
                 "backend_down",
                 _example_timestamp(
                     not_ready_body(

@@ -2,6 +2,8 @@
 OpenAI/Ollama adapters call. None of them builds a backend client.
 
 Functions are keyword-only, typed, and raise only `gateway.errors` errors.
+Inference streams and calls end with `ServerShuttingDownError` when the
+process's drain window is over (`gateway.drain`).
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from gateway.backends import (
 from gateway.backends.embedded import EmbeddedBackend, EmbeddedModelSpec, model_name_from_file
 from gateway.backends.ollama import OllamaBackend
 from gateway.backends.pool import BackendHealth, BackendPool
+from gateway.drain import call_drainable, stream_drainable
 from gateway.errors import APIError, BadRequestError, ModelNotFoundError
 from gateway.metering import UsageMeter
 from gateway.scheduler import (
@@ -278,7 +281,7 @@ async def chat_complete(
     Waits for a slot of the backend in fair order between callers.
     """
     async with _served(model=request.model, caller=caller, meter=meter) as member:
-        result = await member.chat(request)
+        result = await call_drainable(member.chat(request))
     if meter is not None:
         meter.charge(prompt_tokens=result.prompt_tokens, completion_tokens=result.completion_tokens)
     return result
@@ -338,7 +341,7 @@ async def _scheduled_stream(
     else:
         member, lease = await _acquire(model=request.model, caller=caller, meter=meter)
     try:
-        stream = open_stream(member)
+        stream = stream_drainable(open_stream(member))
         try:
             async for chunk in stream:
                 yield chunk
@@ -356,7 +359,7 @@ async def generate_complete(
 ) -> GenerateResult:
     """A whole raw prompt completion with the backend's token counts (charged to `meter`)."""
     async with _served(model=request.model, caller=caller, meter=meter) as member:
-        result = await member.generate(request)
+        result = await call_drainable(member.generate(request))
     if meter is not None:
         meter.charge(prompt_tokens=result.prompt_tokens, completion_tokens=result.completion_tokens)
     return result
@@ -380,14 +383,16 @@ async def embeddings_create(
     embeddings endpoint); the backend may then need one call per input.
     """
     async with _served(model=model, caller=caller, meter=meter) as member:
-        result = await member.embed(
-            model=model,
-            inputs=inputs,
-            dimensions=dimensions,
-            truncate=truncate,
-            extra=extra,
-            keep_alive=keep_alive,
-            normalize=normalize,
+        result = await call_drainable(
+            member.embed(
+                model=model,
+                inputs=inputs,
+                dimensions=dimensions,
+                truncate=truncate,
+                extra=extra,
+                keep_alive=keep_alive,
+                normalize=normalize,
+            )
         )
     if meter is not None:
         meter.charge(prompt_tokens=result.prompt_tokens)
@@ -413,17 +418,17 @@ def _model_manager() -> ModelManager:
 
 def model_pull(*, model_id: str, insecure: bool = False) -> AsyncIterator[ProgressUpdate]:
     """Fetch a model from its registry; progress as it goes."""
-    return _model_manager().model_pull(model=model_id, insecure=insecure)
+    return stream_drainable(_model_manager().model_pull(model=model_id, insecure=insecure))
 
 
 def model_push(*, model_id: str, insecure: bool = False) -> AsyncIterator[ProgressUpdate]:
     """Upload a model to its registry; progress as it goes."""
-    return _model_manager().model_push(model=model_id, insecure=insecure)
+    return stream_drainable(_model_manager().model_push(model=model_id, insecure=insecure))
 
 
 def model_create(*, model_id: str, spec: dict[str, Any]) -> AsyncIterator[ProgressUpdate]:
     """Build a model from `spec` (`from`, `files`, `system`, ...); progress as it goes."""
-    return _model_manager().model_create(model=model_id, spec=spec)
+    return stream_drainable(_model_manager().model_create(model=model_id, spec=spec))
 
 
 async def model_delete(*, model_id: str) -> None:

@@ -20,6 +20,7 @@ from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
 from keys.lifespan import lifespan_app  # noqa: E402
+from localai_site.shutdown import DrainGuard  # noqa: E402
 from realtime.middleware import ChatAuthMiddleware, OriginValidator  # noqa: E402
 from realtime.routing import websocket_urlpatterns  # noqa: E402
 
@@ -33,10 +34,13 @@ application = ProtocolTypeRouter(
         "websocket": OriginValidator(
             AuthMiddlewareStack(ChatAuthMiddleware(URLRouter(websocket_urlpatterns)))
         ),
-        # Shutdown writes the usage records still buffered (servers that speak lifespan).
+        # Startup makes SIGTERM drain first (gateway.drain); shutdown writes the
+        # usage records still buffered (servers that speak lifespan).
         "lifespan": lifespan_app,
     }
 )
+# While the process drains, new requests are refused; those in flight are counted.
+application = DrainGuard(application)
 
 # Everything imported so far (Django, DRF, the URL resolvers, the schema
 # tooling...) lives as long as the process. Moved out of the collector's

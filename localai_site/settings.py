@@ -163,10 +163,26 @@ if REDIS_URL:
             "KEY_PREFIX": env.str("CACHE_KEY_PREFIX", default="localai"),
         }
     }
+    # channels_redis waits for a message with Redis's BZPOPMIN, 5 s at a time
+    # (RedisChannelLayer.brpop_timeout), and redis-py 8 gives up on any read
+    # after `socket_timeout`, 5 s by default: a read that lost that race raised
+    # TimeoutError out of the layer. Reads get twice the pop's time (a dead
+    # Redis still shows within 10 s), connects stay quick, and a connection
+    # idle in the pool for 30 s is checked with a PING before it is used again.
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [REDIS_URL]},
+            "CONFIG": {
+                "hosts": [
+                    {
+                        "address": REDIS_URL,
+                        "socket_timeout": 10,
+                        "socket_connect_timeout": 5,
+                        "socket_keepalive": True,
+                        "health_check_interval": 30,
+                    }
+                ]
+            },
         }
     }
 else:
@@ -333,6 +349,12 @@ GATEWAY_SHED_LAG_MS = env.int("GATEWAY_SHED_LAG_MS", default=0)
 # either, 408 and the connection is closed. 0 = no limit.
 GATEWAY_HEADER_TIMEOUT = env.float("GATEWAY_HEADER_TIMEOUT", default=10.0)
 GATEWAY_BODY_TIMEOUT = env.float("GATEWAY_BODY_TIMEOUT", default=30.0)
+
+# On SIGTERM a worker drains (gateway.drain, README "Operations"): /readyz and new
+# requests answer 503 at once, live streams and WebSocket answers get this many
+# seconds to finish, then end with a `server_shutting_down` error event. Give
+# the orchestrator more: terminationGracePeriodSeconds >= this + 15.
+GATEWAY_DRAIN_SECONDS = env.float("GATEWAY_DRAIN_SECONDS", default=20.0)
 
 # --- REST framework ---------------------------------------------------------
 

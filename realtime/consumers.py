@@ -25,7 +25,7 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
-from gateway import service
+from gateway import drain, service
 from gateway.backends import ChatChunk, ChatRequest, GenerationParams
 from gateway.errors import APIError, AuthenticationError, as_api_error
 from gateway.metering import UsageMeter
@@ -107,6 +107,13 @@ class ChatFrameEncoder(BaseEncoder[ChatChunk, dict[str, Any]]):
 class ChatConsumer(AsyncWebsocketConsumer):
     """One chat connection of one caller (API key or user) on one session id."""
 
+    # No channel layer: the chat joins no group and nothing sends to its
+    # channel. With one, every connection would wait on the layer (a Redis
+    # read per connection, BZPOPMIN after BZPOPMIN) and any error of that read
+    # (Redis restarting, a read timing out) would end the connection with it.
+    # `get_channel_layer(None)` is None: Channels then dispatches client frames only.
+    channel_layer_alias = None
+
     caller: Caller
     chat_session: ChatSession
 
@@ -187,6 +194,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         await self._generation_stop(reason="cancel")
 
     async def _on_chat(self, frame: dict[str, Any]) -> None:
+        drain.admit()  # a server shutting down starts no new answer
         fields = chat_frame_validate(frame)
         if self._generating():
             raise GenerationInProgressError()
@@ -216,6 +224,8 @@ class ChatConsumer(AsyncWebsocketConsumer):
         self._generation = asyncio.create_task(
             self._generate(request=request, user_content=content, meter=meter, started=started)
         )
+        # A drain on shutdown waits for the answer (and its usage record).
+        drain.task_track(self._generation)
 
     def _admit(self, *, model: str, meter: UsageMeter) -> None:
         """The policy's checks of one chat message (sync: the ORM and the limits store).

@@ -12,7 +12,7 @@ import os
 import socket
 import subprocess
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 import httpx
@@ -62,10 +62,19 @@ def server_command(server: str, fd: int) -> list[str]:
 @contextlib.contextmanager
 def start_server(*, env: Mapping[str, str], server: str = "daphne") -> Iterator[str]:
     """Run one server process on a fresh loopback socket; yield its base URL."""
+    with server_process(env=env, server=server) as (url, _):
+        yield url
+
+
+@contextlib.contextmanager
+def server_process(
+    *, env: Mapping[str, str], server: str = "daphne", args: Sequence[str] = ()
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """Like `start_server`, with extra server `args`; yield (base URL, the process)."""
     sock = listening_socket()
     port = sock.getsockname()[1]
     process = subprocess.Popen(
-        server_command(server, sock.fileno()),
+        [*server_command(server, sock.fileno()), *args],
         cwd=ROOT,
         env=dict(env),
         pass_fds=(sock.fileno(),),
@@ -73,7 +82,7 @@ def start_server(*, env: Mapping[str, str], server: str = "daphne") -> Iterator[
         stderr=subprocess.PIPE,
     )
     try:
-        yield f"http://127.0.0.1:{port}"
+        yield f"http://127.0.0.1:{port}", process
     finally:
         process.terminate()
         try:
