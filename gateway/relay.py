@@ -18,6 +18,7 @@ the same way everywhere:
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator, Iterable
 from typing import Any, Generic, Protocol, TypeVar
 
@@ -95,6 +96,8 @@ async def relay(
         for frame in encoder.opening():
             yield frame
         async for chunk in chunks:
+            if tokens and meter.first_token_at is None:
+                meter.first_token_at = time.monotonic()  # the time to first token
             if tokens and chunk.done:
                 complete = True
                 meter.charge(

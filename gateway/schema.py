@@ -86,6 +86,10 @@ class ErrorSerializer(serializers.Serializer):
         allow_null=True, help_text="The request field the error is about, if any."
     )
     timestamp = serializers.DateTimeField()
+    request_id = serializers.CharField(
+        required=False,
+        help_text="The request's id (its `X-Request-ID`): quote it when reporting a problem.",
+    )
     details = serializers.ListField(
         child=serializers.DictField(),
         required=False,

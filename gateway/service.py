@@ -6,9 +6,11 @@ Functions are keyword-only, typed, and raise only `gateway.errors` errors.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+import time
+from collections.abc import AsyncIterator, Awaitable
 from functools import cache
-from typing import Any
+from typing import Any, TypeVar
 
 from django.conf import settings
 from django.core.signals import setting_changed
@@ -31,8 +33,11 @@ from gateway.backends import (
     normalize_model_name,
 )
 from gateway.backends.ollama import OllamaBackend
-from gateway.errors import BadRequestError, ModelNotFoundError
+from gateway.errors import APIError, BadRequestError, ModelNotFoundError
 from gateway.metering import UsageMeter
+from gateway.metrics import backend_error, backend_up_source, in_flight, queue_depth_source
+
+T = TypeVar("T")
 
 
 @cache
@@ -50,6 +55,73 @@ def backend_get() -> InferenceBackend:
 def _backend_reset(*, setting: str, **kwargs: object) -> None:
     if setting.startswith("OLLAMA_"):
         backend_get.cache_clear()
+        _health.clear()
+
+
+# --- metrics: in-flight generations and backend failures -------------------------
+
+
+def backend_name(backend: InferenceBackend) -> str:
+    """The name metrics give a backend (`ollama` unless it names itself)."""
+    return str(getattr(backend, "name", "ollama"))
+
+
+def _failed(name: str, exc: APIError) -> None:
+    # The backend's own failures (5xx), not a client's unknown model.
+    if exc.status >= 500:
+        backend_error(backend=name, code=exc.code)
+
+
+async def _counted(name: str, call: Awaitable[T]) -> T:
+    with in_flight(name):
+        try:
+            return await call
+        except APIError as exc:
+            _failed(name, exc)
+            raise
+
+
+async def _counted_stream(name: str, chunks: AsyncIterator[T]) -> AsyncIterator[T]:
+    """`chunks`, in flight until they end; same contract (errors, `aclose`) as `chunks`."""
+    with in_flight(name):
+        try:
+            async for chunk in chunks:
+                yield chunk
+        except APIError as exc:
+            _failed(name, exc)
+            raise
+        finally:
+            await chunks.aclose()  # type: ignore[attr-defined]
+
+
+# Backend name -> (answered, when checked): the last health check of this process.
+_health: dict[str, tuple[bool, float]] = {}
+HEALTH_CHECK_TIMEOUT = 2.0
+HEALTH_CHECK_MAX_AGE = 5.0
+
+
+async def backends_health() -> dict[str, bool]:
+    """Whether each backend answers (its version), checked at most every 5 s per process.
+
+    `/metrics` and the admin dashboard ask before they read
+    `localai_backend_up`, so a scrape sees a fresh answer.
+    """
+    backend = backend_get()
+    name = backend_name(backend)
+    known = _health.get(name)
+    if known is None or time.monotonic() - known[1] > HEALTH_CHECK_MAX_AGE:
+        try:
+            await asyncio.wait_for(backend.version(), timeout=HEALTH_CHECK_TIMEOUT)
+            up = True
+        except Exception:
+            up = False
+        _health[name] = (up, time.monotonic())
+    return {name: up for name, (up, _) in _health.items()}
+
+
+backend_up_source(lambda: {name: float(up) for name, (up, _) in _health.items()})
+# The scheduler will report its queues here; until it exists nothing waits.
+queue_depth_source(lambda: {backend_name(backend_get()): 0.0})
 
 
 async def models_list() -> list[ModelInfo]:
@@ -71,7 +143,8 @@ async def model_get(*, model_id: str) -> ModelInfo:
 
 async def chat_complete(*, request: ChatRequest, meter: UsageMeter | None = None) -> ChatResult:
     """A whole chat answer with the backend's token counts (charged to `meter`)."""
-    result = await backend_get().chat(request)
+    backend = backend_get()
+    result = await _counted(backend_name(backend), backend.chat(request))
     if meter is not None:
         meter.charge(prompt_tokens=result.prompt_tokens, completion_tokens=result.completion_tokens)
     return result
@@ -84,19 +157,22 @@ def chat_stream(*, request: ChatRequest) -> AsyncIterator[ChatChunk]:
     the first `__anext__`, so callers can still answer with a status code.
     Closing the iterator (`aclose`) closes the backend request.
     """
-    return backend_get().chat_stream(request)
+    backend = backend_get()
+    return _counted_stream(backend_name(backend), backend.chat_stream(request))
 
 
 def generate_stream(*, request: GenerateRequest) -> AsyncIterator[GenerateChunk]:
     """A raw prompt completion as it is produced; same contract as `chat_stream`."""
-    return backend_get().generate_stream(request)
+    backend = backend_get()
+    return _counted_stream(backend_name(backend), backend.generate_stream(request))
 
 
 async def generate_complete(
     *, request: GenerateRequest, meter: UsageMeter | None = None
 ) -> GenerateResult:
     """A whole raw prompt completion with the backend's token counts (charged to `meter`)."""
-    result = await backend_get().generate(request)
+    backend = backend_get()
+    result = await _counted(backend_name(backend), backend.generate(request))
     if meter is not None:
         meter.charge(prompt_tokens=result.prompt_tokens, completion_tokens=result.completion_tokens)
     return result
@@ -118,14 +194,18 @@ async def embeddings_create(
     `normalize=False` asks for the model's raw vectors (Ollama's legacy
     embeddings endpoint); the backend may then need one call per input.
     """
-    result = await backend_get().embed(
-        model=model,
-        inputs=inputs,
-        dimensions=dimensions,
-        truncate=truncate,
-        extra=extra,
-        keep_alive=keep_alive,
-        normalize=normalize,
+    backend = backend_get()
+    result = await _counted(
+        backend_name(backend),
+        backend.embed(
+            model=model,
+            inputs=inputs,
+            dimensions=dimensions,
+            truncate=truncate,
+            extra=extra,
+            keep_alive=keep_alive,
+            normalize=normalize,
+        ),
     )
     if meter is not None:
         meter.charge(prompt_tokens=result.prompt_tokens)

@@ -9,12 +9,14 @@ from drf_spectacular.views import (
     SpectacularYAMLAPIView,
 )
 
-from gateway import probes
+from gateway import probes, scrape
 from gateway.schema import local_only
 
 urlpatterns = [
     path("healthz", probes.healthz, name="healthz"),
     path("readyz", probes.readyz, name="readyz"),
+    # Prometheus metrics (loopback and staff only: METRICS_ALLOWED_ADDRESSES).
+    path("metrics", scrape.metrics_view, name="metrics"),
     # The API documentation, open without a key (SPECTACULAR_SETTINGS).
     path("openapi.json", SpectacularJSONAPIView.as_view(), name="openapi-json"),
     path("openapi.yaml", SpectacularYAMLAPIView.as_view(), name="openapi-yaml"),

@@ -1,0 +1,151 @@
+"""Prometheus metrics at /metrics: exact counts summed over two worker processes
+(prometheus-client's multiprocess mode), and who may read them."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+import pytest
+from django.contrib.auth import get_user_model
+from django.test import Client
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.fake_ollama import FakeOllama
+from tests.processes import migrated_with_key, server_env, two_servers
+
+CHAT = "/v1/chat/completions"
+HELLO = {"model": "qwen2.5:14b", "messages": [{"role": "user", "content": "Hi"}]}
+MODEL = "qwen2.5:14b"
+
+
+def scrape(client: httpx.Client, base: str) -> dict[tuple[str, frozenset], float]:
+    """Every sample of a scrape: {(name, labels): value}."""
+    response = client.get(f"{base}/metrics")
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"].startswith("text/plain")
+    return {
+        (sample.name, frozenset(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(response.text)
+        for sample in family.samples
+    }
+
+
+def value(samples: dict, name: str, **labels: str) -> float:
+    return samples.get((name, frozenset(labels.items())), 0.0)
+
+
+def wait_for(condition: Callable[[], bool], timeout: float = 15.0) -> None:
+    """Until `condition()` holds (a stream's end is observed after its last byte is sent)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.05)
+
+
+def test_it_sums_exact_counts_over_two_worker_processes(
+    tmp_path: Path, fake_ollama: FakeOllama
+) -> None:
+    fake_ollama.reply = ["a", " b", " c"]
+    multiproc = tmp_path / "prometheus"
+    multiproc.mkdir()
+    env = server_env(
+        DATABASE_URL=f"sqlite:///{tmp_path / 'db.sqlite3'}",
+        REDIS_URL="",
+        OLLAMA_HOST=fake_ollama.url,
+        PROMETHEUS_MULTIPROC_DIR=str(multiproc),
+        LOG_LEVEL="WARNING",
+    )
+    raw_key, _ = migrated_with_key(env, "metered", rate_limit=1000)
+    limited_key, _ = migrated_with_key(env, "limited", rate_limit=1)
+    auth = {"Authorization": f"Bearer {raw_key}"}
+
+    with two_servers(env) as ((one, other), client):
+        for base in (one, other):  # started (a busy machine can take a while)
+            assert client.get(f"{base}/healthz", timeout=90).status_code == 200
+        answers = [client.post(one + CHAT, headers=auth, json=HELLO) for _ in range(3)]
+        answers += [client.post(other + CHAT, headers=auth, json=HELLO) for _ in range(2)]
+        with client.stream(
+            "POST", other + CHAT, headers=auth, json={**HELLO, "stream": True}
+        ) as stream:
+            events = [
+                json.loads(line[6:]) for line in stream.iter_lines() if line.startswith("data: {")
+            ]
+        unauthenticated = client.post(one + CHAT, json=HELLO)
+        limited_auth = {"Authorization": f"Bearer {limited_key}"}
+        limited = [client.post(other + CHAT, headers=limited_auth, json=HELLO) for _ in range(2)]
+
+        def native(status: str) -> float:
+            return value(
+                scrape(client, one),
+                "localai_requests_total",
+                surface="native",
+                endpoint="/v1/chat/completions",
+                status=status,
+            )
+
+        # 5 whole answers, 1 stream, 1 of the limited key's two.
+        wait_for(lambda: native("200") == 7)
+        samples = scrape(client, other)  # either process sees both
+
+    assert [a.status_code for a in answers] == [200] * 5
+    assert unauthenticated.status_code == 401
+    assert [a.status_code for a in limited] == [200, 429]
+    prompt = sum(a.json()["usage"]["prompt_tokens"] for a in answers + limited[:1])
+    completion = sum(a.json()["usage"]["completion_tokens"] for a in answers + limited[:1])
+    final = events[-1]["usage"]
+    prompt += final["prompt_tokens"]
+    completion += final["completion_tokens"]
+
+    labels = {"surface": "native", "endpoint": "/v1/chat/completions"}
+    assert value(samples, "localai_requests_total", **labels, status="200") == 7
+    assert value(samples, "localai_requests_total", **labels, status="401") == 1
+    assert value(samples, "localai_requests_total", **labels, status="429") == 1
+    assert value(samples, "localai_request_duration_seconds_count", **labels) == 9
+    assert value(samples, "localai_tokens_total", model=MODEL, kind="prompt") == prompt
+    assert value(samples, "localai_tokens_total", model=MODEL, kind="completion") == completion
+    assert (
+        value(samples, "localai_time_to_first_token_seconds_count", surface="native", model=MODEL)
+        == 1
+    )
+    assert value(samples, "localai_rate_limited_total", limit="requests") == 1
+    assert value(samples, "localai_backend_up", backend="ollama") == 1
+    assert value(samples, "localai_in_flight", backend="ollama") == 0
+    assert ("localai_queue_depth", frozenset({("backend", "ollama")})) in samples
+    assert value(samples, "localai_websocket_connections") == 0
+    # No label carries a key.
+    assert not any(raw_key in str(labels) for _, labels in samples)
+
+
+@pytest.fixture
+def metrics_client(db, settings) -> Client:  # type: ignore[no-untyped-def]
+    """A client whose address (127.0.0.1) is not among the allowed ones."""
+    settings.METRICS_ALLOWED_ADDRESSES = ["10.0.0.0/8"]
+    return Client()
+
+
+def test_it_opens_metrics_to_the_allowed_addresses(settings, db) -> None:  # type: ignore[no-untyped-def]
+    settings.METRICS_ALLOWED_ADDRESSES = ["127.0.0.0/8"]
+    response = Client().get("/metrics")
+    assert response.status_code == 200
+    assert b"# TYPE localai_requests_total counter" in response.content
+
+
+def test_it_refuses_metrics_to_anyone_else(metrics_client: Client) -> None:
+    response = metrics_client.get("/metrics")
+    assert response.status_code == 403
+    assert response.json()["error"]["code"] == "metrics_forbidden"
+
+
+def test_it_refuses_metrics_to_a_signed_in_user_who_is_not_staff(metrics_client: Client) -> None:
+    metrics_client.force_login(get_user_model().objects.create_user("dave", password="x"))
+    assert metrics_client.get("/metrics").status_code == 403
+
+
+def test_it_opens_metrics_to_staff_from_anywhere(metrics_client: Client) -> None:
+    staff = get_user_model().objects.create_user("erin", password="x", is_staff=True)
+    metrics_client.force_login(staff)
+    assert metrics_client.get("/metrics").status_code == 200
