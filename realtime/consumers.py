@@ -2,7 +2,8 @@
 
 Protocol (README, "WebSocket chat"): client frames `chat`, `cancel`, `clear`,
 `ping`, `history`; server frames `user_message`, `assistant_start`,
-`assistant_chunk`, `assistant_end`, `cleared`, `pong`, `history`, `error`.
+`assistant_chunk`, `assistant_end`, `cleared`, `pong`, `history`, `error`,
+and `notice` (an operator's broadcast, realtime.broadcast).
 
 Authentication happened before this consumer runs (realtime.middleware); an
 unauthenticated connection is closed with 4401 before any backend call.
@@ -25,14 +26,15 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
-from gateway import service
+from gateway import metrics, service
 from gateway.backends import ChatChunk, ChatRequest, GenerationParams
-from gateway.errors import APIError, AuthenticationError, as_api_error
+from gateway.errors import APIError, AuthenticationError, as_api_error, request_id_var
 from gateway.metering import UsageMeter
+from gateway.observability import first_token_seconds, request_finish, request_id_new
 from gateway.relay import BaseEncoder, relay
 from keys import policy
 from keys.policy import Caller
-from realtime import auth
+from realtime import auth, broadcast
 from realtime.models import ChatSession
 from realtime.protocol import (
     CLOSE_FORBIDDEN,
@@ -111,6 +113,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         self._generation: asyncio.Task[None] | None = None
         self._stop_reason: str | None = None
         self._idle_task: asyncio.Task[None] | None = None
+        self._groups: list[str] = []
         self._last_activity = time.monotonic()
         # Answer with the non-secret subprotocol only (a browser that offered
         # `bearer.<key>` must never get the key echoed back).
@@ -130,12 +133,21 @@ class ChatConsumer(AsyncWebsocketConsumer):
         self.chat_session = await database_sync_to_async(chat_session_get_or_create)(
             owner=caller, session_id=self.session_id
         )
+        metrics.websocket_opened()
+        # Operators' notices: to every session, and to this key's or user's.
+        self._groups = broadcast.groups_for(caller)
+        for group in self._groups:
+            await self.channel_layer.group_add(group, self.channel_name)
         if settings.WS_IDLE_TIMEOUT > 0:
             self._idle_task = asyncio.create_task(self._idle_watch())
 
     async def disconnect(self, code: int) -> None:
         if self._idle_task is not None:
             self._idle_task.cancel()
+        if hasattr(self, "caller"):
+            metrics.websocket_closed()
+        for group in self._groups:
+            await self.channel_layer.group_discard(group, self.channel_name)
         # The client is gone: stop generating, which closes the backend request.
         await self._generation_stop(reason="disconnect")
 
@@ -143,6 +155,9 @@ class ChatConsumer(AsyncWebsocketConsumer):
         self._last_activity = time.monotonic()
         if not hasattr(self, "caller"):
             return  # closing an unauthenticated connection; ignore what it sends
+        # Each frame is a request of its own: its id is in its error frames,
+        # and its log line (a generation task inherits it).
+        request_id_var.set(request_id_new())
         try:
             frame = frame_parse(text_data, bytes_data)
             handler = getattr(self, f"_on_{frame['type']}")
@@ -329,6 +344,26 @@ class ChatConsumer(AsyncWebsocketConsumer):
             )
         except Exception:  # accounting must never break the conversation
             logger.exception("Could not record WebSocket chat usage for %s", self.caller.id)
+        with contextlib.suppress(Exception):
+            request_finish(
+                request_id=request_id_var.get() or request_id_new(),
+                surface="websocket",
+                endpoint="/ws/chat",
+                method="chat",
+                status=status,
+                seconds=time.monotonic() - started,
+                meter=meter,
+                first_token_seconds=first_token_seconds(meter, started),
+                key_prefix=self.caller.key_prefix,
+            )
+
+    # --- channel layer events ----------------------------------------------------------
+
+    async def chat_notice(self, event: dict[str, Any]) -> None:
+        """An operator's notice (realtime.broadcast): a `notice` frame."""
+        await self._send_frame(
+            {"type": "notice", "message": event["message"], "level": event["level"]}
+        )
 
     # --- plumbing ------------------------------------------------------------------
 
