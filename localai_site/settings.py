@@ -32,6 +32,8 @@ CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 # `make run` serves with uvicorn; the daphne command works either way.
 INSTALLED_APPS = [
     *(["daphne"] if DEBUG else []),
+    # The operator's pages; before the admin, whose index page it extends.
+    "observability",
     "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",

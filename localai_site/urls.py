@@ -46,6 +46,8 @@ urlpatterns = [
     path("ollama/", include("compat.ollama_urls")),
     # The key-management API (staff only), before the admin's catch-all.
     path("", include("keys.urls")),
+    # The operator's dashboard and broadcast form (staff only).
+    path("admin/ops/", include("observability.urls")),
     path("admin/", admin.site.urls),
     # The browser chat page at `/`, its model list, sign-in and sign-out.
     path("", include("realtime.urls")),
