@@ -117,3 +117,34 @@ def test_the_dashboard_renders_charts_whose_numbers_match_the_usage_records(
             "[...performance.getEntriesByType('resource')].map(e => new URL(e.name).origin)"
         )
         assert set(origins) <= {gateway}
+
+
+def test_a_notice_sent_from_the_admin_shows_as_a_banner_on_the_chat_page(
+    operator,  # type: ignore[no-untyped-def]
+    fake_ollama: FakeOllama,
+    browser_page,  # noqa: F811
+) -> None:
+    from playwright.sync_api import expect
+
+    chat = browser_page
+    chat.goto("/admin/login/?next=/")
+    chat.fill("#id_username", "olive")
+    chat.fill("#id_password", "a-long-passphrase-8")
+    chat.click("input[type=submit]")
+    expect(chat.locator("#connection-state")).to_have_text("Connected")
+    expect(chat.locator("#notice-banner")).to_be_hidden()
+
+    admin = chat.context.new_page()
+    admin.goto("/admin/ops/broadcast/")
+    admin.fill("#id_message", "Restarting in 5 minutes")
+    admin.select_option("#id_level", "warning")
+    admin.click("input[type=submit]")
+    expect(admin.locator(".messagelist")).to_contain_text("Notice sent to every session")
+
+    banner = chat.locator("#notice-banner")
+    expect(banner).to_be_visible()
+    expect(banner).to_have_attribute("data-level", "warning")
+    expect(chat.locator("#notice-text")).to_have_text("Restarting in 5 minutes")
+    chat.screenshot(path=str(ARTIFACTS / "chat-notice.png"))
+    chat.click("#notice-dismiss")
+    expect(banner).to_be_hidden()
