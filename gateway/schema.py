@@ -112,6 +112,7 @@ class OllamaErrorSerializer(serializers.Serializer):
 def _example_body(exc: APIError) -> dict[str, Any]:
     body = error_body(exc)
     body["error"]["timestamp"] = EXAMPLE_TIMESTAMP
+    body["error"].pop("request_id", None)  # the id of the request that asked for the docs
     return body
 
 
