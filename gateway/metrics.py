@@ -212,10 +212,13 @@ def metrics_render() -> bytes:
 
 
 def sample_values(name: str, label: str) -> dict[str, float]:
-    """Current values of one metric family by one label (the admin dashboard's live counters)."""
+    """Current values of one sample name by one label (the admin dashboard's live counters).
+
+    `name` as scraped: `localai_in_flight`, `localai_backend_errors_total`.
+    """
     values: dict[str, float] = {}
     for family in registry().collect():
-        if family.name != name:
+        if not name.startswith(family.name):
             continue
         for sample in family.samples:
             if sample.name == name and label in sample.labels:

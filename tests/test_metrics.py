@@ -149,3 +149,65 @@ def test_it_opens_metrics_to_staff_from_anywhere(metrics_client: Client) -> None
     staff = get_user_model().objects.create_user("erin", password="x", is_staff=True)
     metrics_client.force_login(staff)
     assert metrics_client.get("/metrics").status_code == 200
+
+
+# --- one process (the live gateway in a thread of this test process) -------------------
+
+
+def live(name: str, label: str) -> dict[str, float]:
+    from gateway import metrics
+
+    return metrics.sample_values(name, label)
+
+
+def test_it_counts_a_stream_in_flight_until_it_ends(
+    http: httpx.Client, auth_headers: dict, fake_ollama: FakeOllama
+) -> None:
+    fake_ollama.reply = ["a", " b", " c", " d"]
+    fake_ollama.token_delay = 0.2
+    before = live("localai_in_flight", "backend").get("ollama", 0)
+    with http.stream("POST", CHAT, headers=auth_headers, json={**HELLO, "stream": True}) as stream:
+        lines = stream.iter_lines()
+        assert next(line for line in lines if line.startswith("data: {"))
+        during = live("localai_in_flight", "backend")["ollama"]
+        list(lines)
+
+    assert during == before + 1
+    wait_for(lambda: live("localai_in_flight", "backend")["ollama"] == before)
+
+
+def test_it_counts_backend_errors_by_backend_and_code(dead_ollama: str, transactional_db) -> None:
+    from keys.services import api_key_create
+    from tests.conftest import ServerThread
+
+    _, raw_key = api_key_create(name="errors", rate_limit=1000)
+    before = live("localai_backend_errors_total", "code").get("backend_unavailable", 0)
+    server = ServerThread()
+    server.start()
+    try:
+        with httpx.Client(base_url=server.url, timeout=10) as client:
+            auth = {"Authorization": f"Bearer {raw_key}"}
+            answers = [client.post(CHAT, headers=auth, json=HELLO) for _ in range(2)]
+            metrics_text = client.get("/metrics").text
+    finally:
+        server.stop()
+
+    assert [a.status_code for a in answers] == [503, 503]
+    assert live("localai_backend_errors_total", "code")["backend_unavailable"] == before + 2
+    assert 'localai_backend_up{backend="ollama"} 0.0' in metrics_text
+
+
+def test_it_counts_refusals_by_the_token_limit(
+    http: httpx.Client, fake_ollama: FakeOllama, transactional_db
+) -> None:
+    from keys.services import api_key_create
+
+    _, raw_key = api_key_create(name="tokens", rate_limit=1000, tokens_per_minute=5)
+    auth = {"Authorization": f"Bearer {raw_key}"}
+    before = live("localai_rate_limited_total", "limit").get("tokens", 0)
+    first = http.post(CHAT, headers=auth, json=HELLO)
+    # The first answer's tokens are charged when its usage is recorded.
+    wait_for(lambda: http.post(CHAT, headers=auth, json=HELLO).status_code == 429)
+
+    assert first.status_code == 200
+    assert live("localai_rate_limited_total", "limit")["tokens"] == before + 1
