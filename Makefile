@@ -6,11 +6,22 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test lint format check bench bench-long fuzz clean help
+# The embedded llama.cpp engine and its two models (scripts/install-engine.sh):
+# built once, kept in $(LOCALAI_CACHE_DIR); `make run ENGINE=off` (or
+# LOCALAI_ENGINE=off) skips it, and the server then serves Ollama only.
+ENGINE ?= $(or $(LOCALAI_ENGINE),on)
+ifeq ($(ENGINE),off)
+ENGINE_ENV := EMBEDDED_BACKEND=off
+else
+ENGINE_ENV :=
+endif
+
+.PHONY: run test engine lint format check bench bench-long fuzz clean help
 
 help:
 	@echo "make run    install everything and start the server on http://$(HOST):$(PORT)"
 	@echo "make test   install test tools and run the whole suite"
+	@echo "make engine install the embedded llama.cpp engine and its models (ENGINE=off skips it)"
 	@echo "make lint   ruff lint + format check"
 	@echo "make check  Django system checks"
 	@echo "make fuzz   a long schemathesis run against a live gateway (FUZZ_MAX_EXAMPLES, FUZZ_SEED)"
@@ -33,14 +44,27 @@ $(VENV)/.dev-installed: requirements.txt requirements-dev.txt | $(BIN)/python
 	$(BIN)/pip install -q -r requirements-dev.txt
 	touch $@ $(VENV)/.runtime-installed
 
+# The engine's install is stamped: the script runs again only when it, the
+# converter or the pins change (the wheel it builds is kept outside the venv).
+$(VENV)/.engine-installed: scripts/install-engine.sh scripts/bert_to_gguf.py requirements-engine.txt requirements-models.txt | $(BIN)/python
+	LOCALAI_ENGINE=on scripts/install-engine.sh $(VENV)
+	touch $@
+
+ifeq ($(ENGINE),off)
+engine:
+	@echo "Embedded engine skipped (ENGINE=off): the gateway serves Ollama's models only."
+else
+engine: $(VENV)/.engine-installed
+endif
+
 # --- the two commands ---------------------------------------------------
 
 # uvicorn with uvloop and httptools: ~15 % less CPU per request than daphne,
 # WebSockets included (BENCHMARKS.md, "Servers"). daphne still works:
 # .venv/bin/daphne -b $(HOST) -p $(PORT) localai_site.asgi:application
-run: $(VENV)/.runtime-installed
+run: $(VENV)/.runtime-installed engine
 	$(BIN)/python manage.py migrate --noinput
-	$(BIN)/uvicorn --host $(HOST) --port $(PORT) --loop uvloop --http httptools \
+	$(ENGINE_ENV) $(BIN)/uvicorn --host $(HOST) --port $(PORT) --loop uvloop --http httptools \
 	  --ws websockets-sansio localai_site.asgi:application
 
 # The browser tests drive Debian's Chromium through Playwright's Python package
@@ -50,7 +74,7 @@ run: $(VENV)/.runtime-installed
 	apt-get update -qq
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium
 
-test: $(VENV)/.dev-installed /usr/bin/chromium
+test: $(VENV)/.dev-installed /usr/bin/chromium engine
 	$(BIN)/python -m pytest
 
 # The suite's schemathesis run (tests/test_schema_fuzz.py), longer and with a

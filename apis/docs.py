@@ -1,14 +1,13 @@
 """OpenAPI documentation of the native API's actions (`/v1/`), applied in `apis.views`.
 
 Each name is an `extend_schema` decorator for one action: summary,
-description, tags, request and response serializers, examples, and every
-error the action can answer with (see `gateway.schema.errors`).
+description, tags, request and response serializers (which carry their
+examples), and every error the action can answer with (`gateway.schema.errors`).
 """
 
 from __future__ import annotations
 
-from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework.exceptions import ErrorDetail
 
 from apis.serializers import (
@@ -21,37 +20,13 @@ from apis.serializers import (
 )
 from gateway.errors import BadRequestError, validation_error
 from gateway.schema import (
-    EXAMPLE_MODEL,
     INFERENCE_ERRORS,
-    KEY_HEADERS,
     LIST_ERRORS,
     MODEL_ERRORS,
-    ErrorEnvelopeSerializer,
-    answer,
+    MODEL_ID,
     answer_or_stream,
     errors,
-    request_example,
     sse_event_serializer,
-)
-
-EXAMPLE_MODEL_INFO = {
-    "id": EXAMPLE_MODEL,
-    "name": EXAMPLE_MODEL,
-    "size": "9.0GB",
-    "size_bytes": 8988124069,
-    "family": "qwen2",
-    "parameter_size": "14.8B",
-    "quantization_level": "Q4_K_M",
-    "modified_at": "2026-01-15T10:30:00Z",
-}
-
-MODEL_ID = OpenApiParameter(
-    "model_id",
-    OpenApiTypes.STR,
-    OpenApiParameter.PATH,
-    description="The model's id, as the backend names it. Ids may hold `:`, `.`, `/` and `-` "
-    "(`hf.co/org/name:Q4_K_M`).",
-    examples=[OpenApiExample("qwen", value=EXAMPLE_MODEL)],
 )
 
 models_list = extend_schema(
@@ -62,10 +37,8 @@ models_list = extend_schema(
         "The models the backend has, as a JSON **array**. A key limited to some models "
         "sees only those."
     ),
-    parameters=KEY_HEADERS,
     responses={
-        # drf-spectacular wraps the example of a list in a list.
-        200: answer(ModelSerializer(many=True), "The models.", "models", EXAMPLE_MODEL_INFO),
+        200: OpenApiResponse(ModelSerializer(many=True), "The models."),
         **errors(*LIST_ERRORS),
     },
 )
@@ -75,16 +48,10 @@ models_retrieve = extend_schema(
     tags=["models"],
     summary="Get one model",
     description="One model's details; `404 model_not_found` when the backend has no such model.",
-    parameters=[MODEL_ID, *KEY_HEADERS],
-    responses={
-        200: answer(ModelSerializer, "The model.", "model", EXAMPLE_MODEL_INFO),
-        **errors(*MODEL_ERRORS),
-    },
+    parameters=[MODEL_ID],
+    responses={200: OpenApiResponse(ModelSerializer, "The model."), **errors(*MODEL_ERRORS)},
 )
 
-ChatStreamSSEEvent = sse_event_serializer(
-    "ChatStreamSSEEvent", payloads=[ChatStreamEventSerializer, ErrorEnvelopeSerializer]
-)
 
 CHAT_STREAM_EXAMPLE = (
     'data: {"id":"6f1c...","model":"qwen2.5:14b","created":"2026-01-15T10:30:00Z",'
@@ -113,62 +80,16 @@ chat_create = extend_schema(
         "Token counts in `usage` are the backend's own."
     ),
     request=ChatInputSerializer,
-    parameters=KEY_HEADERS,
-    examples=[
-        request_example(
-            "chat",
-            {
-                "model": EXAMPLE_MODEL,
-                "messages": [
-                    {"role": "system", "content": "You are a concise assistant."},
-                    {"role": "user", "content": "What is a Python list comprehension?"},
-                ],
-                "temperature": 0.7,
-                "max_tokens": 256,
-            },
-            summary="A whole answer",
-        ),
-        request_example(
-            "stream",
-            {
-                "model": EXAMPLE_MODEL,
-                "messages": [{"role": "user", "content": "What is a Python list comprehension?"}],
-                "stream": True,
-            },
-            summary="A streamed answer",
-        ),
-    ],
     responses={
         **answer_or_stream(
             "The answer (`stream: false`), or its events (`stream: true`).",
-            (
-                ChatOutputSerializer,
-                "answer",
-                {
-                    "id": "6f1c2d8e-6a1b-4b8e-9f3a-2c1d0e9b8a7f",
-                    "model": EXAMPLE_MODEL,
-                    "created": "2026-01-15T10:30:00Z",
-                    "message": {
-                        "role": "assistant",
-                        "content": "A list comprehension builds a list in one expression: "
-                        "`[x * x for x in range(5)]`.",
-                    },
-                    "finish_reason": "stop",
-                    "usage": {"prompt_tokens": 24, "completion_tokens": 19, "total_tokens": 43},
-                },
-            ),
-            (ChatStreamSSEEvent, "events", CHAT_STREAM_EXAMPLE),
+            ChatOutputSerializer,
+            sse_event_serializer("ChatStreamSSEEvent", ChatStreamEventSerializer),
+            CHAT_STREAM_EXAMPLE,
         ),
         **errors(
             *INFERENCE_ERRORS,
-            examples={
-                400: [
-                    (
-                        "backend_refused",
-                        BadRequestError("The backend refused the request: invalid options"),
-                    )
-                ],
-            },
+            backend_refused=BadRequestError("The backend refused the request: invalid options"),
         ),
     },
 )
@@ -183,42 +104,13 @@ embeddings_create = extend_schema(
         "MAX_EMBEDDING_INPUT_CHARS characters); empty strings are refused with `422`."
     ),
     request=EmbeddingInputSerializer,
-    parameters=KEY_HEADERS,
-    examples=[
-        request_example(
-            "one",
-            {"model": "mxbai-embed-large", "input": "The quick brown fox"},
-            summary="One text",
-        ),
-        request_example(
-            "many",
-            {"model": "mxbai-embed-large", "input": ["first text", "second text"]},
-            summary="Several texts in one call",
-        ),
-    ],
     responses={
-        200: answer(
-            EmbeddingOutputSerializer,
-            "The vectors.",
-            "vectors",
-            {
-                "model": "mxbai-embed-large",
-                "embeddings": [[0.0123, -0.0456, 0.0789], [0.0321, 0.0654, -0.0987]],
-                "usage": {"prompt_tokens": 6, "total_tokens": 6},
-            },
-        ),
+        200: OpenApiResponse(EmbeddingOutputSerializer, "The vectors."),
         **errors(
             *INFERENCE_ERRORS,
-            examples={
-                422: [
-                    (
-                        "empty_item",
-                        validation_error(
-                            {"input": [ErrorDetail("Item 1 is an empty string.", "empty_item")]}
-                        ),
-                    )
-                ]
-            },
+            empty_item=validation_error(
+                {"input": [ErrorDetail("Item 1 is an empty string.", "empty_item")]}
+            ),
         ),
     },
 )

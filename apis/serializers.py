@@ -5,10 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 from django.conf import settings
+from drf_spectacular.extensions import OpenApiSerializerFieldExtension
+from drf_spectacular.utils import extend_schema_serializer
 from rest_framework import serializers
 
 from gateway.backends import ModelInfo
-from gateway.validation import ModelNameField, StrictJSONMixin
+from gateway.schema import EXAMPLE_MODEL, example, request_example
+from gateway.validation import ModelNameField, StrictJSONMixin, embedding_input_schema
 
 
 def human_size(size_bytes: int) -> str:
@@ -22,6 +25,19 @@ def human_size(size_bytes: int) -> str:
 # --- models ---------------------------------------------------------------
 
 
+@example(
+    "model",
+    {
+        "id": EXAMPLE_MODEL,
+        "name": EXAMPLE_MODEL,
+        "size": "9.0GB",
+        "size_bytes": 8988124069,
+        "family": "qwen2",
+        "parameter_size": "14.8B",
+        "quantization_level": "Q4_K_M",
+        "modified_at": "2026-01-15T10:30:00Z",
+    },
+)
 class ModelSerializer(serializers.Serializer):
     """A model as the native API shows it."""
 
@@ -46,10 +62,40 @@ class ChatMessageSerializer(serializers.Serializer):
     content = serializers.CharField(allow_blank=True, trim_whitespace=False)
 
 
+@extend_schema_serializer(
+    examples=[
+        request_example(
+            "chat",
+            {
+                "model": EXAMPLE_MODEL,
+                "messages": [
+                    {"role": "system", "content": "You are a concise assistant."},
+                    {"role": "user", "content": "What is a Python list comprehension?"},
+                ],
+                "temperature": 0.7,
+                "max_tokens": 256,
+            },
+            summary="A whole answer",
+        ),
+        request_example(
+            "stream",
+            {
+                "model": EXAMPLE_MODEL,
+                "messages": [{"role": "user", "content": "What is a Python list comprehension?"}],
+                "stream": True,
+            },
+            summary="A streamed answer",
+        ),
+    ]
+)
 class ChatInputSerializer(StrictJSONMixin, serializers.Serializer):
     """`POST /v1/chat/completions` body."""
 
-    model = ModelNameField(required=False, help_text="Defaults to DEFAULT_CHAT_MODEL.")
+    model = ModelNameField(
+        required=False,
+        help_text="Defaults to DEFAULT_CHAT_MODEL (or, while that is not served, "
+        "the embedded chat model).",
+    )
     messages = ChatMessageSerializer(many=True, allow_empty=False)
     temperature = serializers.FloatField(min_value=0.0, max_value=2.0, default=0.7)
     max_tokens = serializers.IntegerField(
@@ -58,7 +104,7 @@ class ChatInputSerializer(StrictJSONMixin, serializers.Serializer):
     stream = serializers.BooleanField(default=False)
 
     def validate_model(self, value: str) -> str:
-        return value.strip() or settings.DEFAULT_CHAT_MODEL
+        return value.strip()
 
     def validate_messages(self, value: list[dict[str, Any]]) -> list[dict[str, Any]]:
         if len(value) > settings.MAX_CHAT_MESSAGES:
@@ -68,7 +114,7 @@ class ChatInputSerializer(StrictJSONMixin, serializers.Serializer):
         return value
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
-        attrs.setdefault("model", settings.DEFAULT_CHAT_MODEL)
+        attrs.setdefault("model", "")  # "": the view asks for the default (service.default_model)
         return attrs
 
 
@@ -83,6 +129,21 @@ class AssistantMessageSerializer(serializers.Serializer):
     content = serializers.CharField()
 
 
+@example(
+    "answer",
+    {
+        "id": "6f1c2d8e-6a1b-4b8e-9f3a-2c1d0e9b8a7f",
+        "model": EXAMPLE_MODEL,
+        "created": "2026-01-15T10:30:00Z",
+        "message": {
+            "role": "assistant",
+            "content": "A list comprehension builds a list in one expression: "
+            "`[x * x for x in range(5)]`.",
+        },
+        "finish_reason": "stop",
+        "usage": {"prompt_tokens": 24, "completion_tokens": 19, "total_tokens": 43},
+    },
+)
 class ChatOutputSerializer(serializers.Serializer):
     """A whole chat answer."""
 
@@ -141,15 +202,42 @@ class EmbeddingInputField(serializers.Field):
         return value
 
 
+class EmbeddingInputFieldSchema(OpenApiSerializerFieldExtension):
+    target_class = EmbeddingInputField
+
+    def map_serializer_field(self, auto_schema: Any, direction: Any) -> dict[str, Any]:
+        return embedding_input_schema(
+            "oneOf", "A string, or a list of strings; none of them empty."
+        )
+
+
+@extend_schema_serializer(
+    examples=[
+        request_example(
+            "one",
+            {"model": "mxbai-embed-large", "input": "The quick brown fox"},
+            summary="One text",
+        ),
+        request_example(
+            "many",
+            {"model": "mxbai-embed-large", "input": ["first text", "second text"]},
+            summary="Several texts in one call",
+        ),
+    ]
+)
 class EmbeddingInputSerializer(StrictJSONMixin, serializers.Serializer):
     """`POST /v1/embeddings` body."""
 
-    model = ModelNameField(required=False, help_text="Defaults to DEFAULT_EMBEDDING_MODEL.")
+    model = ModelNameField(
+        required=False,
+        help_text="Defaults to DEFAULT_EMBEDDING_MODEL (or, while that is not served, "
+        "the embedded embedding model).",
+    )
     input = EmbeddingInputField(help_text="A string or a list of strings.")
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
-        if not attrs.get("model", "").strip():
-            attrs["model"] = settings.DEFAULT_EMBEDDING_MODEL
+        # "": the view asks for the default (service.default_model).
+        attrs["model"] = attrs.get("model", "").strip()
         return attrs
 
 
@@ -158,6 +246,14 @@ class EmbeddingUsageSerializer(serializers.Serializer):
     total_tokens = serializers.IntegerField()
 
 
+@example(
+    "vectors",
+    {
+        "model": "mxbai-embed-large",
+        "embeddings": [[0.0123, -0.0456, 0.0789], [0.0321, 0.0654, -0.0987]],
+        "usage": {"prompt_tokens": 6, "total_tokens": 6},
+    },
+)
 class EmbeddingOutputSerializer(serializers.Serializer):
     model = serializers.CharField()
     embeddings = serializers.ListField(child=serializers.ListField(child=serializers.FloatField()))

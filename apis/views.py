@@ -24,11 +24,13 @@ from gateway import service
 from gateway.backends import ChatChunk, ChatRequest, GenerationParams
 from gateway.errors import APIError, error_body
 from gateway.relay import BaseEncoder, relay
+from gateway.scheduler import Queued
 from gateway.streaming import (
     iso_utc,
     json_object_head,
     json_string,
     sse_event,
+    sse_queued,
     sse_response,
     stream_primed,
 )
@@ -83,18 +85,21 @@ class ChatCompletionViewSet(ViewSet):
         serializer = ChatInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         chat = chat_request_from(serializer.validated_data)
+        chat.model = chat.model or await service.default_model(kind="chat")
         meter = model_authorize(request, endpoint_group=self.endpoint_group, model=chat.model)
         completion_id = str(uuid.uuid4())
         created = datetime.now(UTC)
 
         if serializer.validated_data["stream"]:
-            chunks = await stream_primed(service.chat_stream(request=chat))
+            chunks = await stream_primed(
+                service.chat_stream(request=chat, meter=meter, caller=request.auth, notices=True)
+            )
             encoder = NativeChatEncoder(
                 completion_id=completion_id, created=created, model=chat.model
             )
             return sse_response(relay(chunks, encoder, meter))
 
-        result = await service.chat_complete(request=chat, meter=meter)
+        result = await service.chat_complete(request=chat, meter=meter, caller=request.auth)
         # The shape of ChatOutputSerializer (which documents it), built as a
         # dict: a serializer deep-copies its fields for every answer.
         return Response(
@@ -148,6 +153,9 @@ class NativeChatEncoder(BaseEncoder[ChatChunk, bytes]):
     def success(self) -> bytes:
         return sse_event("[DONE]")
 
+    def queued(self, notice: Queued) -> bytes:
+        return sse_queued(notice)
+
 
 class EmbeddingViewSet(ViewSet):
     """`POST /v1/embeddings`: every input in ONE backend call."""
@@ -159,8 +167,11 @@ class EmbeddingViewSet(ViewSet):
         serializer = EmbeddingInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         model, inputs = serializer.validated_data["model"], serializer.validated_data["input"]
+        model = model or await service.default_model(kind="embedding")
         meter = model_authorize(request, endpoint_group=self.endpoint_group, model=model)
-        result = await service.embeddings_create(model=model, inputs=inputs, meter=meter)
+        result = await service.embeddings_create(
+            model=model, inputs=inputs, meter=meter, caller=request.auth
+        )
         # Shaped as EmbeddingOutputSerializer; built directly because running
         # thousands of floats through FloatField costs more than the backend call.
         return Response(

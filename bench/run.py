@@ -504,6 +504,8 @@ class Bench:
             "GATEWAY_AUTH_ENABLED": "true",
             "GATEWAY_RATE_LIMITS_ENABLED": "true",
             "GATEWAY_USAGE_ENABLED": "true",
+            # The fake Ollama alone (bench/engine.py measures the embedded engine).
+            "EMBEDDED_BACKEND": "off",
         }
         env.update(overrides)
         return env

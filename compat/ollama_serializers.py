@@ -12,15 +12,63 @@ import binascii
 from typing import Any
 
 from django.conf import settings
-from drf_spectacular.utils import extend_schema_field
+from drf_spectacular.utils import extend_schema_field, extend_schema_serializer
 from rest_framework import serializers
 
-from gateway.validation import ModelNameField, OllamaOptionsField, StrictJSONMixin, tool_problem
+from gateway.schema import EXAMPLE_MODEL, example
+from gateway.validation import (
+    BASE64_PATTERN,
+    ModelNameField,
+    OllamaOptionsField,
+    StrictJSONMixin,
+    tool_parameters_schema,
+    tool_problem,
+)
 
 _THINK_LEVELS = ("low", "medium", "high", "max")
+EXAMPLE_DETAILS = {
+    "parent_model": "",
+    "format": "gguf",
+    "family": "qwen2",
+    "families": ["qwen2"],
+    "parameter_size": "14.8B",
+    "quantization_level": "Q4_K_M",
+}
+EXAMPLE_DIGEST = "7cdf5a0187d5c58cc5d369b255592f7841d1c4696d45a8c8a9489440385b22f6"
+DONE = {"done_reason": "stop", "prompt_eval_count": 15, "eval_count": 4}
 
 
-@extend_schema_field({"oneOf": [{"type": "string", "enum": ["json"]}, {"type": "object"}]})
+def chat_line(content: str, **last: Any) -> dict[str, Any]:
+    """One `/api/chat` answer line (the last one with `last`'s fields)."""
+    message = {"role": "assistant", "content": content}
+    created_at = "2026-01-15T10:30:00.123456Z"
+    return {
+        "model": EXAMPLE_MODEL,
+        "created_at": created_at,
+        "message": message,
+        "done": bool(last),
+        **last,
+    }
+
+
+def generate_line(response: str, **last: Any) -> dict[str, Any]:
+    """One `/api/generate` answer line (the last one with `last`'s fields)."""
+    created_at = "2026-01-15T10:30:00.123456Z"
+    return {
+        "model": EXAMPLE_MODEL,
+        "created_at": created_at,
+        "response": response,
+        "done": bool(last),
+        **last,
+    }
+
+
+@extend_schema_field(
+    {
+        "anyOf": [{"enum": ["json", ""]}, {"type": "object"}],
+        "description": '`"json"`, or a JSON Schema object the answer must follow.',
+    }
+)
 class FormatField(serializers.Field):
     """`format`: `"json"`, a JSON Schema object, or empty for none."""
 
@@ -86,6 +134,13 @@ class ThinkField(serializers.Field):
         return value
 
 
+@extend_schema_field(
+    {
+        "type": "array",
+        "items": {"type": "string", "pattern": BASE64_PATTERN},
+        "description": "Images as raw base64 (no `data:` prefix).",
+    }
+)
 class Base64ImagesField(serializers.ListField):
     """Images as raw base64 strings (no `data:` prefix), strictly checked."""
 
@@ -103,18 +158,83 @@ class Base64ImagesField(serializers.ListField):
         return images
 
 
-class OllamaToolCallSerializer(serializers.Serializer):
-    """A tool call in a message's history: `{"function": {"name", "arguments": {...}}}`."""
+@extend_schema_field(
+    {
+        "type": "object",
+        "required": ["name"],
+        "properties": {
+            "name": {"type": "string", "minLength": 1},
+            "arguments": {
+                "anyOf": [
+                    {"type": "object"},
+                    {"enum": [None, False, 0, ""]},
+                    {"type": "array", "maxItems": 0},
+                ]
+            },
+        },
+    }
+)
+class ToolCallFunctionField(serializers.DictField):
+    """`{"name", "arguments": {...}}`; no arguments is `{}`."""
 
-    function = serializers.DictField()
-
-    def validate_function(self, value: dict[str, Any]) -> dict[str, Any]:
+    def to_internal_value(self, data: Any) -> dict[str, Any]:
+        value = super().to_internal_value(data)
         if not isinstance(value.get("name"), str) or not value["name"]:
             raise serializers.ValidationError("function.name is required.")
         arguments = value.get("arguments") or {}
         if not isinstance(arguments, dict):
             raise serializers.ValidationError("function.arguments must be an object.")
         return {"name": value["name"], "arguments": arguments}
+
+
+class OllamaToolCallSerializer(serializers.Serializer):
+    """A tool call in a message's history: `{"function": {"name", "arguments": {...}}}`."""
+
+    function = ToolCallFunctionField()
+
+
+@extend_schema_field(
+    {
+        "type": "array",
+        "items": {
+            "type": "object",
+            "properties": {
+                "type": {"type": ["string", "null"]},
+                "function": {
+                    "type": ["object", "null"],
+                    "properties": {
+                        "name": {"type": ["string", "null"]},
+                        "description": {"type": ["string", "null"]},
+                        "parameters": tool_parameters_schema(nullable_type=True),
+                    },
+                },
+            },
+        },
+        "description": 'Tools the model may call: `{"type": "function", "function": {...}}`.',
+    }
+)
+class OllamaToolsField(serializers.ListField):
+    """Tools as the ollama client accepts them (`tool_problem`)."""
+
+    child = serializers.DictField()
+
+    def to_internal_value(self, data: Any) -> list[dict[str, Any]]:
+        tools = super().to_internal_value(data)
+        for index, tool in enumerate(tools):
+            problem = tool_problem(tool)
+            if problem:
+                raise serializers.ValidationError(f"Tool {index} is invalid: {problem}.")
+        return tools
+
+
+@extend_schema_field(
+    {"anyOf": [{"const": False}], "description": "Log probabilities are not supported."}
+)
+class NoLogprobsField(serializers.BooleanField):
+    def to_internal_value(self, data: Any) -> bool:
+        if super().to_internal_value(data):
+            raise serializers.ValidationError("logprobs are not supported by this gateway.")
+        return False
 
 
 class OllamaMessageSerializer(serializers.Serializer):
@@ -140,26 +260,22 @@ class _InferenceSerializer(StrictJSONMixin, serializers.Serializer):
     options = OllamaOptionsField(required=False, allow_null=True)
     think = ThinkField(required=False, allow_null=True)
     keep_alive = KeepAliveField(required=False, allow_null=True)
-    logprobs = serializers.BooleanField(required=False, allow_null=True)
-
-    def validate_logprobs(self, value: bool | None) -> bool | None:
-        if value:
-            raise serializers.ValidationError("logprobs are not supported by this gateway.")
-        return value
+    logprobs = NoLogprobsField(required=False, allow_null=True)
 
 
+@example(
+    "chat",
+    {
+        "model": EXAMPLE_MODEL,
+        "messages": [{"role": "user", "content": "Why is the sky blue?"}],
+        "stream": False,
+    },
+)
 class OllamaChatSerializer(_InferenceSerializer):
     """`POST /ollama/api/chat` body."""
 
     messages = OllamaMessageSerializer(many=True, required=False, allow_null=True)
-    tools = serializers.ListField(child=serializers.DictField(), required=False, allow_null=True)
-
-    def validate_tools(self, value: list[dict[str, Any]] | None) -> list[dict[str, Any]] | None:
-        for index, tool in enumerate(value or ()):
-            problem = tool_problem(tool)
-            if problem:
-                raise serializers.ValidationError(f"Tool {index} is invalid: {problem}.")
-        return value
+    tools = OllamaToolsField(required=False, allow_null=True)
 
     def validate_messages(self, value: list[dict[str, Any]] | None) -> list[dict[str, Any]]:
         value = value or []
@@ -170,6 +286,7 @@ class OllamaChatSerializer(_InferenceSerializer):
         return value
 
 
+@example("generate", {"model": EXAMPLE_MODEL, "prompt": "Why is the sky blue?", "stream": False})
 class OllamaGenerateSerializer(_InferenceSerializer):
     """`POST /ollama/api/generate` body."""
 
@@ -221,6 +338,7 @@ class EmbedInputField(serializers.Field):
         return value
 
 
+@example("embed", {"model": "mxbai-embed-large", "input": ["first text", "second text"]})
 class OllamaEmbedSerializer(StrictJSONMixin, serializers.Serializer):
     """`POST /ollama/api/embed` body."""
 
@@ -232,6 +350,7 @@ class OllamaEmbedSerializer(StrictJSONMixin, serializers.Serializer):
     keep_alive = KeepAliveField(required=False, allow_null=True)
 
 
+@example("embeddings", {"model": "mxbai-embed-large", "prompt": "The quick brown fox"})
 class OllamaEmbeddingsSerializer(StrictJSONMixin, serializers.Serializer):
     """`POST /ollama/api/embeddings` body (Ollama's legacy endpoint)."""
 
@@ -247,6 +366,20 @@ class OllamaEmbeddingsSerializer(StrictJSONMixin, serializers.Serializer):
     keep_alive = KeepAliveField(required=False, allow_null=True)
 
 
+# `model`, or its old spelling `name`: the serializers take neither as required so
+# that a missing model gets Ollama's own answer; the schema says one is needed.
+MODEL_OR_NAME = extend_schema_serializer(
+    extensions={
+        "x-any-of": [
+            {"required": [name], "properties": {name: {"minLength": 1}}}
+            for name in ("model", "name")
+        ]
+    }
+)
+
+
+@MODEL_OR_NAME
+@example("show", {"model": EXAMPLE_MODEL})
 class OllamaShowSerializer(StrictJSONMixin, serializers.Serializer):
     """`POST /ollama/api/show` body (`name` is the deprecated spelling of `model`)."""
 
@@ -255,6 +388,8 @@ class OllamaShowSerializer(StrictJSONMixin, serializers.Serializer):
     verbose = serializers.BooleanField(required=False, allow_null=True)
 
 
+@MODEL_OR_NAME
+@example("model", {"model": EXAMPLE_MODEL})
 class OllamaModelOperationSerializer(StrictJSONMixin, serializers.Serializer):
     """`pull`, `push`, `delete` bodies (`name` is the deprecated spelling of `model`)."""
 
@@ -273,8 +408,194 @@ class OllamaCreateSerializer(OllamaModelOperationSerializer):
     )  # fmt: skip
 
 
+@example("model", {"source": EXAMPLE_MODEL, "destination": "my-model:latest"})
 class OllamaCopySerializer(StrictJSONMixin, serializers.Serializer):
     """`POST /ollama/api/copy` body."""
 
     source = ModelNameField()
     destination = ModelNameField()
+
+
+# --- response shapes ---------------------------------------------------------------
+
+
+class OllamaMetricsMixin(serializers.Serializer):
+    total_duration = serializers.IntegerField(required=False, help_text="Nanoseconds.")
+    load_duration = serializers.IntegerField(required=False, help_text="Nanoseconds.")
+    prompt_eval_count = serializers.IntegerField(required=False)
+    prompt_eval_duration = serializers.IntegerField(required=False, help_text="Nanoseconds.")
+    eval_count = serializers.IntegerField(required=False)
+    eval_duration = serializers.IntegerField(required=False, help_text="Nanoseconds.")
+
+
+class OllamaToolCallFunctionOutSerializer(serializers.Serializer):
+    index = serializers.IntegerField()
+    name = serializers.CharField()
+    arguments = serializers.DictField()
+
+
+class OllamaToolCallOutSerializer(serializers.Serializer):
+    id = serializers.CharField(required=False)
+    function = OllamaToolCallFunctionOutSerializer()
+
+
+class OllamaAssistantMessageSerializer(serializers.Serializer):
+    role = serializers.ChoiceField(choices=["assistant"])
+    content = serializers.CharField(allow_blank=True)
+    thinking = serializers.CharField(required=False)
+    tool_calls = OllamaToolCallOutSerializer(many=True, required=False)
+
+
+@example("answer", chat_line("Rayleigh scattering.", **DONE))
+class OllamaChatResponseSerializer(OllamaMetricsMixin):
+    """A whole `/api/chat` answer, or one NDJSON line of a streamed one."""
+
+    model = serializers.CharField()
+    created_at = serializers.DateTimeField()
+    message = OllamaAssistantMessageSerializer()
+    done = serializers.BooleanField()
+    done_reason = serializers.CharField(required=False, help_text="On the last line.")
+
+
+@example("answer", generate_line("Rayleigh scattering.", **DONE))
+class OllamaGenerateResponseSerializer(OllamaMetricsMixin):
+    """A whole `/api/generate` answer, or one NDJSON line of a streamed one."""
+
+    model = serializers.CharField()
+    created_at = serializers.DateTimeField()
+    response = serializers.CharField(allow_blank=True)
+    thinking = serializers.CharField(required=False)
+    done = serializers.BooleanField()
+    done_reason = serializers.CharField(required=False)
+    context = serializers.ListField(child=serializers.IntegerField(), required=False)
+
+
+@example(
+    "vectors",
+    {
+        "model": "mxbai-embed-large",
+        "embeddings": [[0.0123, -0.0456], [0.0321, 0.0654]],
+        "prompt_eval_count": 6,
+    },
+)
+class OllamaEmbedResponseSerializer(serializers.Serializer):
+    model = serializers.CharField()
+    embeddings = serializers.ListField(child=serializers.ListField(child=serializers.FloatField()))
+    total_duration = serializers.IntegerField(required=False)
+    load_duration = serializers.IntegerField(required=False)
+    prompt_eval_count = serializers.IntegerField(required=False)
+
+
+@example("vector", {"embedding": [0.5123, -1.0456]})
+class OllamaEmbeddingResponseSerializer(serializers.Serializer):
+    embedding = serializers.ListField(child=serializers.FloatField())
+
+
+class OllamaModelDetailsSerializer(serializers.Serializer):
+    parent_model = serializers.CharField(allow_blank=True)
+    format = serializers.CharField(allow_blank=True)
+    family = serializers.CharField(allow_blank=True)
+    families = serializers.ListField(child=serializers.CharField(), allow_null=True)
+    parameter_size = serializers.CharField(allow_blank=True)
+    quantization_level = serializers.CharField(allow_blank=True)
+
+
+class OllamaTagSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    model = serializers.CharField()
+    modified_at = serializers.DateTimeField(required=False)
+    size = serializers.IntegerField()
+    digest = serializers.CharField(allow_blank=True)
+    details = OllamaModelDetailsSerializer()
+    capabilities = serializers.ListField(child=serializers.CharField(), required=False)
+
+
+@example(
+    "models",
+    {
+        "models": [
+            {
+                "name": "qwen2.5:14b",
+                "model": "qwen2.5:14b",
+                "modified_at": "2026-01-15T10:30:00.123456Z",
+                "size": 8988124069,
+                "digest": EXAMPLE_DIGEST,
+                "details": EXAMPLE_DETAILS,
+                "capabilities": ["completion", "tools"],
+            }
+        ]
+    },
+)
+class OllamaTagsSerializer(serializers.Serializer):
+    models = OllamaTagSerializer(many=True)
+
+
+class OllamaRunningModelSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    model = serializers.CharField()
+    size = serializers.IntegerField()
+    digest = serializers.CharField(allow_blank=True)
+    details = OllamaModelDetailsSerializer()
+    expires_at = serializers.DateTimeField(required=False)
+    size_vram = serializers.IntegerField()
+    context_length = serializers.IntegerField(required=False)
+
+
+@example(
+    "loaded",
+    {
+        "models": [
+            {
+                "name": "qwen2.5:14b",
+                "model": "qwen2.5:14b",
+                "size": 10485760000,
+                "digest": EXAMPLE_DIGEST,
+                "details": EXAMPLE_DETAILS,
+                "expires_at": "2026-01-15T10:35:00.123456Z",
+                "size_vram": 10485760000,
+                "context_length": 4096,
+            }
+        ]
+    },
+)
+class OllamaPsSerializer(serializers.Serializer):
+    models = OllamaRunningModelSerializer(many=True)
+
+
+@example(
+    "model",
+    {
+        "license": "Apache License 2.0",
+        "parameters": "temperature 0.7",
+        "template": "{{ .Prompt }}",
+        "details": EXAMPLE_DETAILS,
+        "model_info": {"general.architecture": "qwen2", "qwen2.context_length": 32768},
+        "capabilities": ["completion", "tools"],
+        "modified_at": "2026-01-15T10:30:00.123456Z",
+    },
+)
+class OllamaShowResponseSerializer(serializers.Serializer):
+    license = serializers.CharField(required=False)
+    modelfile = serializers.CharField(required=False)
+    parameters = serializers.CharField(required=False)
+    template = serializers.CharField(required=False)
+    system = serializers.CharField(required=False)
+    details = OllamaModelDetailsSerializer()
+    model_info = serializers.DictField()
+    capabilities = serializers.ListField(child=serializers.CharField(), required=False)
+    modified_at = serializers.DateTimeField(required=False)
+
+
+@example("version", {"version": "0.12.6"})
+class OllamaVersionSerializer(serializers.Serializer):
+    version = serializers.CharField()
+
+
+@example("done", {"status": "success"})
+class OllamaProgressSerializer(serializers.Serializer):
+    """One progress line of pull, push or create (the last says `success`)."""
+
+    status = serializers.CharField()
+    digest = serializers.CharField(required=False)
+    total = serializers.IntegerField(required=False)
+    completed = serializers.IntegerField(required=False)

@@ -142,9 +142,11 @@ class OllamaChatView(OllamaView):
         chat = translate.chat_request_from(data)
         meter = model_authorize(request, endpoint_group=self.endpoint_group, model=chat.model)
         if data.get("stream") is False:
-            result = await service.chat_complete(request=chat, meter=meter)
+            result = await service.chat_complete(request=chat, meter=meter, caller=request.auth)
             return Response(translate.chat_body(result, model=chat.model))
-        chunks = await stream_primed(service.chat_stream(request=chat))
+        chunks = await stream_primed(
+            service.chat_stream(request=chat, meter=meter, caller=request.auth)
+        )
         return _ndjson(relay(chunks, translate.ChatLinesEncoder(model=chat.model), meter))
 
 
@@ -162,9 +164,13 @@ class OllamaGenerateView(OllamaView):
         generate = translate.generate_request_from(data)
         meter = model_authorize(request, endpoint_group=self.endpoint_group, model=generate.model)
         if data.get("stream") is False:
-            result = await service.generate_complete(request=generate, meter=meter)
+            result = await service.generate_complete(
+                request=generate, meter=meter, caller=request.auth
+            )
             return Response(translate.generate_body(result, model=generate.model))
-        chunks = await stream_primed(service.generate_stream(request=generate))
+        chunks = await stream_primed(
+            service.generate_stream(request=generate, meter=meter, caller=request.auth)
+        )
         encoder = translate.GenerateLinesEncoder(model=generate.model)
         return _ndjson(relay(chunks, encoder, meter))
 
@@ -190,6 +196,7 @@ class OllamaEmbedView(OllamaView):
             extra=data.get("options"),
             keep_alive=data.get("keep_alive"),
             meter=meter,
+            caller=request.auth,
         )
         body: dict[str, Any] = {"model": model, "embeddings": result.embeddings}
         timings = result.timings
@@ -223,6 +230,7 @@ class OllamaEmbeddingsView(OllamaView):
             keep_alive=data.get("keep_alive"),
             normalize=False,
             meter=meter,
+            caller=request.auth,
         )
         return Response({"embedding": result.embeddings[0] if result.embeddings else []})
 

@@ -3,14 +3,14 @@
 Pure functions and async generators, no I/O: the views call these and
 `gateway.service`. Mapping (see `spec/wire.md` D.6): `max_tokens` /
 `max_completion_tokens` -> `options.num_predict`, `stop` -> `options.stop`,
-`response_format` -> `format`, tool-call arguments JSON strings <-> objects,
 image data URLs -> `images`, usage from the backend's own token counts.
+Requests arrive checked by `compat.openai_serializers`, whose fields already
+give `response_format` as `format`, tools and tool-call arguments as objects.
 """
 
 from __future__ import annotations
 
 import base64
-import binascii
 import json
 import secrets
 import string
@@ -18,8 +18,6 @@ import struct
 import time
 import uuid
 from typing import Any
-
-from django.conf import settings
 
 from gateway.backends import (
     ChatChunk,
@@ -34,8 +32,14 @@ from gateway.backends import (
 )
 from gateway.errors import APIError, BadRequestError, error_body
 from gateway.relay import BaseEncoder
-from gateway.streaming import compact_json, json_object_head, json_string, sse_event
-from gateway.validation import tool_problem
+from gateway.scheduler import Queued
+from gateway.streaming import (
+    compact_json,
+    json_object_head,
+    json_string,
+    sse_event,
+    sse_queued,
+)
 
 # OpenAI's reasoning_effort -> Ollama's `think`.
 _THINK = {"none": False, "minimal": "low", "low": "low", "medium": "medium", "high": "high"}
@@ -84,26 +88,6 @@ def model_object(model: ModelInfo, *, model_id: str | None = None) -> dict[str, 
 # --- requests -------------------------------------------------------------------
 
 
-def refuse_unsupported(data: dict[str, Any]) -> None:
-    """400 naming the first parameter the backend cannot honour."""
-    if (data.get("n") or 1) > 1:
-        raise BadRequestError("Only n=1 is supported: the backend makes one choice.", param="n")
-    if (data.get("best_of") or 1) > 1:
-        raise BadRequestError("Only best_of=1 is supported.", param="best_of")
-    if data.get("logit_bias"):
-        raise BadRequestError("logit_bias is not supported by the backend.", param="logit_bias")
-    if data.get("logprobs"):
-        raise BadRequestError("logprobs are not supported by this gateway.", param="logprobs")
-    if data.get("top_logprobs"):
-        raise BadRequestError(
-            "top_logprobs is not supported by this gateway.", param="top_logprobs"
-        )
-    if data.get("echo"):
-        raise BadRequestError("echo is not supported by the backend.", param="echo")
-    if data.get("audio") or "audio" in (data.get("modalities") or ()):
-        raise BadRequestError("Audio output is not supported by the backend.", param="audio")
-
-
 def _params(data: dict[str, Any]) -> GenerationParams:
     return GenerationParams(
         max_tokens=data.get("max_completion_tokens") or data.get("max_tokens"),
@@ -116,120 +100,39 @@ def _params(data: dict[str, Any]) -> GenerationParams:
     )
 
 
-def _format(response_format: dict[str, Any] | None) -> str | dict[str, Any] | None:
-    if not response_format:
-        return None
-    kind = response_format.get("type")
-    if kind == "text":
-        return None
-    if kind == "json_object":
-        return "json"
-    if kind == "json_schema":
-        json_schema = response_format.get("json_schema")
-        schema = json_schema.get("schema") if isinstance(json_schema, dict) else None
-        if not isinstance(schema, dict):
-            raise BadRequestError(
-                "response_format.json_schema.schema must be a JSON Schema object.",
-                param="response_format.json_schema.schema",
-            )
-        return schema
-    raise BadRequestError(
-        f"Unsupported response_format type {kind!r}: use text, json_object or json_schema.",
-        param="response_format.type",
-    )
-
-
-def _data_url_image(url: Any, param: str) -> str:
-    """The base64 payload of a `data:image/...;base64,` URL."""
-    if not isinstance(url, str) or not url.startswith("data:"):
-        raise BadRequestError(
-            "Image URLs are not supported: send the image inline as a base64 data URL "
-            "(data:image/png;base64,...).",
-            param=param,
-        )
-    header, _, payload = url.partition(",")
-    if ";base64" not in header or not payload:
-        raise BadRequestError("The image data URL must be base64-encoded.", param=param)
-    try:
-        base64.b64decode(payload, validate=True)
-    except (binascii.Error, ValueError):
-        raise BadRequestError("The image data URL holds invalid base64.", param=param) from None
-    return payload
-
-
-def _content(content: Any, index: int) -> tuple[str, list[str]]:
-    """Text and base64 images of one message's `content`."""
-    param = f"messages.{index}.content"
-    if content is None:
-        return "", []
-    if isinstance(content, str):
-        return content, []
+def _content(content: Any) -> tuple[str, list[str]]:
+    """Text and base64 images of one message's `content` (checked by `ContentField`)."""
     if not isinstance(content, list):
-        raise BadRequestError("content must be a string or a list of parts.", param=param)
+        return content or "", []
     texts: list[str] = []
     images: list[str] = []
-    for part_index, part in enumerate(content):
-        part_param = f"{param}.{part_index}"
-        kind = part.get("type") if isinstance(part, dict) else None
-        if kind == "text" and isinstance(part.get("text"), str):
-            texts.append(part["text"])
-        elif kind == "image_url":
-            image_url = part.get("image_url")
-            url = image_url.get("url") if isinstance(image_url, dict) else image_url
-            images.append(_data_url_image(url, f"{part_param}.image_url.url"))
-        elif kind == "refusal":
-            texts.append(str(part.get("refusal") or ""))
+    for part in content:
+        if part["type"] == "image_url":
+            image_url = part["image_url"]
+            url = image_url["url"] if isinstance(image_url, dict) else image_url
+            images.append(url.partition(",")[2])
         else:
-            raise BadRequestError(
-                f"Unsupported content part type {kind!r}: use text or image_url.",
-                param=f"{part_param}.type",
-            )
+            texts.append(part["text"] if part["type"] == "text" else str(part.get("refusal") or ""))
     return "".join(texts), images
-
-
-def _assistant_tool_calls(
-    calls: list[dict[str, Any]], index: int, names_by_id: dict[str, str]
-) -> list[dict[str, Any]]:
-    converted: list[dict[str, Any]] = []
-    for call_index, call in enumerate(calls):
-        param = f"messages.{index}.tool_calls.{call_index}.function"
-        function = call.get("function")
-        if not isinstance(function, dict) or not isinstance(function.get("name"), str):
-            raise BadRequestError("A tool call needs function.name.", param=f"{param}.name")
-        arguments = function.get("arguments") or "{}"
-        if isinstance(arguments, str):
-            try:
-                arguments = json.loads(arguments)
-            except json.JSONDecodeError:
-                raise BadRequestError(
-                    "Tool call arguments must be a JSON object string.",
-                    param=f"{param}.arguments",
-                ) from None
-        if not isinstance(arguments, dict):
-            raise BadRequestError(
-                "Tool call arguments must be a JSON object.", param=f"{param}.arguments"
-            )
-        if call.get("id"):
-            names_by_id[str(call["id"])] = function["name"]
-        converted.append({"function": {"name": function["name"], "arguments": arguments}})
-    return converted
 
 
 def _messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
     converted: list[dict[str, Any]] = []
     names_by_id: dict[str, str] = {}
-    for index, message in enumerate(messages):
+    for message in messages:
         role = "system" if message["role"] == "developer" else message["role"]
-        text, images = _content(message.get("content"), index)
+        text, images = _content(message.get("content"))
         native: dict[str, Any] = {"role": role, "content": text}
         if images:
             native["images"] = images
-        if message.get("tool_calls"):
-            # Checked on any message (bad input is a 400 wherever it is); sent on the
-            # assistant's, the only ones Ollama reads them from.
-            tool_calls = _assistant_tool_calls(message["tool_calls"], index, names_by_id)
-            if role == "assistant":
-                native["tool_calls"] = tool_calls
+        for call in message.get("tool_calls") or ():
+            if call.get("id"):
+                names_by_id[str(call["id"])] = call["function"]["name"]
+        if message.get("tool_calls") and role == "assistant":
+            # Ollama reads tool calls from the assistant's messages only.
+            native["tool_calls"] = [
+                {"function": call["function"]} for call in message["tool_calls"]
+            ]
         if role == "tool":
             # Ollama links a tool result to its call by the function's name.
             name = message.get("name") or names_by_id.get(str(message.get("tool_call_id")))
@@ -240,134 +143,45 @@ def _messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def _tools(tools: list[dict[str, Any]] | None, tool_choice: Any) -> list[dict[str, Any]] | None:
-    """OpenAI tools as Ollama takes them, narrowed by `tool_choice`.
+    """The tools (Ollama-shaped by `ToolsField`), narrowed by `tool_choice`.
 
     Ollama has no `tool_choice`: `none` sends no tools, a named function sends
     only that one; `auto` and `required` send them all (the model decides).
-    Both are checked whatever the other says: a bad value is a 400 either way.
     """
-    wanted = _tool_choice_name(tool_choice)
-    converted: list[dict[str, Any]] = []
-    for index, tool in enumerate(tools or ()):
-        function = tool.get("function")
-        if tool.get("type", "function") != "function" or not isinstance(function, dict):
-            raise BadRequestError("Only function tools are supported.", param=f"tools.{index}.type")
-        if not isinstance(function.get("name"), str) or not function["name"]:
-            raise BadRequestError("A tool needs function.name.", param=f"tools.{index}.function")
-        description = function.get("description")
-        if description is not None and not isinstance(description, str):
-            raise BadRequestError(
-                "function.description must be a string.",
-                param=f"tools.{index}.function.description",
-            )
-        parameters = function.get("parameters")
-        if parameters is not None and (
-            not isinstance(parameters, dict) or parameters.get("type", "object") != "object"
-        ):
-            raise BadRequestError(
-                "function.parameters must be a JSON Schema of type object.",
-                param=f"tools.{index}.function.parameters",
-            )
-        spec: dict[str, Any] = {"name": function["name"]}
-        if description:
-            spec["description"] = description
-        if parameters is not None:
-            spec["parameters"] = parameters
-        tool = {"type": "function", "function": spec}
-        problem = tool_problem(tool)
-        if problem:
-            raise BadRequestError(f"Invalid tool: {problem}.", param=f"tools.{index}")
-        converted.append(tool)
-    if not converted or tool_choice == "none":
+    if not tools or tool_choice == "none":
         return None
-    if wanted is not None:
-        chosen = [tool for tool in converted if tool["function"]["name"] == wanted]
+    if isinstance(tool_choice, dict):
+        wanted = tool_choice["function"]["name"]
+        chosen = [tool for tool in tools if tool["function"]["name"] == wanted]
         if not chosen:
             raise BadRequestError(
                 f"tool_choice names {wanted!r}, which is not in tools.", param="tool_choice"
             )
         return chosen
-    return converted
-
-
-def _tool_choice_name(tool_choice: Any) -> str | None:
-    """The function a `tool_choice` object names; None for the strings (400 if malformed)."""
-    if tool_choice in (None, "none", "auto", "required"):
-        return None
-    if isinstance(tool_choice, dict):
-        function = tool_choice.get("function")
-        name = function.get("name") if isinstance(function, dict) else None
-        if tool_choice.get("type", "function") == "function" and isinstance(name, str) and name:
-            return name
-    raise BadRequestError(
-        'tool_choice must be none, auto, required or {"type": "function", '
-        '"function": {"name": ...}}.',
-        param="tool_choice",
-    )
+    return tools
 
 
 def chat_request_from(data: dict[str, Any]) -> ChatRequest:
     """The backend request for a validated OpenAI chat body (400 if it can't be honoured)."""
-    refuse_unsupported(data)
-    think: bool | str | None = None
-    if data.get("reasoning_effort") is not None:
-        if data["reasoning_effort"] not in _THINK:
-            raise BadRequestError(
-                "reasoning_effort must be none, minimal, low, medium or high.",
-                param="reasoning_effort",
-            )
-        think = _THINK[data["reasoning_effort"]]
+    effort = data.get("reasoning_effort")
     return ChatRequest(
         model=data["model"],
         messages=_messages(data["messages"]),
         params=_params(data),
-        format=_format(data.get("response_format")),
+        format=data.get("response_format"),
         tools=_tools(data.get("tools"), data.get("tool_choice")),
-        think=think,
+        think=None if effort is None else _THINK[effort],
     )
 
 
 def completion_request_from(data: dict[str, Any]) -> GenerateRequest:
     """The backend request for a validated OpenAI (legacy) completions body."""
-    refuse_unsupported(data)
-    prompt = data["prompt"]
-    if isinstance(prompt, list) and len(prompt) == 1 and isinstance(prompt[0], str):
-        prompt = prompt[0]
-    if not isinstance(prompt, str):
-        raise BadRequestError(
-            "prompt must be a string (batches and token arrays are not supported).",
-            param="prompt",
-        )
     return GenerateRequest(
         model=data["model"],
-        prompt=prompt,
+        prompt=data["prompt"],
         suffix=data.get("suffix") or None,
         params=_params(data),
     )
-
-
-def embedding_inputs_from(raw: Any) -> list[str]:
-    """Inputs of an OpenAI embeddings body: a string or a list of strings."""
-    items = [raw] if isinstance(raw, str) else raw
-    if isinstance(items, list) and items and all(isinstance(i, int) for i in items):
-        raise BadRequestError("Token arrays are not supported: send the text.", param="input")
-    if not isinstance(items, list) or not all(isinstance(item, str) for item in items):
-        raise BadRequestError("input must be a string or a list of strings.", param="input")
-    if not items or any(not item for item in items):
-        raise BadRequestError("input must not be empty or hold empty strings.", param="input")
-    if len(items) > settings.MAX_EMBEDDING_INPUTS:
-        raise BadRequestError(
-            f"At most {settings.MAX_EMBEDDING_INPUTS} inputs per request (MAX_EMBEDDING_INPUTS).",
-            param="input",
-        )
-    for index, item in enumerate(items):
-        if len(item) > settings.MAX_EMBEDDING_INPUT_CHARS:
-            raise BadRequestError(
-                f"Input {index} is longer than {settings.MAX_EMBEDDING_INPUT_CHARS} characters "
-                "(MAX_EMBEDDING_INPUT_CHARS).",
-                param="input",
-            )
-    return items
 
 
 # --- responses ------------------------------------------------------------------
@@ -518,6 +332,9 @@ class ChatCompletionEncoder(BaseEncoder[ChatChunk, bytes]):
     def success(self) -> bytes:
         return sse_event("[DONE]")
 
+    def queued(self, notice: Queued) -> bytes:
+        return sse_queued(notice)
+
 
 def _usage_event(
     encoder: ChatCompletionEncoder | CompletionEncoder, kind: str, chunk: ChatChunk | GenerateChunk
@@ -592,6 +409,9 @@ class CompletionEncoder(BaseEncoder[GenerateChunk, bytes]):
 
     def success(self) -> bytes:
         return sse_event("[DONE]")
+
+    def queued(self, notice: Queued) -> bytes:
+        return sse_queued(notice)
 
 
 def embedding_base64(vector: list[float]) -> str:

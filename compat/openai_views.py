@@ -70,7 +70,9 @@ class OpenAIChatCompletionViewSet(ViewSet):
         completion_id, created = translate.new_id("chatcmpl"), translate.unix_now()
 
         if data.get("stream"):
-            chunks = await stream_primed(service.chat_stream(request=chat))
+            chunks = await stream_primed(
+                service.chat_stream(request=chat, meter=meter, caller=request.auth, notices=True)
+            )
             encoder = translate.ChatCompletionEncoder(
                 completion_id=completion_id,
                 created=created,
@@ -79,7 +81,7 @@ class OpenAIChatCompletionViewSet(ViewSet):
             )
             return sse_response(relay(chunks, encoder, meter))
 
-        result = await service.chat_complete(request=chat, meter=meter)
+        result = await service.chat_complete(request=chat, meter=meter, caller=request.auth)
         return Response(
             translate.chat_completion(
                 result, completion_id=completion_id, created=created, model=chat.model
@@ -102,7 +104,11 @@ class OpenAICompletionViewSet(ViewSet):
         completion_id, created = translate.new_id("cmpl"), translate.unix_now()
 
         if data.get("stream"):
-            chunks = await stream_primed(service.generate_stream(request=generate))
+            chunks = await stream_primed(
+                service.generate_stream(
+                    request=generate, meter=meter, caller=request.auth, notices=True
+                )
+            )
             encoder = translate.CompletionEncoder(
                 completion_id=completion_id,
                 created=created,
@@ -111,7 +117,7 @@ class OpenAICompletionViewSet(ViewSet):
             )
             return sse_response(relay(chunks, encoder, meter))
 
-        result = await service.generate_complete(request=generate, meter=meter)
+        result = await service.generate_complete(request=generate, meter=meter, caller=request.auth)
         return Response(
             translate.completion_object(
                 result, completion_id=completion_id, created=created, model=generate.model
@@ -130,10 +136,14 @@ class OpenAIEmbeddingViewSet(ViewSet):
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
         model = data["model"]
-        inputs = translate.embedding_inputs_from(data["input"])
+        inputs = data["input"]
         meter = model_authorize(request, endpoint_group=self.endpoint_group, model=model)
         result = await service.embeddings_create(
-            model=model, inputs=inputs, dimensions=data.get("dimensions"), meter=meter
+            model=model,
+            inputs=inputs,
+            dimensions=data.get("dimensions"),
+            meter=meter,
+            caller=request.auth,
         )
         return Response(
             translate.embedding_list(

@@ -54,11 +54,15 @@ class APIError(Exception):
 
 
 class BadRequestError(APIError):
+    """Malformed JSON, or a value the backend cannot honour."""
+
     status, type, code = 400, "invalid_request_error", "bad_request"
     default_message = "The request could not be understood."
 
 
 class AuthenticationError(APIError):
+    """Missing, unknown, revoked or expired API key."""
+
     status, type, code = 401, "authentication_error", "invalid_api_key"
     default_message = "Missing or invalid API key. Send it as 'Authorization: Bearer <key>'."
 
@@ -68,16 +72,22 @@ class AuthenticationError(APIError):
 
 
 class PermissionDeniedError(APIError):
+    """The key may not use this endpoint, or this model."""
+
     status, type, code = 403, "permission_error", "permission_denied"
     default_message = "This API key is not allowed to do that."
 
 
 class NotFoundError(APIError):
+    """No such object."""
+
     status, type, code = 404, "not_found_error", "not_found"
     default_message = "Not found."
 
 
 class ModelNotFoundError(APIError):
+    """The backend has no such model."""
+
     status, type, code = 404, "model_not_found_error", "model_not_found"
     default_message = "Model not found."
 
@@ -97,26 +107,36 @@ class MethodNotAllowedError(APIError):
 
 
 class RequestTooLargeError(APIError):
+    """The request body is over MAX_REQUEST_BYTES."""
+
     status, type, code = 413, "invalid_request_error", "request_too_large"
     default_message = "Request body too large."
 
 
 class NotAcceptableError(BadRequestError):
+    """The `Accept` header asks for a type other than JSON."""
+
     status, code = 406, "not_acceptable"
     default_message = "Could not satisfy the request Accept header."
 
 
 class UnsupportedMediaTypeError(BadRequestError):
+    """The body is not `application/json`."""
+
     status, code = 415, "unsupported_media_type"
     default_message = "Unsupported media type in request."
 
 
 class ValidationFailedError(APIError):
+    """A field failed validation; `details` lists every failing field."""
+
     status, type, code = 422, "invalid_request_error", "validation_error"
     default_message = "Validation error."
 
 
 class RateLimitedError(APIError):
+    """Rate limit hit; retry after `Retry-After` seconds."""
+
     status, type, code = 429, "rate_limit_error", "rate_limit_exceeded"
     default_message = "Rate limit exceeded."
 
@@ -129,16 +149,22 @@ class RateLimitedError(APIError):
 
 
 class BackendError(APIError):
+    """The backend answered with something unusable."""
+
     status, type, code = 502, "backend_error", "backend_error"
     default_message = "The inference backend answered with something unusable."
 
 
 class BackendUnavailableError(APIError):
+    """The backend is not reachable."""
+
     status, type, code = 503, "backend_unavailable_error", "backend_unavailable"
     default_message = "The inference backend is not reachable."
 
 
 class BackendBusyError(APIError):
+    """The backend's queue is full; retry after `Retry-After` seconds."""
+
     status, type, code = 503, "backend_unavailable_error", "backend_busy"
     default_message = "The inference backend is busy (its queue is full). Retry shortly."
 
@@ -149,11 +175,15 @@ class BackendBusyError(APIError):
 
 
 class BackendTimeoutError(APIError):
+    """The backend did not answer in time (OLLAMA_READ_TIMEOUT)."""
+
     status, type, code = 504, "backend_timeout_error", "backend_timeout"
     default_message = "The inference backend did not answer in time."
 
 
 class InsufficientResourcesError(APIError):
+    """The backend has not enough memory for the model."""
+
     status, type, code = 507, "insufficient_resources_error", "insufficient_resources"
     default_message = "The backend does not have enough memory for this model."
 

@@ -30,6 +30,8 @@ class UsageMeter:
     relayed_tokens: int = 0
     # time.monotonic() when the relay sent the first token (streams only).
     first_token_at: float | None = None
+    backend: str = ""  # the backend that served the call
+    queued_ms: int = 0  # time spent waiting for a backend slot
 
     @property
     def total_tokens(self) -> int:

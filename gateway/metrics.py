@@ -175,7 +175,7 @@ class _ScrapeTimeCollector(Collector):
             up.add_metric([backend], value)
         queue = GaugeMetricFamily(
             "localai_queue_depth",
-            "Requests waiting for a backend slot (0 until the scheduler exists).",
+            "Requests waiting for a backend slot in the scheduler.",
             labels=["backend"],
         )
         for backend, value in _merged(_queue_depth_sources).items():

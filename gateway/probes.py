@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
+from typing import Any
 
 from asgiref.sync import sync_to_async
 from django.core.cache import cache
@@ -14,7 +15,8 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
 
 from gateway import service
-from gateway.errors import APIError, error_body
+from gateway.backends.pool import BackendHealth
+from gateway.errors import APIError, BackendUnavailableError, error_body
 
 logger = logging.getLogger(__name__)
 
@@ -71,30 +73,53 @@ async def _run(name: str, check) -> tuple[str, str | None]:  # type: ignore[no-u
     return name, None
 
 
-@csrf_exempt
-@require_http_methods(["GET", "HEAD"])
-async def readyz(request: HttpRequest) -> JsonResponse:
-    """Database, cache and backend reachable: 200; otherwise 503 naming what failed."""
-    results = await asyncio.gather(
-        _run("database", sync_to_async(_database_check)),
-        _run("cache", _cache_check),
-        _run("backend", service.backend_version),
-    )
-    checks = {name: ("ok" if problem is None else "failing") for name, problem in results}
-    failing = [(name, problem) for name, problem in results if problem is not None]
-    if not failing:
-        _log_change("")
-        return JsonResponse({"status": "ok", "checks": checks})
+def not_ready_body(failing: list[tuple[str, str]], checks: dict[str, str]) -> dict[str, Any]:
+    """The 503 answer: the error envelope naming what failed, and the state of every check."""
     message = "Not ready: " + "; ".join(f"{name}: {problem}" for name, problem in failing)
-    _log_change(message)
     error = APIError(
         message,
         code="not_ready",
         details=[{"check": name, "problem": problem} for name, problem in failing],
     )
     error.type = "service_unavailable_error"
-    body = error_body(error)
-    body["checks"] = checks
+    return {**error_body(error), "checks": checks}
+
+
+@csrf_exempt
+@require_http_methods(["GET", "HEAD"])
+async def readyz(request: HttpRequest) -> JsonResponse:
+    """Database, cache and backend reachable: 200; otherwise 503 naming what failed."""
+    backends: list[BackendHealth] = []
+
+    async def backend_check() -> None:
+        # Ready while one backend answers; each one's state is in `backends`.
+        backends.extend(await service.backends_health())
+        if all(backend.problem is not None for backend in backends):
+            if len(backends) == 1:
+                raise BackendUnavailableError(backends[0].problem)
+            raise BackendUnavailableError("; ".join(f"{b.name}: {b.problem}" for b in backends))
+
+    results = await asyncio.gather(
+        _run("database", sync_to_async(_database_check)),
+        _run("cache", _cache_check),
+        _run("backend", backend_check),
+    )
+    checks = {name: ("ok" if problem is None else "failing") for name, problem in results}
+    failing = [(name, problem) for name, problem in results if problem is not None]
+    extra: dict[str, Any] = {}
+    if len(backends) > 1:
+        extra["backends"] = {
+            b.name: {"state": "ok", "version": b.version}
+            if b.problem is None
+            else {"state": "failing", "problem": b.problem}
+            for b in backends
+        }
+    if not failing:
+        _log_change("")
+        return JsonResponse({"status": "ok", "checks": checks, **extra})
+    body = not_ready_body(failing, checks)
+    body.update(extra)
+    _log_change(body["error"]["message"])
     response = JsonResponse(body, status=503)
     # An expected answer, logged above once per change: not django.request's
     # "Service Unavailable" ERROR line on every poll.

@@ -12,8 +12,11 @@ the same way everywhere:
   terminal error event, never with its success terminator; so does a token
   stream that ends without its final chunk;
 - a client that goes away (the iterator closed or cancelled) closes the
-  backend stream, so the backend stops generating, and the meter says
-  `client_disconnected`.
+  backend stream, so the backend stops generating (or the request leaves the
+  scheduler's queue), and the meter says `client_disconnected`;
+- while a stream waits for a backend slot, the encoder may say so
+  (`queued`: an SSE comment, a WebSocket frame; nothing where the format
+  has no such thing).
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from typing import Any, Generic, Protocol, TypeVar
 
 from gateway.errors import APIError, BackendError
 from gateway.metering import UsageMeter
+from gateway.scheduler import Queued
 
 C = TypeVar("C", contravariant=True)
 F = TypeVar("F")
@@ -52,6 +56,10 @@ class StreamEncoder(Protocol[C, F]):
         """The success terminator (`data: [DONE]`), sent only after a complete stream."""
         ...
 
+    def queued(self, notice: Queued) -> F | None:
+        """While the stream waits for a backend slot (None: the format has no way to say so)."""
+        ...
+
 
 class BaseEncoder(Generic[C, F]):
     """Defaults: nothing before, nothing special at the end, no terminator."""
@@ -72,6 +80,9 @@ class BaseEncoder(Generic[C, F]):
         raise NotImplementedError
 
     def success(self) -> F | None:
+        return None
+
+    def queued(self, notice: Queued) -> F | None:
         return None
 
 
@@ -96,6 +107,11 @@ async def relay(
         for frame in encoder.opening():
             yield frame
         async for chunk in chunks:
+            if chunk.__class__ is Queued:
+                frame = encoder.queued(chunk)
+                if frame is not None:
+                    yield frame
+                continue
             if tokens and meter.first_token_at is None:
                 meter.first_token_at = time.monotonic()  # the time to first token
             if tokens and chunk.done:

@@ -1,16 +1,18 @@
 """Reusable pieces of the OpenAPI document (drf-spectacular).
 
 - The error envelope as serializers, and `errors(...)`: the documented error
-  responses of an operation, each with the envelope schema, an example built
-  by the real error classes, and the headers the gateway sends with it.
+  responses of an operation, each with the envelope schema, examples that are
+  real `APIError` instances and the docstrings of their classes as description.
 - `ollama_errors(...)`: the same for Ollama's own error shape.
+- `example(...)`: a serializer's example, given once for every operation.
 - Security schemes: `BearerAuth` for `keys.authentication.ApiKeyAuthentication`,
   `BasicAuth` for the staff key-management API.
 - `sse_event_serializer(...)`: a `text/event-stream` event whose `data` is a
   JSON payload (OpenAPI 3.1 `contentSchema`) or the closing `[DONE]`.
 - Hooks: `add_plain_django_views` documents the routes that are plain Django
-  views (probes, `GET /ollama/`); `finish_schema` lists the serving origin
-  first in `servers` and adds the benchmark table to the chat operation.
+  views (probes, `GET /ollama/`); `finish_schema` turns a serializer's
+  `x-any-of` into `anyOf`, lists the serving origin first in `servers` and
+  adds the benchmark table to the chat operation.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ from drf_spectacular.utils import (
     OpenApiParameter,
     OpenApiResponse,
     extend_schema,
-    extend_schema_field,
+    extend_schema_serializer,
 )
 from rest_framework import serializers
 from rest_framework.exceptions import ErrorDetail
@@ -62,7 +64,7 @@ from gateway.errors import (
     error_body,
     validation_error,
 )
-from gateway.validation import MODEL_NAME_PATTERN, OLLAMA_OPTION_TYPES
+from gateway.probes import not_ready_body
 
 logger = logging.getLogger(__name__)
 
@@ -70,12 +72,6 @@ EXAMPLE_TIMESTAMP = "2026-01-15T10:30:00.123456+00:00"
 EXAMPLE_MODEL = "qwen2.5:14b"
 
 # --- the error envelope -------------------------------------------------------
-
-
-class ValidationDetailSerializer(serializers.Serializer):
-    loc = serializers.CharField(help_text="The failing field, dotted (`messages.0.role`).")
-    msg = serializers.CharField(help_text="What is wrong with it.")
-    type = serializers.CharField(help_text="A machine-readable reason (`required`, `invalid`).")
 
 
 class ErrorSerializer(serializers.Serializer):
@@ -109,104 +105,34 @@ class OllamaErrorSerializer(serializers.Serializer):
     error = serializers.CharField(help_text="What went wrong, as Ollama words it.")
 
 
-def _example_body(exc: APIError) -> dict[str, Any]:
-    body = error_body(exc)
-    body["error"]["timestamp"] = EXAMPLE_TIMESTAMP
-    body["error"].pop("request_id", None)  # the id of the request that asked for the docs
-    return body
-
-
-# Every error the gateway gives, by status: description and example errors.
-_ERRORS: dict[int, tuple[str, list[tuple[str, APIError]]]] = {
-    400: (
-        "Malformed JSON, or a value the backend cannot honour.",
-        [
-            (
-                "malformed_json",
-                BadRequestError(
-                    "Malformed JSON body: JSON parse error - Expecting value: line 1 column 1"
-                ),
-            )
-        ],
+# Every error the gateway gives, one or more real instances per status. The
+# documented description is the docstring of the error's class.
+ERROR_EXAMPLES: dict[str, APIError] = {
+    "malformed_json": BadRequestError(
+        "Malformed JSON body: JSON parse error - Expecting value: line 1 column 1"
     ),
-    401: (
-        "Missing, unknown, revoked or expired API key.",
-        [("invalid_api_key", AuthenticationError())],
+    "invalid_api_key": AuthenticationError(),
+    "endpoint_not_allowed": PermissionDeniedError(
+        "This API key may not use the 'chat' endpoints.", code="endpoint_not_allowed"
     ),
-    403: (
-        "The key may not use this endpoint, or this model.",
-        [
-            (
-                "endpoint_not_allowed",
-                PermissionDeniedError(
-                    "This API key may not use the 'chat' endpoints.", code="endpoint_not_allowed"
-                ),
-            ),
-            (
-                "model_not_allowed",
-                PermissionDeniedError(
-                    f"This API key may not use the model '{EXAMPLE_MODEL}'.",
-                    code="model_not_allowed",
-                    param="model",
-                ),
-            ),
-        ],
+    "model_not_allowed": PermissionDeniedError(
+        f"This API key may not use the model '{EXAMPLE_MODEL}'.",
+        code="model_not_allowed",
+        param="model",
     ),
-    404: (
-        "The backend has no such model.",
-        [("model_not_found", ModelNotFoundError(EXAMPLE_MODEL))],
+    "model_not_found": ModelNotFoundError(EXAMPLE_MODEL),
+    "not_acceptable": NotAcceptableError(),
+    "request_too_large": RequestTooLargeError(),
+    "unsupported": UnsupportedMediaTypeError('Unsupported media type "text/plain" in request.'),
+    "validation_error": validation_error(
+        {"messages": [ErrorDetail("This field is required.", code="required")]}
     ),
-    406: (
-        "The `Accept` header asks for a type other than JSON.",
-        [("not_acceptable", NotAcceptableError())],
-    ),
-    413: (
-        "The request body is over MAX_REQUEST_BYTES.",
-        [("request_too_large", RequestTooLargeError())],
-    ),
-    415: (
-        "The body is not `application/json`.",
-        [
-            (
-                "unsupported",
-                UnsupportedMediaTypeError('Unsupported media type "text/plain" in request.'),
-            )
-        ],
-    ),
-    422: (
-        "A field failed validation; `details` lists every failing field.",
-        [
-            (
-                "validation_error",
-                validation_error(
-                    {"messages": [ErrorDetail("This field is required.", code="required")]}
-                ),
-            )
-        ],
-    ),
-    429: (
-        "Rate limit hit; retry after `Retry-After` seconds.",
-        [("rate_limit_exceeded", RateLimitedError(17))],
-    ),
-    502: (
-        "The backend answered with something unusable.",
-        [("backend_error", BackendError())],
-    ),
-    503: (
-        "The backend is not reachable, or its queue is full (then with `Retry-After`).",
-        [
-            ("backend_unavailable", BackendUnavailableError()),
-            ("backend_busy", BackendBusyError(2)),
-        ],
-    ),
-    504: (
-        "The backend did not answer in time (OLLAMA_READ_TIMEOUT).",
-        [("backend_timeout", BackendTimeoutError())],
-    ),
-    507: (
-        "The backend has not enough memory for the model.",
-        [("insufficient_resources", InsufficientResourcesError())],
-    ),
+    "rate_limit_exceeded": RateLimitedError(17),
+    "backend_error": BackendError(),
+    "backend_unavailable": BackendUnavailableError(),
+    "backend_busy": BackendBusyError(2),
+    "backend_timeout": BackendTimeoutError(),
+    "insufficient_resources": InsufficientResourcesError(),
 }
 
 # The errors of every operation behind an API key, and of those calling the backend.
@@ -220,45 +146,51 @@ MODEL_ERRORS = (*LIST_ERRORS, 404)
 INFERENCE_ERRORS = (*MODEL_ERRORS, *BODY_ERRORS, 507)
 
 
-def errors(
-    *statuses: int, examples: dict[int, list[tuple[str, APIError]]] | None = None
+def _error_responses(
+    statuses: Iterable[int], named: dict[str, APIError], body: Any, serializer: Any, **doc: str
 ) -> dict[int, OpenApiResponse]:
-    """Documented error responses (envelope schema, real examples) for `statuses`."""
     responses: dict[int, OpenApiResponse] = {}
     for status in sorted(set(statuses)):
-        description, default_examples = _ERRORS[status]
-        chosen = (examples or {}).get(status, default_examples)
+        chosen = {name: exc for name, exc in named.items() if exc.status == status} or {
+            name: exc for name, exc in ERROR_EXAMPLES.items() if exc.status == status
+        }
         responses[status] = OpenApiResponse(
-            ErrorEnvelopeSerializer,
-            description=description,
+            serializer,
+            description=doc.get(f"s{status}")
+            or " ".join(dict.fromkeys(str(type(exc).__doc__) for exc in chosen.values())),
             examples=[
-                OpenApiExample(
-                    name, value=_example_body(exc), response_only=True, status_codes=[status]
-                )
-                for name, exc in chosen
+                OpenApiExample(name, value=body(exc), response_only=True, status_codes=[status])
+                for name, exc in chosen.items()
             ],
         )
     return responses
+
+
+def _example_timestamp(body: dict[str, Any]) -> dict[str, Any]:
+    body["error"]["timestamp"] = EXAMPLE_TIMESTAMP
+    body["error"].pop("request_id", None)  # the id of the request that asked for the docs
+    return body
+
+
+def _envelope(exc: APIError) -> dict[str, Any]:
+    return _example_timestamp(error_body(exc))
+
+
+def errors(*statuses: int, **named: APIError) -> dict[int, OpenApiResponse]:
+    """Documented error responses for `statuses`: the envelope, and as examples the
+    `named` errors of a status, or else the gateway's usual ones (`ERROR_EXAMPLES`)."""
+    return _error_responses(statuses, named, _envelope, ErrorEnvelopeSerializer)
 
 
 def ollama_errors(*statuses: int) -> dict[int, OpenApiResponse]:
-    """Documented error responses in Ollama's shape (`{"error": "..."}`)."""
-    responses: dict[int, OpenApiResponse] = {}
-    for status in sorted(set(statuses)):
-        description, default_examples = _ERRORS[status]
-        if status == 400:
-            description = "Malformed JSON, or a field with a wrong type or value."
-        name, exc = default_examples[0]
-        responses[status] = OpenApiResponse(
-            OllamaErrorSerializer,
-            description=description,
-            examples=[
-                OpenApiExample(
-                    name, value={"error": exc.message}, response_only=True, status_codes=[status]
-                )
-            ],
-        )
-    return responses
+    """The same in Ollama's shape (`{"error": "..."}`), bad input being a 400."""
+    return _error_responses(
+        statuses,
+        {},
+        lambda exc: {"error": exc.message},
+        OllamaErrorSerializer,
+        s400="Malformed JSON, or a field with a wrong type or value.",
+    )
 
 
 # --- answers and examples ----------------------------------------------------------
@@ -273,22 +205,29 @@ def answer(serializer: Any, description: str, example_name: str, example: Any) -
 
 def answer_or_stream(
     description: str,
-    whole: tuple[Any, str, Any],
-    stream: tuple[Any, str, Any],
+    whole: Any,
+    stream: Any,
+    stream_example: Any,
     *,
     stream_type: str = "text/event-stream",
+    stream_name: str = "events",
 ) -> dict[tuple[int, str], OpenApiResponse]:
-    """`200` as one JSON answer (`stream: false`) or as a stream: (serializer, example name,
-    example) for each, under one description."""
+    """`200` as one JSON answer (`stream: false`, the serializer's own example) or as a
+    stream (`stream_example`), under one description."""
     return {
-        (200, "application/json"): answer(whole[0], description, *whole[1:]),
-        (200, stream_type): answer(stream[0], description, *stream[1:]),
+        (200, "application/json"): OpenApiResponse(whole, description),
+        (200, stream_type): answer(stream, description, stream_name, stream_example),
     }
 
 
 def request_example(name: str, value: Any, summary: str | None = None) -> OpenApiExample:
     """An example request body."""
     return OpenApiExample(name, summary=summary, request_only=True, value=value)
+
+
+def example(name: str, value: Any) -> Any:
+    """A serializer's one example (in the docs of every operation that takes or gives it)."""
+    return extend_schema_serializer(examples=[OpenApiExample(name, value=value)])
 
 
 # --- headers --------------------------------------------------------------------
@@ -308,39 +247,50 @@ def response_header(
     )
 
 
-RATE_LIMIT_HEADERS = [
-    response_header(
-        "x-ratelimit-limit-requests",
-        OpenApiTypes.INT,
-        200,
-        "Requests per minute this key may make to this endpoint group.",
-    ),
-    response_header(
-        "x-ratelimit-remaining-requests",
-        OpenApiTypes.INT,
-        200,
-        "Requests left in the current window.",
-    ),
-    response_header(
-        "x-ratelimit-reset-requests",
-        OpenApiTypes.STR,
-        200,
-        'Time until the budget is whole again, e.g. "17s".',
-    ),
+KEY_HEADERS = [
+    response_header(name, kind, status, description)
+    for name, kind, status, description in (
+        (
+            "x-ratelimit-limit-requests",
+            OpenApiTypes.INT,
+            200,
+            "Requests per minute this key may make to this endpoint group.",
+        ),
+        (
+            "x-ratelimit-remaining-requests",
+            OpenApiTypes.INT,
+            200,
+            "Requests left in the current window.",
+        ),
+        (
+            "x-ratelimit-reset-requests",
+            OpenApiTypes.STR,
+            200,
+            'Time until the budget is whole again, e.g. "17s".',
+        ),
+        (
+            "Retry-After",
+            OpenApiTypes.INT,
+            429,
+            "Whole seconds to wait before retrying (at least 1).",
+        ),
+        (
+            "WWW-Authenticate",
+            OpenApiTypes.STR,
+            401,
+            'The scheme to authenticate with: `Bearer realm="api"`.',
+        ),
+    )
 ]
-RETRY_AFTER = response_header(
-    "Retry-After",
-    OpenApiTypes.INT,
-    429,
-    "Whole seconds to wait before retrying (at least 1).",
-)
-WWW_AUTHENTICATE = response_header(
-    "WWW-Authenticate",
+
+MODEL_ID = OpenApiParameter(
+    "model_id",
     OpenApiTypes.STR,
-    401,
-    'The scheme to authenticate with: `Bearer realm="api"`.',
+    OpenApiParameter.PATH,
+    description="The model's id, as the backend names it. Ids may hold `:`, `.`, `/` and `-` "
+    "(`hf.co/org/name:Q4_K_M`).",
+    examples=[OpenApiExample("qwen", value=EXAMPLE_MODEL)],
 )
-KEY_HEADERS = [*RATE_LIMIT_HEADERS, RETRY_AFTER, WWW_AUTHENTICATE]
 
 # --- security schemes -----------------------------------------------------------
 
@@ -378,13 +328,19 @@ class StaffBasicAuthenticationScheme(OpenApiAuthenticationExtension):
 
 
 class GatewayAutoSchema(AutoSchema):
-    """drf-spectacular's AutoSchema, saying in request schemas what DRF enforces.
+    """drf-spectacular's AutoSchema, saying in request schemas what DRF enforces, and
+    documenting the key's headers (`KEY_HEADERS`) on every operation behind a key.
 
     A CharField without `allow_blank` refuses "" and, trimmed, whitespace:
     `minLength: 1` and a non-space character. A list field or nested list
     without `allow_empty` refuses []: `minItems: 1`. (Request and response
     components are split, so answers keep their own rules.)
     """
+
+    def get_override_parameters(self) -> list[Any]:
+        # Every operation behind an API key answers with the key's headers.
+        keyed = {"BearerAuth": []} in (self.get_auth() or [])
+        return [*(KEY_HEADERS if keyed else []), *super().get_override_parameters()]
 
     def _get_request_body(self, direction: Any = "request") -> Any:
         # Every body the gateway takes is required (Ollama's views refuse an empty one).
@@ -418,174 +374,46 @@ class GatewayAutoSchema(AutoSchema):
         return schema
 
 
-def schema_field(schema: dict[str, Any], **kwargs: Any) -> serializers.Field:
-    """A documentation-only field whose JSON schema is `schema` (say `null` in it if allowed).
-
-    For request shapes whose rules live in code (translation, cross-field
-    checks): documentation subclasses of the real serializers use it.
-    """
-    field_class = extend_schema_field(schema)(type("DocumentedField", (serializers.JSONField,), {}))
-    return field_class(**kwargs)
-
-
-BASE64_PATTERN = r"^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{4}|[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)$"
-
-
-def tool_parameters_schema(*, nullable_type: bool) -> dict[str, Any]:
-    """A tool's `parameters` as the ollama client's `Tool` model accepts them."""
-    type_schema: dict[str, Any] = {"const": "object"}
-    if nullable_type:
-        type_schema = {"anyOf": [type_schema, {"type": "null"}]}
-    return {
-        "type": ["object", "null"],
-        "properties": {
-            "type": type_schema,
-            "required": {"type": ["array", "null"], "items": {"type": "string"}},
-            "properties": {
-                "type": ["object", "null"],
-                "additionalProperties": {
-                    "type": "object",
-                    "properties": {
-                        "type": {
-                            "anyOf": [
-                                {"type": "string"},
-                                {"type": "array", "items": {"type": "string"}},
-                                {"type": "null"},
-                            ]
-                        },
-                        "description": {"type": ["string", "null"]},
-                        "enum": {"type": ["array", "null"]},
-                    },
-                },
-            },
-        },
-        "description": "A JSON Schema of type object: `properties`, `required`.",
-    }
-
-
-FALSY = [
-    {"type": "null"},
-    {"const": False},
-    {"const": 0},
-    {"const": ""},
-    {"type": "array", "maxItems": 0},
-    {"type": "object", "maxProperties": 0},
-]
-
-
-# --- fields whose rules live in code -------------------------------------------
-
-
-class ModelNameFieldExtension(OpenApiSerializerFieldExtension):
-    target_class = "gateway.validation.ModelNameField"
-
-    def map_serializer_field(self, auto_schema: Any, direction: Any) -> dict[str, Any]:
-        field = self.target
-        schema: dict[str, Any] = {
-            "type": "string",
-            "maxLength": field.max_length,
-            "description": "A model name: `[host/][namespace/]model[:tag]`.",
-            "examples": [EXAMPLE_MODEL],
-        }
-        if field.allow_blank:
-            schema["anyOf"] = [{"pattern": MODEL_NAME_PATTERN}, {"const": ""}]
-        else:
-            schema["pattern"] = MODEL_NAME_PATTERN
-        return schema
-
-
-class OllamaOptionsFieldExtension(OpenApiSerializerFieldExtension):
-    """Ollama's `options`: known keys typed, others passed on."""
-
-    target_class = "gateway.validation.OllamaOptionsField"
-
-    def map_serializer_field(self, auto_schema: Any, direction: Any) -> dict[str, Any]:
-        json_types = {int: "integer", float: "number", bool: "boolean"}
-        properties: dict[str, Any] = {
-            name: {"type": [json_types[kind], "null"]}
-            for name, kind in sorted(OLLAMA_OPTION_TYPES.items())
-        }
-        properties["stop"] = {"type": ["array", "null"], "items": {"type": "string"}}
-        return {
-            "type": "object",
-            "properties": properties,
-            "additionalProperties": True,
-            "description": "Model options (`temperature`, `num_ctx`, `num_predict`, `stop`, ...).",
-        }
-
-
-class EmbeddingInputFieldExtension(OpenApiSerializerFieldExtension):
-    """`input` of `POST /v1/embeddings`: the limits as configured when the schema is built."""
-
-    target_class = "apis.serializers.EmbeddingInputField"
-
-    def map_serializer_field(self, auto_schema: Any, direction: Any) -> dict[str, Any]:
-        text = {"type": "string", "minLength": 1, "maxLength": settings.MAX_EMBEDDING_INPUT_CHARS}
-        return {
-            "oneOf": [
-                text,
-                {
-                    "type": "array",
-                    "items": text,
-                    "minItems": 1,
-                    "maxItems": settings.MAX_EMBEDDING_INPUTS,
-                },
-            ],
-            "description": "A string, or a list of strings; none of them empty.",
-        }
-
-
 # --- streams ----------------------------------------------------------------------
-
-DONE_MARKER = "[DONE]"
 
 
 class SSEDataField(serializers.Field):
-    """The `data` of one SSE event: JSON of one of `payloads`, or the `[DONE]` marker."""
+    """The `data` of one SSE event: JSON of `payload` or of an error, or `[DONE]`."""
 
-    def __init__(
-        self, *, payloads: Iterable[type[serializers.Serializer]], done: bool, **kwargs: Any
-    ) -> None:
-        self.payloads = tuple(payloads)
-        self.done = done
+    def __init__(self, payload: type[serializers.Serializer], **kwargs: Any) -> None:
+        self.payload = payload
         super().__init__(**kwargs)
-
-    def to_representation(self, value: Any) -> Any:
-        return value
 
 
 class SSEDataFieldExtension(OpenApiSerializerFieldExtension):
     target_class = SSEDataField
 
     def map_serializer_field(self, auto_schema: Any, direction: Any) -> dict[str, Any]:
-        field: SSEDataField = self.target
         refs = [
-            auto_schema.resolve_serializer(payload, direction).ref for payload in field.payloads
+            auto_schema.resolve_serializer(payload, direction).ref
+            for payload in (self.target.payload, ErrorEnvelopeSerializer)
         ]
         payload = {
             "type": "string",
             "contentMediaType": "application/json",
-            "contentSchema": refs[0] if len(refs) == 1 else {"anyOf": refs},
+            "contentSchema": {"anyOf": refs},
             "description": "One JSON object (see its schema).",
         }
-        if not field.done:
-            return payload
-        return {
-            "anyOf": [payload, {"type": "string", "const": DONE_MARKER, "description": "The end."}]
-        }
+        done = {"type": "string", "const": "[DONE]", "description": "The end."}
+        return {"anyOf": [payload, done]}
 
 
 def sse_event_serializer(
-    name: str, *, payloads: Iterable[type[serializers.Serializer]], done: bool = True
+    name: str, payload: type[serializers.Serializer]
 ) -> type[serializers.Serializer]:
-    """A serializer documenting one `text/event-stream` event of a stream."""
+    """A serializer documenting one `text/event-stream` event: `payload` or an error."""
     return type(
         name,
         (serializers.Serializer,),
         {
             "__doc__": "One Server-Sent Event: `data: <json>` (the stream ends `data: [DONE]`).",
             "__module__": __name__,
-            "data": SSEDataField(payloads=payloads, done=done),
+            "data": SSEDataField(payload),
             "event": serializers.CharField(
                 required=False, help_text="Always the default, `message`."
             ),
@@ -610,13 +438,30 @@ class ReadyChecksSerializer(serializers.Serializer):
     backend = serializers.ChoiceField(choices=CHECK_STATES)
 
 
+class BackendStateSerializer(serializers.Serializer):
+    state = serializers.ChoiceField(choices=CHECK_STATES)
+    version = serializers.CharField(required=False, help_text="When it answers.")
+    problem = serializers.CharField(required=False, help_text="When it fails.")
+
+
+def _backends_field() -> serializers.DictField:
+    return serializers.DictField(
+        child=BackendStateSerializer(),
+        required=False,
+        help_text="With several backends (Ollama and the embedded engine): each one's "
+        "state. The gateway is ready while one of them answers.",
+    )
+
+
 class ReadySerializer(serializers.Serializer):
     status = serializers.ChoiceField(choices=["ok"])
     checks = ReadyChecksSerializer()
+    backends = _backends_field()
 
 
 class NotReadySerializer(ErrorEnvelopeSerializer):
     checks = ReadyChecksSerializer()
+    backends = _backends_field()
 
 
 class _DocumentedPlainView(APIView):
@@ -659,9 +504,10 @@ PLAIN_VIEWS: tuple[type[_DocumentedPlainView], ...] = (
         tags=["health"],
         summary="Readiness probe",
         description=(
-            "The database, the cache and the inference backend all answer (each within "
+            "The database, the cache and an inference backend answer (each within "
             "3 s). Otherwise `503`, naming what failed in `error.details` and `checks`. "
-            "Needs no key."
+            "With Ollama and the embedded engine both configured, `backends` gives each "
+            "one's state, and one answering is enough. Needs no key."
         ),
         responses={
             200: answer(
@@ -674,22 +520,12 @@ PLAIN_VIEWS: tuple[type[_DocumentedPlainView], ...] = (
                 NotReadySerializer,
                 "Something the gateway needs is failing.",
                 "backend_down",
-                {
-                    "error": {
-                        "message": "Not ready: backend: The inference backend is not reachable.",
-                        "type": "service_unavailable_error",
-                        "code": "not_ready",
-                        "param": None,
-                        "timestamp": EXAMPLE_TIMESTAMP,
-                        "details": [
-                            {
-                                "check": "backend",
-                                "problem": "The inference backend is not reachable.",
-                            }
-                        ],
-                    },
-                    "checks": {"database": "ok", "cache": "ok", "backend": "failing"},
-                },
+                _example_timestamp(
+                    not_ready_body(
+                        [("backend", BackendUnavailableError.default_message)],
+                        {"database": "ok", "cache": "ok", "backend": "failing"},
+                    )
+                ),
             ),
         },
     ),
@@ -769,8 +605,8 @@ def local_only(view: Any) -> Any:
 # --- the finished document --------------------------------------------------------
 
 
-def benchmark_rows(path: Path) -> list[dict[str, Any]]:
-    """Rows of the benchmark results file (`make bench`), or [] when there is none.
+def benchmark_table(path: Path) -> str:
+    """A markdown performance table from the project's own benchmark results, or "".
 
     The file is JSON: `{"results": [{"model", "endpoint", "concurrency",
     "requests_per_second", "tokens_per_second", "ttft_p50_ms", "ttft_p99_ms",
@@ -781,31 +617,17 @@ def benchmark_rows(path: Path) -> list[dict[str, Any]]:
     try:
         data = json.loads(path.read_text())
     except FileNotFoundError:
-        return []
+        return ""
     except (OSError, ValueError) as exc:
         logger.warning("Ignoring unreadable benchmark results %s: %s", path, exc)
-        return []
-    rows = data.get("results") if isinstance(data, dict) else None
-    if not isinstance(rows, list):
-        return []
-    return [row for row in rows if isinstance(row, dict)]
-
-
-def benchmark_table(path: Path) -> str:
-    """A markdown performance table from the project's own benchmark results, or ""."""
-    rows = benchmark_rows(path)
+        return ""
+    if not isinstance(data, dict) or not isinstance(data.get("results"), list):
+        return ""
+    rows = [row for row in data["results"] if isinstance(row, dict)]
     if not rows:
         return ""
-    return render_benchmark_table(rows, source=_source_note(path))
-
-
-def _source_note(path: Path) -> str:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return ""
     parts = [str(data[key]) for key in ("backend", "date") if isinstance(data.get(key), str)]
-    return f" ({', '.join(parts)})" if parts else ""
+    return render_benchmark_table(rows, source=f" ({', '.join(parts)})" if parts else "")
 
 
 _COLUMNS: tuple[tuple[str, str], ...] = (
@@ -845,23 +667,6 @@ def render_benchmark_table(rows: list[dict[str, Any]], *, source: str = "") -> s
 CHAT_OPERATIONS = ("v1_chat_completions_create",)
 
 
-def _any_value_nullable_fixed(node: Any) -> Any:
-    """Undo drf-spectacular's `oneOf: [{}, {type: null}]` for a nullable JSONField.
-
-    Under OpenAPI 3.1 `null` matches both branches, so `oneOf` rejects the
-    very value it means to allow; `{}` (any JSON value, null included) says it.
-    """
-    if isinstance(node, list):
-        return [_any_value_nullable_fixed(item) for item in node]
-    if not isinstance(node, dict):
-        return node
-    fixed = {key: _any_value_nullable_fixed(value) for key, value in node.items()}
-    branches = fixed.get("oneOf")
-    if isinstance(branches, list) and {} in branches:
-        del fixed["oneOf"]
-    return fixed
-
-
 def _stream_examples_unwrapped(result: dict[str, Any]) -> None:
     """An NDJSON example is the list of its lines; drf-spectacular wraps it in one more list."""
     for path_item in result.get("paths", {}).values():
@@ -879,9 +684,14 @@ def _stream_examples_unwrapped(result: dict[str, Any]) -> None:
 def finish_schema(
     result: dict[str, Any], generator: Any, request: Any, public: bool, **kwargs: Any
 ) -> dict[str, Any]:
-    """POSTPROCESSING_HOOK: serving origin first in `servers`; benchmark table on chat."""
-    result = _any_value_nullable_fixed(result)
+    """POSTPROCESSING_HOOK: `x-any-of` as `anyOf`; serving origin first in `servers`;
+    benchmark table on chat."""
     _stream_examples_unwrapped(result)
+    for component in result.get("components", {}).get("schemas", {}).values():
+        # A rule across fields, attached to a serializer with the public
+        # `extend_schema_serializer(extensions={"x-any-of": [...]})`.
+        if "x-any-of" in component:
+            component["anyOf"] = component.pop("x-any-of")
     if request is not None:
         origin = request.build_absolute_uri("/").rstrip("/")
         others = [server for server in result.get("servers", []) if server.get("url") != origin]

@@ -57,6 +57,6 @@ async def metrics_view(request: HttpRequest) -> HttpResponse:
                     code="metrics_forbidden",
                 )
             )
-    await service.backends_health()
+    await service.backends_status()
     body = await sync_to_async(metrics.metrics_render, thread_sensitive=False)()
     return HttpResponse(body, content_type=metrics.CONTENT_TYPE)

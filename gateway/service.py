@@ -7,10 +7,12 @@ Functions are keyword-only, typed, and raise only `gateway.errors` errors.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Iterator
 from functools import cache
-from typing import Any, TypeVar
+from pathlib import Path
+from typing import Any, Literal
 
 from django.conf import settings
 from django.core.signals import setting_changed
@@ -32,96 +34,272 @@ from gateway.backends import (
     RunningModel,
     normalize_model_name,
 )
+from gateway.backends.embedded import EmbeddedBackend, EmbeddedModelSpec, model_name_from_file
 from gateway.backends.ollama import OllamaBackend
+from gateway.backends.pool import BackendHealth, BackendPool
 from gateway.errors import APIError, BadRequestError, ModelNotFoundError
 from gateway.metering import UsageMeter
 from gateway.metrics import backend_error, backend_up_source, in_flight, queue_depth_source
+from gateway.scheduler import (
+    Anonymous,
+    Lease,
+    LocalScheduler,
+    Queued,
+    RedisScheduler,
+    SchedulerSettings,
+    SchedulingCaller,
+)
 
-T = TypeVar("T")
+# Requests the gateway makes for itself (no caller): one share like anyone.
+INTERNAL_CALLER = Anonymous()
+
+ModelKind = Literal["chat", "embedding"]
+
+
+def _embedded_models() -> list[EmbeddedModelSpec]:
+    """The GGUF files the embedded backend serves, from settings (none when it is off)."""
+    if not settings.EMBEDDED_BACKEND:
+        return []
+    chat_path, embedding_path = (
+        settings.EMBEDDED_CHAT_MODEL_PATH,
+        settings.EMBEDDED_EMBEDDING_MODEL_PATH,
+    )
+    configured = (
+        ("chat", chat_path, settings.EMBEDDED_CHAT_MODEL_NAME),
+        ("embedding", embedding_path, settings.EMBEDDED_EMBEDDING_MODEL_NAME),
+    )
+    return [
+        EmbeddedModelSpec(
+            name=normalize_model_name(name or model_name_from_file(path)),
+            path=Path(path),
+            kind=kind,  # type: ignore[arg-type]
+        )
+        for kind, path, name in configured
+        if path
+    ]
 
 
 @cache
-def backend_get() -> InferenceBackend:
-    """The configured backend (built once per process from settings)."""
-    return OllamaBackend(
-        host=settings.OLLAMA_HOST,
-        connect_timeout=settings.OLLAMA_CONNECT_TIMEOUT,
-        read_timeout=settings.OLLAMA_READ_TIMEOUT,
-        busy_retry_after=settings.OLLAMA_BUSY_RETRY_AFTER,
+def backend_get() -> BackendPool:
+    """The configured backends behind one pool (built once per process from settings).
+
+    Ollama at OLLAMA_HOST, and the embedded engine when it is on: each request
+    goes to the backend that lists its model (Ollama first when both do).
+    """
+    members: list[tuple[str, InferenceBackend]] = [
+        (
+            "ollama",
+            OllamaBackend(
+                host=settings.OLLAMA_HOST,
+                connect_timeout=settings.OLLAMA_CONNECT_TIMEOUT,
+                read_timeout=settings.OLLAMA_READ_TIMEOUT,
+                busy_retry_after=settings.OLLAMA_BUSY_RETRY_AFTER,
+                parallel=settings.OLLAMA_NUM_PARALLEL,
+            ),
+        )
+    ]
+    if embedded := _embedded_models():
+        members.append(
+            (
+                "embedded",
+                EmbeddedBackend(
+                    models=embedded,
+                    threads=settings.EMBEDDED_THREADS,
+                    context_length=settings.EMBEDDED_CONTEXT_LENGTH,
+                ),
+            )
+        )
+    return BackendPool(members)
+
+
+@cache
+def scheduler_get() -> LocalScheduler | RedisScheduler | None:
+    """The scheduler of the backends' slots: in Redis with REDIS_URL (every
+    process shares it), else in this process; None when SCHEDULER_ENABLED is off."""
+    if not settings.SCHEDULER_ENABLED:
+        return None
+    config = SchedulerSettings(
+        queue_timeout=settings.SCHEDULER_QUEUE_TIMEOUT,
+        max_queue=settings.SCHEDULER_MAX_QUEUE,
+        notice_interval=settings.SCHEDULER_NOTICE_INTERVAL,
+        lease_seconds=settings.SCHEDULER_LEASE_SECONDS,
     )
+    if settings.REDIS_URL:
+        return RedisScheduler(settings.REDIS_URL, config)
+    return LocalScheduler(config)
 
 
 @receiver(setting_changed)
 def _backend_reset(*, setting: str, **kwargs: object) -> None:
-    if setting.startswith("OLLAMA_"):
+    if setting.startswith(("OLLAMA_", "EMBEDDED_")):
         backend_get.cache_clear()
         _health.clear()
+    if setting.startswith(("SCHEDULER_", "OLLAMA_NUM_PARALLEL", "REDIS_URL")):
+        scheduler_get.cache_clear()
 
 
-# --- metrics: in-flight generations and backend failures -------------------------
+# --- metrics: calls in flight, backend failures, health and queues ----------------
 
 
-def backend_name(backend: InferenceBackend) -> str:
-    """The name metrics give a backend (`ollama` unless it names itself)."""
-    return str(getattr(backend, "name", "ollama"))
+def _member_name(member: InferenceBackend) -> str:
+    return next((n for n, m in backend_get().members.items() if m is member), "unknown")
 
 
-def _failed(name: str, exc: APIError) -> None:
-    # The backend's own failures (5xx), not a client's unknown model.
-    if exc.status >= 500:
-        backend_error(backend=name, code=exc.code)
-
-
-async def _counted(name: str, call: Awaitable[T]) -> T:
+@contextlib.contextmanager
+def _backend_call(member: InferenceBackend) -> Iterator[None]:
+    """A generation call of `member`: in flight while it runs; its 5xx failures counted."""
+    name = _member_name(member)
     with in_flight(name):
         try:
-            return await call
+            yield
         except APIError as exc:
-            _failed(name, exc)
+            if exc.status >= 500:  # the backend's failure, not a client's unknown model
+                backend_error(backend=name, code=exc.code)
             raise
 
 
-async def _counted_stream(name: str, chunks: AsyncIterator[T]) -> AsyncIterator[T]:
-    """`chunks`, in flight until they end; same contract (errors, `aclose`) as `chunks`."""
-    with in_flight(name):
-        try:
-            async for chunk in chunks:
-                yield chunk
-        except APIError as exc:
-            _failed(name, exc)
-            raise
-        finally:
-            await chunks.aclose()  # type: ignore[attr-defined]
-
-
-# Backend name -> (answered, when checked): the last health check of this process.
-_health: dict[str, tuple[bool, float]] = {}
-HEALTH_CHECK_TIMEOUT = 2.0
+# Backend name -> answered at the last check; requests waiting per backend.
+_health: dict[str, bool] = {}
+_health_checked = 0.0
+_waiting: dict[str, int] = {}
 HEALTH_CHECK_MAX_AGE = 5.0
 
 
-async def backends_health() -> dict[str, bool]:
-    """Whether each backend answers (its version), checked at most every 5 s per process.
+async def backends_status() -> dict[str, bool]:
+    """Whether each backend answers (checked at most every 5 s per process), and
+    the scheduler's queues, for `localai_backend_up` and `localai_queue_depth`.
 
-    `/metrics` and the admin dashboard ask before they read
-    `localai_backend_up`, so a scrape sees a fresh answer.
+    `/metrics` and the admin dashboard ask before they read them. Queues are
+    the scheduler's: every process's with Redis, this process's without.
     """
-    backend = backend_get()
-    name = backend_name(backend)
-    known = _health.get(name)
-    if known is None or time.monotonic() - known[1] > HEALTH_CHECK_MAX_AGE:
+    global _health_checked
+    pool = backend_get()
+    if not _health or time.monotonic() - _health_checked > HEALTH_CHECK_MAX_AGE:
+        states = await pool.health()
+        _health.clear()
+        _health.update({state.name: state.problem is None for state in states})
+        _health_checked = time.monotonic()
+    scheduler = scheduler_get()
+    waiting = dict.fromkeys(pool.members, 0)
+    if scheduler is not None:
+        stats = (
+            await scheduler.stats_async()
+            if isinstance(scheduler, RedisScheduler)
+            else scheduler.stats()
+        )
+        for queue in stats:
+            backend = queue.resource.split("/", 1)[0]
+            waiting[backend] = waiting.get(backend, 0) + sum(queue.waiting.values())
+    _waiting.clear()
+    _waiting.update(waiting)
+    return dict(_health)
+
+
+backend_up_source(lambda: {name: float(up) for name, up in _health.items()})
+queue_depth_source(lambda: {name: float(count) for name, count in _waiting.items()})
+
+
+async def _acquire(
+    *, model: str, caller: SchedulingCaller | None, meter: UsageMeter | None
+) -> tuple[InferenceBackend, Lease | None]:
+    """The backend that serves `model`, and a slot of it in fair order.
+
+    Routing comes first, so an unknown model is a 404 and a backend that is
+    down a 503 without waiting in any queue.
+    """
+    name, member = await backend_get().route(model)
+    if meter is not None:
+        meter.backend = name
+    scheduler = scheduler_get()
+    if scheduler is None:
+        return member, None
+    lease = await scheduler.acquire(
+        resource=f"{name}/{normalize_model_name(model)}",
+        slots=getattr(member, "parallel", 1),
+        caller=caller or INTERNAL_CALLER,
+    )
+    if meter is not None:
+        meter.queued_ms = round(lease.queued_seconds * 1000)
+    return member, lease
+
+
+async def _acquire_with_notices(
+    *, model: str, caller: SchedulingCaller | None, meter: UsageMeter | None
+) -> AsyncIterator[Queued | tuple[InferenceBackend, Lease | None]]:
+    """`_acquire`, yielding `Queued` every SCHEDULER_NOTICE_INTERVAL while it waits."""
+    waiting = asyncio.ensure_future(_acquire(model=model, caller=caller, meter=meter))
+    handed = False
+    try:
+        while True:
+            done, _ = await asyncio.wait({waiting}, timeout=settings.SCHEDULER_NOTICE_INTERVAL)
+            if done:
+                result = waiting.result()
+                handed = True
+                yield result
+                return
+            scheduler = scheduler_get()
+            position = 0
+            if isinstance(scheduler, LocalScheduler) and caller is not None:
+                name, _ = await backend_get().route(model)
+                position = scheduler.position(f"{name}/{normalize_model_name(model)}", caller.id)
+            yield Queued(position=position)
+    finally:
+        if not waiting.done():
+            waiting.cancel()  # leaves the queue at once; the backend never sees it
+            with contextlib.suppress(BaseException):
+                await waiting
+        elif not handed and not waiting.cancelled() and waiting.exception() is None:
+            await _release(waiting.result()[1])  # granted just as the client left
+
+
+async def _release(lease: Lease | None) -> None:
+    if lease is not None:
+        await asyncio.shield(lease.release())
+
+
+async def default_model(*, kind: ModelKind) -> str:
+    """The model for a request that names none.
+
+    DEFAULT_CHAT_MODEL / DEFAULT_EMBEDDING_MODEL while a backend serves it;
+    otherwise (no Ollama, or the model not pulled) the embedded model of that
+    kind, when the embedded backend serves one.
+    """
+    configured = settings.DEFAULT_CHAT_MODEL if kind == "chat" else settings.DEFAULT_EMBEDDING_MODEL
+    fallback = next((spec.name for spec in _embedded_models() if spec.kind == kind), None)
+    if fallback is None:
+        return configured
+    served = await backend_get().served_models()
+    if normalize_model_name(configured) in served or fallback not in served:
+        return configured
+    return fallback
+
+
+async def chat_models_list() -> list[ModelInfo]:
+    """The models that can chat (capability `completion`), newest first.
+
+    Ollama's model list carries no capabilities: they come from one describe
+    call per model, remembered per model and digest.
+    """
+    models = await models_list()
+    capable = await asyncio.gather(*(_can_chat(model) for model in models))
+    return [model for model, can in zip(models, capable, strict=True) if can]
+
+
+_capabilities: dict[tuple[str, str], tuple[str, ...]] = {}
+
+
+async def _can_chat(model: ModelInfo) -> bool:
+    capabilities = model.capabilities or _capabilities.get((model.id, model.digest))
+    if capabilities is None:
         try:
-            await asyncio.wait_for(backend.version(), timeout=HEALTH_CHECK_TIMEOUT)
-            up = True
-        except Exception:
-            up = False
-        _health[name] = (up, time.monotonic())
-    return {name: up for name, (up, _) in _health.items()}
-
-
-backend_up_source(lambda: {name: float(up) for name, (up, _) in _health.items()})
-# The scheduler will report its queues here; until it exists nothing waits.
-queue_depth_source(lambda: {backend_name(backend_get()): 0.0})
+            description = await model_describe(model_id=model.id)
+        except APIError:
+            return True  # not known to be unable: offer it
+        capabilities = description.model.capabilities
+        if model.digest:
+            _capabilities[(model.id, model.digest)] = capabilities
+    # A backend that reports no capabilities at all says nothing against chat.
+    return not capabilities or "completion" in capabilities
 
 
 async def models_list() -> list[ModelInfo]:
@@ -141,38 +319,105 @@ async def model_get(*, model_id: str) -> ModelInfo:
     raise ModelNotFoundError(model_id)
 
 
-async def chat_complete(*, request: ChatRequest, meter: UsageMeter | None = None) -> ChatResult:
-    """A whole chat answer with the backend's token counts (charged to `meter`)."""
-    backend = backend_get()
-    result = await _counted(backend_name(backend), backend.chat(request))
+async def chat_complete(
+    *,
+    request: ChatRequest,
+    meter: UsageMeter | None = None,
+    caller: SchedulingCaller | None = None,
+) -> ChatResult:
+    """A whole chat answer with the backend's token counts (charged to `meter`).
+
+    Waits for a slot of the backend in fair order between callers.
+    """
+    member, lease = await _acquire(model=request.model, caller=caller, meter=meter)
+    try:
+        with _backend_call(member):
+            result = await member.chat(request)
+    finally:
+        await _release(lease)
     if meter is not None:
         meter.charge(prompt_tokens=result.prompt_tokens, completion_tokens=result.completion_tokens)
     return result
 
 
-def chat_stream(*, request: ChatRequest) -> AsyncIterator[ChatChunk]:
+def chat_stream(
+    *,
+    request: ChatRequest,
+    meter: UsageMeter | None = None,
+    caller: SchedulingCaller | None = None,
+    notices: bool = False,
+) -> AsyncIterator[ChatChunk | Queued]:
     """Chunks as the backend produces them; the last has `done=True`.
 
     Errors before the first chunk (unknown model, busy, down) are raised by
     the first `__anext__`, so callers can still answer with a status code.
-    Closing the iterator (`aclose`) closes the backend request.
+    Closing the iterator (`aclose`) leaves the queue or closes the backend
+    request, and gives the slot back. `notices=True`: while the stream waits
+    for a slot it yields `Queued` now and then (the surface can say so).
     """
-    backend = backend_get()
-    return _counted_stream(backend_name(backend), backend.chat_stream(request))
+    return _scheduled_stream(
+        request, lambda member: member.chat_stream(request), meter, caller, notices
+    )
 
 
-def generate_stream(*, request: GenerateRequest) -> AsyncIterator[GenerateChunk]:
+def generate_stream(
+    *,
+    request: GenerateRequest,
+    meter: UsageMeter | None = None,
+    caller: SchedulingCaller | None = None,
+    notices: bool = False,
+) -> AsyncIterator[GenerateChunk | Queued]:
     """A raw prompt completion as it is produced; same contract as `chat_stream`."""
-    backend = backend_get()
-    return _counted_stream(backend_name(backend), backend.generate_stream(request))
+    return _scheduled_stream(
+        request, lambda member: member.generate_stream(request), meter, caller, notices
+    )
+
+
+async def _scheduled_stream(
+    request: ChatRequest | GenerateRequest,
+    open_stream: Any,
+    meter: UsageMeter | None,
+    caller: SchedulingCaller | None,
+    notices: bool,
+) -> AsyncIterator[Any]:
+    if notices:
+        acquired = None
+        steps = _acquire_with_notices(model=request.model, caller=caller, meter=meter)
+        async with contextlib.aclosing(steps):
+            async for step in steps:
+                if isinstance(step, Queued):
+                    yield step
+                else:
+                    acquired = step
+        assert acquired is not None
+        member, lease = acquired
+    else:
+        member, lease = await _acquire(model=request.model, caller=caller, meter=meter)
+    try:
+        stream = open_stream(member)
+        try:
+            with _backend_call(member):
+                async for chunk in stream:
+                    yield chunk
+        finally:
+            await stream.aclose()
+    finally:
+        await _release(lease)
 
 
 async def generate_complete(
-    *, request: GenerateRequest, meter: UsageMeter | None = None
+    *,
+    request: GenerateRequest,
+    meter: UsageMeter | None = None,
+    caller: SchedulingCaller | None = None,
 ) -> GenerateResult:
     """A whole raw prompt completion with the backend's token counts (charged to `meter`)."""
-    backend = backend_get()
-    result = await _counted(backend_name(backend), backend.generate(request))
+    member, lease = await _acquire(model=request.model, caller=caller, meter=meter)
+    try:
+        with _backend_call(member):
+            result = await member.generate(request)
+    finally:
+        await _release(lease)
     if meter is not None:
         meter.charge(prompt_tokens=result.prompt_tokens, completion_tokens=result.completion_tokens)
     return result
@@ -188,25 +433,27 @@ async def embeddings_create(
     keep_alive: float | str | None = None,
     normalize: bool = True,
     meter: UsageMeter | None = None,
+    caller: SchedulingCaller | None = None,
 ) -> EmbedResult:
     """One vector per input, in order, from ONE backend call (tokens charged to `meter`).
 
     `normalize=False` asks for the model's raw vectors (Ollama's legacy
     embeddings endpoint); the backend may then need one call per input.
     """
-    backend = backend_get()
-    result = await _counted(
-        backend_name(backend),
-        backend.embed(
-            model=model,
-            inputs=inputs,
-            dimensions=dimensions,
-            truncate=truncate,
-            extra=extra,
-            keep_alive=keep_alive,
-            normalize=normalize,
-        ),
-    )
+    member, lease = await _acquire(model=model, caller=caller, meter=meter)
+    try:
+        with _backend_call(member):
+            result = await member.embed(
+                model=model,
+                inputs=inputs,
+                dimensions=dimensions,
+                truncate=truncate,
+                extra=extra,
+                keep_alive=keep_alive,
+                normalize=normalize,
+            )
+    finally:
+        await _release(lease)
     if meter is not None:
         meter.charge(prompt_tokens=result.prompt_tokens)
     return result
@@ -257,3 +504,8 @@ async def model_copy(*, source: str, destination: str) -> None:
 async def backend_version() -> str:
     """The backend's version string; raises if it is unreachable."""
     return await backend_get().version()
+
+
+async def backends_health() -> list[BackendHealth]:
+    """Each configured backend's state, asked at once (for the readiness probe)."""
+    return await backend_get().health()

@@ -94,6 +94,11 @@ def json_object_head(fields: dict[str, Any]) -> str:
     return compact_json(fields)[:-1]
 
 
+def sse_queued(notice: Any) -> bytes:
+    """An SSE comment saying a stream waits for a backend slot (clients ignore comments)."""
+    return f": queued, position {notice.position}\n\n".encode()
+
+
 def sse_event(payload: dict[str, Any] | str) -> bytes:
     """One Server-Sent Events `data:` event."""
     data = payload if isinstance(payload, str) else compact_json(payload)

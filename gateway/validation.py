@@ -15,12 +15,17 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, NoReturn
 
 import ollama
 import pydantic
+from django.conf import settings
+from drf_spectacular.extensions import OpenApiSerializerFieldExtension
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 from rest_framework.exceptions import ErrorDetail
+
+from gateway.errors import BadRequestError, validation_error
 
 # Ollama's name parts (types/model/name.go): first character a letter, digit
 # or `_`; the host may carry a port.
@@ -51,6 +56,23 @@ class ModelNameField(serializers.CharField):
         if value and not _MODEL_NAME_RE.match(value):
             self.fail("model_name")
         return value
+
+
+class ModelNameFieldSchema(OpenApiSerializerFieldExtension):
+    target_class = ModelNameField
+
+    def map_serializer_field(self, auto_schema: Any, direction: Any) -> dict[str, Any]:
+        schema: dict[str, Any] = {
+            "type": "string",
+            "maxLength": self.target.max_length,
+            "description": "A model name: `[host/][namespace/]model[:tag]`.",
+            "examples": ["qwen2.5:14b"],
+        }
+        if self.target.allow_blank:
+            schema["anyOf"] = [{"pattern": MODEL_NAME_PATTERN}, {"const": ""}]
+        else:
+            schema["pattern"] = MODEL_NAME_PATTERN
+        return schema
 
 
 def _json_type_error(field: serializers.Field, value: Any) -> str | None:
@@ -114,6 +136,32 @@ def json_type_errors(field: serializers.Field, value: Any) -> Any:
     return None
 
 
+# The code of a field error that is a 400 (a valid value the backend cannot
+# honour), not a 422: see `refuse` and `StrictJSONMixin.run_validation`.
+UNSUPPORTED = "unsupported"
+
+
+def refuse(message: str, *where: str | int) -> NoReturn:
+    """Refuse a well-formed value with a 400 naming it (`where`: the path below the field)."""
+    detail: Any = [ErrorDetail(message, code=UNSUPPORTED)]
+    for key in reversed(where):
+        detail = {key: detail}
+    raise serializers.ValidationError(detail)
+
+
+def _without_refusals(detail: Any) -> Any:
+    """DRF's error detail without the `refuse` errors, or None if nothing else is left."""
+    if isinstance(detail, dict):
+        kept = {key: _without_refusals(value) for key, value in detail.items()}
+        return {key: value for key, value in kept.items() if value} or None
+    if isinstance(detail, list) and all(isinstance(item, ErrorDetail) for item in detail):
+        return [item for item in detail if item.code != UNSUPPORTED] or None
+    if isinstance(detail, list):  # a ListSerializer's errors: one entry per item, in place
+        kept = [_without_refusals(item) or {} for item in detail]
+        return kept if any(kept) else None
+    return detail
+
+
 class StrictJSONMixin:
     """Refuse (422, naming each field) values of the wrong JSON type before DRF coerces them."""
 
@@ -123,6 +171,18 @@ class StrictJSONMixin:
             if errors:
                 raise serializers.ValidationError(errors)
         return super().to_internal_value(data)  # type: ignore[misc]
+
+    def run_validation(self, data: Any = serializers.empty) -> Any:
+        """A value `refuse`d by a field is a 400 naming it (`param`), answered only when
+        no field failed validation: a 422 comes first, as when translation refused it."""
+        try:
+            return super().run_validation(data)  # type: ignore[misc]
+        except serializers.ValidationError as exc:
+            invalid = _without_refusals(exc.detail)
+            if invalid:
+                raise serializers.ValidationError(invalid) from None
+            first = validation_error(exc.detail).details[0]
+            raise BadRequestError(first["msg"], param=first["loc"]) from None
 
 
 # The typed fields of Ollama's api.Options. Ollama answers a wrong type with a
@@ -149,6 +209,20 @@ _OPTION_FIELDS: dict[type, serializers.Field] = {
 }
 
 
+@extend_schema_field(
+    {
+        "type": "object",
+        "properties": {
+            **{
+                name: {"type": [{int: "integer", float: "number", bool: "boolean"}[kind], "null"]}
+                for name, kind in sorted(OLLAMA_OPTION_TYPES.items())
+            },
+            "stop": {"type": ["array", "null"], "items": {"type": "string"}},
+        },
+        "additionalProperties": True,
+        "description": "Model options (`temperature`, `num_ctx`, `num_predict`, `stop`, ...).",
+    }
+)
 class OllamaOptionsField(serializers.DictField):
     """Ollama's `options`: known keys must have their type; unknown keys pass, as in Ollama."""
 
@@ -185,3 +259,56 @@ def tool_problem(tool: Mapping[str, Any]) -> str | None:
         where = ".".join(str(part) for part in error["loc"])
         return f"{where}: {error['msg']}" if where else error["msg"]
     return None
+
+
+BASE64_PATTERN = r"^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{4}|[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)$"
+
+
+def tool_parameters_schema(*, nullable_type: bool) -> dict[str, Any]:
+    """A tool's `parameters` as `tool_problem` (the ollama client's `Tool`) accepts them."""
+    type_schema: dict[str, Any] = {"const": "object"}
+    if nullable_type:
+        type_schema = {"anyOf": [type_schema, {"type": "null"}]}
+    return {
+        "type": ["object", "null"],
+        "properties": {
+            "type": type_schema,
+            "required": {"type": ["array", "null"], "items": {"type": "string"}},
+            "properties": {
+                "type": ["object", "null"],
+                "additionalProperties": {
+                    "type": "object",
+                    "properties": {
+                        "type": {
+                            "anyOf": [
+                                {"type": "string"},
+                                {"type": "array", "items": {"type": "string"}},
+                                {"type": "null"},
+                            ]
+                        },
+                        "description": {"type": ["string", "null"]},
+                        "enum": {"type": ["array", "null"]},
+                    },
+                },
+            },
+        },
+        "description": "A JSON Schema of type object: `properties`, `required`.",
+    }
+
+
+def embedding_input_schema(combine: str, description: str) -> dict[str, Any]:
+    """An embeddings `input`: a string or a list of strings, none empty, within the limits
+    configured when the schema is built (so fields document it through an extension)."""
+    text = {"type": "string", "minLength": 1, "maxLength": settings.MAX_EMBEDDING_INPUT_CHARS}
+    return {
+        combine: [
+            text,
+            {
+                "type": "array",
+                "items": text,
+                "minItems": 1,
+                "maxItems": settings.MAX_EMBEDDING_INPUTS,
+            },
+        ],
+        "description": description,
+    }

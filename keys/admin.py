@@ -54,6 +54,9 @@ class ApiKeyForm(forms.ModelForm):
             "expires_at",
             "rate_limit",
             "tokens_per_minute",
+            "priority",
+            "max_concurrent",
+            "max_queued",
             "allowed_endpoints",
             "allowed_models",
         ]
@@ -138,6 +141,9 @@ class ApiKeyAdmin(admin.ModelAdmin):
             "expires_at",
             "rate_limit",
             "tokens_per_minute",
+            "priority",
+            "max_concurrent",
+            "max_queued",
             "allowed_endpoints",
             "allowed_models",
         ]
@@ -158,6 +164,9 @@ class ApiKeyAdmin(admin.ModelAdmin):
                 "expires_at",
                 "rate_limit",
                 "tokens_per_minute",
+                "priority",
+                "max_concurrent",
+                "max_queued",
                 "allowed_endpoints",
                 "allowed_models",
             )
@@ -355,9 +364,11 @@ class UsageRecordAdmin(admin.ModelAdmin):
         "prompt_tokens",
         "completion_tokens",
         "latency_ms",
+        "queued_ms",
+        "backend",
         "error_code",
     )
-    list_filter = ("status", "model", "endpoint", "api_key")
+    list_filter = ("status", "model", "backend", "endpoint", "api_key")
     search_fields = ("api_key__name", "api_key__prefix", "model", "error_code")
     date_hierarchy = "created_at"
     list_select_related = ("api_key",)

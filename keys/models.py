@@ -97,6 +97,23 @@ class ApiKey(models.Model):
         help_text="Prompt + completion tokens per minute, charged with the backend's "
         "counts. Empty: no token limit.",
     )
+    priority = models.PositiveSmallIntegerField(
+        default=1,
+        help_text="Share of the backend's slots while requests wait: a key of priority 3 "
+        "is served three times as often as a key of priority 1 (fair queueing).",
+    )
+    max_concurrent = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        help_text="Requests of this key a backend runs at once; more wait their turn. "
+        "Empty: KEY_MAX_CONCURRENT_DEFAULT.",
+    )
+    max_queued = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        help_text="Requests of this key that may wait for a backend slot; more get 429. "
+        "Empty: KEY_MAX_QUEUED_DEFAULT.",
+    )
     allowed_endpoints = models.JSONField(
         default=list, blank=True, help_text="Endpoint groups this key may call. Empty: all."
     )
@@ -142,6 +159,10 @@ class UsageRecord(models.Model):
     prompt_tokens = models.PositiveIntegerField(default=0)
     completion_tokens = models.PositiveIntegerField(default=0)
     latency_ms = models.PositiveIntegerField(default=0)
+    queued_ms = models.PositiveIntegerField(
+        default=0, help_text="Time the request waited for a backend slot."
+    )
+    backend = models.CharField(max_length=64, blank=True, help_text="The backend that served it.")
     error_code = models.CharField(max_length=64, blank=True)
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
 

@@ -66,8 +66,21 @@ class Caller:
 
     @property
     def weight(self) -> int:
-        """Share of the scarce backend slots relative to other callers (1 today)."""
-        return 1
+        """Share of the scarce backend slots while requests wait (a key's priority)."""
+        return max(1, self.api_key.priority) if self.api_key is not None else 1
+
+    @property
+    def max_concurrent(self) -> int:
+        """Requests of this caller a backend runs at once (more wait their turn)."""
+        cap = self.api_key.max_concurrent if self.api_key is not None else None
+        cap = cap or settings.KEY_MAX_CONCURRENT_DEFAULT
+        return cap if cap > 0 else 1_000_000
+
+    @property
+    def max_queued(self) -> int:
+        """Requests of this caller that may wait for a slot (more get 429)."""
+        cap = self.api_key.max_queued if self.api_key is not None else None
+        return cap or settings.KEY_MAX_QUEUED_DEFAULT
 
     @property
     def key_prefix(self) -> str:
@@ -313,6 +326,8 @@ def usage_record(
             completion_tokens=meter.completion_tokens,
             latency_ms=latency_ms,
             error_code=meter.error_code or error_code,
+            queued_ms=meter.queued_ms,
+            backend=meter.backend,
         ),
         defer=defer,
     )

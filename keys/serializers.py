@@ -7,6 +7,7 @@ from typing import Any
 from django.contrib.auth import get_user_model
 from rest_framework import serializers
 
+from gateway.schema import example
 from gateway.validation import StrictJSONMixin
 from keys.models import ENDPOINT_GROUPS, ApiKey
 
@@ -15,6 +16,33 @@ MAX_PER_MINUTE = 2_147_483_647
 MAX_EXPIRES_DAYS = 3650
 
 
+EXAMPLE_KEY = {
+    "prefix": "Ab3dE5gH",
+    "name": "reporting service",
+    "owner": "alice",
+    "status": "active",
+    "created_at": "2026-01-15T10:30:00Z",
+    "expires_at": "2026-04-15T10:30:00Z",
+    "revoked_at": None,
+    "rate_limit": 120,
+    "tokens_per_minute": None,
+    "allowed_endpoints": ["chat", "embeddings"],
+    "allowed_models": [],
+    "usage_count": 42,
+    "last_used_at": "2026-01-16T08:00:00Z",
+}
+
+
+@example(
+    "key",
+    {
+        "name": "reporting service",
+        "owner": "alice",
+        "expires_days": 90,
+        "rate_limit": 120,
+        "allowed_endpoints": ["chat", "embeddings"],
+    },
+)
 class ApiKeyCreateInputSerializer(StrictJSONMixin, serializers.Serializer):
     name = serializers.CharField(max_length=100)
     expires_days = serializers.IntegerField(
@@ -47,6 +75,7 @@ class ApiKeyCreateInputSerializer(StrictJSONMixin, serializers.Serializer):
             raise serializers.ValidationError(f"No user named {value!r}.") from None
 
 
+@example("key", EXAMPLE_KEY)
 class ApiKeyOutputSerializer(serializers.ModelSerializer):
     owner = serializers.SerializerMethodField()
     status = serializers.CharField(read_only=True)
@@ -74,6 +103,16 @@ class ApiKeyOutputSerializer(serializers.ModelSerializer):
         return obj.owner.get_username() if obj.owner else None
 
 
+@example(
+    "created",
+    {
+        "api_key": "lai_Ab3dE5gH_" + "x" * 38 + "Q1w2E3",
+        "note": "This key will only appear once",
+        **EXAMPLE_KEY,
+        "usage_count": 0,
+        "last_used_at": None,
+    },
+)
 class ApiKeyCreatedSerializer(ApiKeyOutputSerializer):
     """The one answer that carries the raw key."""
 

@@ -43,6 +43,8 @@ class PendingUsage:
     completion_tokens: int = 0
     latency_ms: int = 0
     error_code: str | None = None
+    queued_ms: int = 0
+    backend: str = ""
     created_at: datetime = field(default_factory=timezone.now)
 
 
@@ -75,6 +77,8 @@ def usage_write(records: Iterable[PendingUsage]) -> int:
                     prompt_tokens=r.prompt_tokens,
                     completion_tokens=r.completion_tokens,
                     latency_ms=r.latency_ms,
+                    queued_ms=r.queued_ms,
+                    backend=r.backend[:64],
                     error_code=(r.error_code or "")[:64],
                     created_at=r.created_at,
                 )

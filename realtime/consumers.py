@@ -32,6 +32,7 @@ from gateway.errors import APIError, AuthenticationError, as_api_error, request_
 from gateway.metering import UsageMeter
 from gateway.observability import first_token_seconds, request_finish, request_id_new
 from gateway.relay import BaseEncoder, relay
+from gateway.scheduler import Queued
 from keys import policy
 from keys.policy import Caller
 from realtime import auth, broadcast
@@ -101,6 +102,9 @@ class ChatFrameEncoder(BaseEncoder[ChatChunk, dict[str, Any]]):
         self.error = error
         return error_frame(error)
 
+    def queued(self, notice: Queued) -> dict[str, Any]:
+        return {"type": "queued", "position": notice.position}
+
 
 class ChatConsumer(AsyncWebsocketConsumer):
     """One chat connection of one caller (API key or user) on one session id."""
@@ -115,6 +119,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         self._idle_task: asyncio.Task[None] | None = None
         self._groups: list[str] = []
         self._last_activity = time.monotonic()
+        self._handling = 0
         # Answer with the non-secret subprotocol only (a browser that offered
         # `bearer.<key>` must never get the key echoed back).
         offered = offered_subprotocols(self.scope)
@@ -158,6 +163,9 @@ class ChatConsumer(AsyncWebsocketConsumer):
         # Each frame is a request of its own: its id is in its error frames,
         # and its log line (a generation task inherits it).
         request_id_var.set(request_id_new())
+        # A message still being handled (its checks wait for the database on
+        # a busy machine) keeps the connection from looking idle.
+        self._handling += 1
         try:
             frame = frame_parse(text_data, bytes_data)
             handler = getattr(self, f"_on_{frame['type']}")
@@ -167,6 +175,9 @@ class ChatConsumer(AsyncWebsocketConsumer):
             await self._send_frame(error_frame(error))
             if isinstance(error, AuthenticationError):
                 await self.close(code=CLOSE_UNAUTHENTICATED)
+        finally:
+            self._handling -= 1
+            self._last_activity = time.monotonic()
 
     # --- client frames ---------------------------------------------------------
 
@@ -194,7 +205,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         fields = chat_frame_validate(frame)
         if self._generating():
             raise GenerationInProgressError()
-        model = fields.get("model") or settings.DEFAULT_CHAT_MODEL
+        model = fields.get("model") or await service.default_model(kind="chat")
         meter = UsageMeter()
         started = time.monotonic()
         try:
@@ -257,7 +268,8 @@ class ChatConsumer(AsyncWebsocketConsumer):
         (also a partial one the client cancelled); a failed turn is not.
         """
         encoder = ChatFrameEncoder()
-        frames = relay(service.chat_stream(request=request), encoder, meter)
+        chunks = service.chat_stream(request=request, meter=meter, caller=self.caller, notices=True)
+        frames = relay(chunks, encoder, meter)
         status, error = 200, None
         try:
             await self._send_frame({"type": "assistant_start", "model": request.model})
@@ -381,7 +393,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
             if remaining > 0:
                 await asyncio.sleep(remaining)
                 continue
-            if self._generating():
+            if self._generating() or self._handling:
                 self._last_activity = time.monotonic()
                 continue
             await self._send_frame(

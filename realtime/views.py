@@ -43,10 +43,12 @@ async def chat_models(request: HttpRequest) -> JsonResponse:
             raw_key=raw_key, user=user, client_addr=request.META.get("REMOTE_ADDR")
         )
         await sync_to_async(policy.request_count)(caller=caller, group="models")
+        # Only models that can chat: an embedding-only model would fail in the page.
         models = policy.models_visible(
-            caller=caller, models=await service.models_list(), model_id=attrgetter("id")
+            caller=caller, models=await service.chat_models_list(), model_id=attrgetter("id")
         )
         model_ids = [model.id for model in models]
     except APIError as exc:
         return error_response(exc)
-    return JsonResponse({"models": model_ids, "default": settings.DEFAULT_CHAT_MODEL})
+    default = await service.default_model(kind="chat")
+    return JsonResponse({"models": model_ids, "default": default})

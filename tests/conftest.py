@@ -42,6 +42,18 @@ def django_db_modify_db_settings(tmp_path_factory: pytest.TempPathFactory) -> No
         )
 
 
+@pytest.fixture(autouse=True)
+def _backend_slots_unlimited(request: pytest.FixtureRequest) -> None:
+    """The fake Ollama serves any number of requests at once: so may the gateway.
+
+    Ollama's own default is one request per model at a time, and so is the
+    gateway's (OLLAMA_NUM_PARALLEL); tests of other features hold many
+    requests open together, so they get as many slots as they like. The
+    scheduler's tests set their own.
+    """
+    request.getfixturevalue("settings").OLLAMA_NUM_PARALLEL = 10_000
+
+
 @pytest.fixture(scope="session")
 def fake_ollama_server() -> Iterator[FakeOllama]:
     server = FakeOllama()
@@ -59,6 +71,58 @@ def fake_ollama(fake_ollama_server: FakeOllama, settings) -> Iterator[FakeOllama
     settings.OLLAMA_READ_TIMEOUT = 2.0
     yield fake_ollama_server
     fake_ollama_server.reset()
+
+
+@pytest.fixture(autouse=True)
+def _embedded_backend_off_unless_asked(request: pytest.FixtureRequest) -> Iterator[None]:
+    """The gateway's backend is the fake Ollama alone, except in `engine` tests.
+
+    With the engine installed the embedded backend is on by default; most
+    tests pin exact model lists and backend calls of the fake Ollama, so it is
+    off for them. Only the `engine` fixture turns it on.
+    """
+    if "engine" in request.fixturenames:
+        yield
+        return
+    settings = request.getfixturevalue("settings")
+    settings.EMBEDDED_BACKEND = False
+    yield
+
+
+@dataclass(frozen=True)
+class EngineModels:
+    chat_path: str
+    embedding_path: str
+
+
+@pytest.fixture(scope="session")
+def engine_models() -> EngineModels:
+    """The embedded engine and its two models, installed; else skip, or FAIL when CI=true."""
+    import importlib.util
+    from pathlib import Path
+
+    from django.conf import settings
+
+    problems = []
+    if importlib.util.find_spec("llama_cpp") is None:
+        problems.append("llama-cpp-python is not installed")
+    for name in ("EMBEDDED_CHAT_MODEL_PATH", "EMBEDDED_EMBEDDING_MODEL_PATH"):
+        path = getattr(settings, name)
+        if not path or not Path(path).is_file():
+            problems.append(f"{name} {path!r} is not a file")
+    if problems:
+        reason = "engine test needs the embedded engine (make engine): " + "; ".join(problems)
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(reason)
+        pytest.skip(reason)
+    return EngineModels(settings.EMBEDDED_CHAT_MODEL_PATH, settings.EMBEDDED_EMBEDDING_MODEL_PATH)
+
+
+@pytest.fixture
+def engine(engine_models: EngineModels, settings) -> EngineModels:
+    """The gateway serves the embedded models (beside whatever Ollama it is pointed at)."""
+    settings.EMBEDDED_BACKEND = True
+    return engine_models
 
 
 @pytest.fixture

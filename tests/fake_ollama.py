@@ -1048,6 +1048,8 @@ class FakeOllama:
 
         self._loaded: dict[str, _Loaded] = {}
         self._active = 0
+        # The most inference requests it ran at once (since the last reset).
+        self.peak_in_flight = 0
         self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
         self._in_flight: dict[asyncio.Task[Any], web.Request] = {}
         self._call_counter = 0
@@ -1199,6 +1201,7 @@ class FakeOllama:
             self._ended_cursor = 0
             self._generation += 1
             self._loaded.clear()
+            self.peak_in_flight = 0
             self._cond.notify_all()
 
     async def _abort_in_flight(self) -> None:
@@ -1338,6 +1341,7 @@ class FakeOllama:
         limit = self.max_concurrent
         if limit is None or (self._active < limit and not self._waiters):
             self._active += 1
+            self.peak_in_flight = max(self.peak_in_flight, self._active)
             return
         if len(self._waiters) >= self.max_queue:
             raise _ApiError(503, BUSY_MESSAGE)
@@ -1360,6 +1364,7 @@ class FakeOllama:
             waiter = self._waiters.popleft()
             if not waiter.done():
                 self._active += 1
+                self.peak_in_flight = max(self.peak_in_flight, self._active)
                 waiter.set_result(None)
 
     @contextlib.asynccontextmanager

@@ -76,7 +76,14 @@ def start_server(*, env: Mapping[str, str], server: str = "daphne") -> Iterator[
 
 def server_env(**overrides: str) -> dict[str, str]:
     """The test process's environment plus overrides, for a server process."""
-    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "localai_site.settings"}
+    # The fake Ollama is these servers' backend: no embedded models beside it.
+    # It serves any number of requests at once, so may the gateway (see conftest).
+    env = {
+        "OLLAMA_NUM_PARALLEL": "10000",
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "localai_site.settings",
+        "EMBEDDED_BACKEND": "off",
+    }
     env.update(overrides)
     return env
 

@@ -101,8 +101,10 @@ def test_a_signed_in_user_sees_the_reply_stream_in_token_by_token(
 
     expect(page.locator("#signed-in-as")).to_contain_text("carol")
     expect(page.locator("#connection-state")).to_have_text("Connected")
-    # The model picker lists the backend's models (from /chat/models).
-    expect(page.locator("#model-select option")).to_have_count(len(fake_ollama.models))
+    # The model picker lists the backend's chat models (from /chat/models):
+    # not the embedding-only one.
+    chat_models = [m for m in fake_ollama.models if "completion" in m.capabilities]
+    expect(page.locator("#model-select option")).to_have_count(len(chat_models))
     page.select_option("#model-select", "llama3.2:latest")
 
     page.evaluate(WATCH_REPLY)
@@ -167,11 +169,12 @@ def test_a_pasted_key_chats_and_cancel_stops_the_answer(
     page.screenshot(path=str(ARTIFACTS / "chat-cancelled.png"))
 
     # An error is shown plainly, and the page stays usable.
-    page.select_option("#model-select", "mxbai-embed-large:latest")
-    page.fill("#message-input", "embed models cannot chat")
+    fake_ollama.busy = True
+    page.fill("#message-input", "the backend is busy")
     page.click("#send-button")
     expect(page.locator("#error-banner")).to_be_visible()
-    expect(page.locator("#error-text")).to_contain_text("bad_request")
+    expect(page.locator("#error-text")).to_contain_text("backend_busy")
+    fake_ollama.busy = False
 
     page.click("#clear-button")
     expect(page.locator(".message")).to_have_count(0)

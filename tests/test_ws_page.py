@@ -86,13 +86,21 @@ def test_the_client_module_is_served_as_javascript(client, db):  # type: ignore[
 # --- /chat/models -----------------------------------------------------------------------
 
 
-def test_models_for_a_signed_in_user(signed_in_client, fake_ollama: FakeOllama):  # type: ignore[no-untyped-def]
+def test_models_for_a_signed_in_user_are_the_chat_capable_ones(
+    signed_in_client, fake_ollama: FakeOllama
+):  # type: ignore[no-untyped-def]
     response = signed_in_client.get("/chat/models")
     assert response.status_code == 200
     assert response.json() == {
-        "models": [model.display_name for model in sorted_models(fake_ollama)],
+        "models": [
+            model.display_name
+            for model in sorted_models(fake_ollama)
+            if "completion" in model.capabilities
+        ],
         "default": "qwen2.5:14b",
     }
+    # The embedding-only model, which would fail in the page, is not offered.
+    assert "mxbai-embed-large:latest" not in response.json()["models"]
 
 
 def test_models_with_a_pasted_key_respect_its_model_list(client, db, fake_ollama):  # type: ignore[no-untyped-def]

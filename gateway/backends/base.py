@@ -234,7 +234,13 @@ class ProgressUpdate:
 
 
 class InferenceBackend(Protocol):
-    """What the service needs from a backend. Raise only `gateway.errors` errors."""
+    """What the service needs from a backend. Raise only `gateway.errors` errors.
+
+    `parallel`: how many requests it runs at once per model; the scheduler
+    sends it no more than that.
+    """
+
+    parallel: int
 
     async def list_models(self) -> list[ModelInfo]: ...
 

@@ -66,8 +66,11 @@ class OllamaBackend:
         connect_timeout: float,
         read_timeout: float,
         busy_retry_after: int,
+        parallel: int = 1,
     ) -> None:
         self.host = host
+        # Requests this host runs at once per model (Ollama's OLLAMA_NUM_PARALLEL).
+        self.parallel = parallel
         self.connect_timeout = connect_timeout
         self.read_timeout = read_timeout
         self.busy_retry_after = busy_retry_after
