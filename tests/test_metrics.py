@@ -211,3 +211,36 @@ def test_it_counts_refusals_by_the_token_limit(
 
     assert first.status_code == 200
     assert live("localai_rate_limited_total", "limit")["tokens"] == before + 1
+
+
+def test_it_reports_the_requests_waiting_for_a_backend_slot(
+    gateway: str, auth_headers: dict, fake_ollama: FakeOllama, settings
+) -> None:
+    import asyncio
+
+    settings.OLLAMA_NUM_PARALLEL = 1
+    fake_ollama.stall = 1.0  # the first request holds the one slot for a second
+
+    def queued(text: str) -> float:
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                if sample.name == "localai_queue_depth" and sample.labels["backend"] == "ollama":
+                    return sample.value
+        return -1
+
+    async def run() -> tuple[list[int], float]:
+        async with httpx.AsyncClient(base_url=gateway, timeout=60) as client:
+            calls = [
+                asyncio.ensure_future(client.post(CHAT, headers=auth_headers, json=HELLO))
+                for _ in range(2)
+            ]
+            deadline = time.monotonic() + 30
+            while (depth := queued((await client.get("/metrics")).text)) < 1:
+                assert time.monotonic() < deadline, "no request ever waited"
+                await asyncio.sleep(0.02)
+            answers = await asyncio.gather(*calls)
+            return [a.status_code for a in answers], depth
+
+    statuses, depth = asyncio.run(run())
+    assert statuses == [200, 200]
+    assert depth == 1
