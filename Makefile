@@ -16,7 +16,7 @@ else
 ENGINE_ENV :=
 endif
 
-.PHONY: run test engine lint format check bench bench-long fuzz clean help
+.PHONY: run test engine lint format check audit bench bench-long fuzz clean help
 
 help:
 	@echo "make run    install everything and start the server on http://$(HOST):$(PORT)"
@@ -24,8 +24,9 @@ help:
 	@echo "make engine install the embedded llama.cpp engine and its models (ENGINE=off skips it)"
 	@echo "make lint   ruff lint + format check"
 	@echo "make check  Django system checks"
+	@echo "make audit  pip-audit over the pinned requirements (fails when it could not audit)"
 	@echo "make fuzz   a long schemathesis run against a live gateway (FUZZ_MAX_EXAMPLES, FUZZ_SEED)"
-	@echo "make bench  benchmark suite (~7 min): writes BENCHMARKS.md; make bench-long for longer runs"
+	@echo "make bench  benchmark suite (~11 min): writes BENCHMARKS.md; make bench-long for longer runs"
 
 # --- installation -------------------------------------------------------
 
@@ -62,10 +63,13 @@ endif
 # uvicorn with uvloop and httptools: ~15 % less CPU per request than daphne,
 # WebSockets included (BENCHMARKS.md, "Servers"). daphne still works:
 # .venv/bin/daphne -b $(HOST) -p $(PORT) localai_site.asgi:application
+# uvicorn's httptools and sans-I/O WebSocket protocols plus a header deadline
+# and an answer to unparsable handshakes (localai_site/server.py).
+UVICORN_PROTOCOLS := --http localai_site.server:HttpProtocol --ws localai_site.server:WebSocketProtocol
 run: $(VENV)/.runtime-installed engine
 	$(BIN)/python manage.py migrate --noinput
-	$(ENGINE_ENV) $(BIN)/uvicorn --host $(HOST) --port $(PORT) --loop uvloop --http httptools \
-	  --ws websockets-sansio localai_site.asgi:application
+	$(ENGINE_ENV) $(BIN)/uvicorn --host $(HOST) --port $(PORT) --loop uvloop $(UVICORN_PROTOCOLS) \
+	  --timeout-keep-alive 5 localai_site.asgi:application
 
 # The browser tests drive Debian's Chromium through Playwright's Python package
 # (from requirements-dev.txt); Playwright's own browser download is never used.
@@ -116,6 +120,13 @@ format: $(VENV)/.dev-installed
 check: $(VENV)/.dev-installed
 	$(BIN)/python manage.py check
 	$(BIN)/python manage.py makemigrations --check --dry-run
+
+# pip-audit over every pinned package (requirements*.txt). Fails (exit 2) when
+# any package could not be looked up, e.g. with no vulnerability database
+# reachable: pip-audit itself would then say "No known vulnerabilities found".
+# PIP_AUDIT_SERVICE=osv asks OSV instead of PyPI.
+audit: $(VENV)/.dev-installed
+	$(BIN)/python scripts/audit.py
 
 clean:
 	rm -rf $(VENV) staticfiles .pytest_cache

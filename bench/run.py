@@ -14,9 +14,15 @@ real key made by `manage.py create_api_key` with a limit too high to throttle,
 and its feature switches (GATEWAY_AUTH_ENABLED, GATEWAY_RATE_LIMITS_ENABLED,
 GATEWAY_USAGE_ENABLED, REDIS_URL) for the cost of each feature.
 
-    python -m bench.run                 # ~6 minutes, writes BENCHMARKS.md
+Two sections run the gateway as `make run` serves it, unpinned: `unpinned`
+(beside the pinned gateway and the ceiling of the mandated stack, a bare adrf
+proxy in bench/ceiling) and `speedups` (each speed-up on a library's private
+API against the gateway with it undone, bench/undone.py).
+
+    python -m bench.run                 # ~11 minutes, writes BENCHMARKS.md
     python -m bench.run --long          # more repeats, longer runs
     python -m bench.run --only latency,throughput --out /tmp/b.md
+    python -m bench.run --smoke --only unpinned --out /tmp/b.md --json /tmp/b.json
 """
 
 from __future__ import annotations
@@ -59,6 +65,8 @@ CHAT_MODEL, EMBED_MODEL = "qwen2.5:14b", "mxbai-embed-large"
 SECTIONS = (
     "latency",
     "throughput",
+    "unpinned",
+    "speedups",
     "features",
     "servers",
     "streaming",
@@ -84,6 +92,8 @@ class Profile:
 
 QUICK = Profile("make bench", 3, 5.0, 300, 5000, 5000, 8.0, 20)
 LONG = Profile("make bench-long", 7, 15.0, 1500, 10000, 10000, 30.0, 50)
+# Checks that the suite's code runs (one short repeat); its figures mean nothing.
+SMOKE = Profile("smoke", 1, 2.0, 50, 200, 200, 3.0, 3)
 
 # The paced fake: a token every 10 ms (100 tokens/s, faster than a 14B model on
 # this machine), 40 tokens and the final line: a stream lasts ~0.41 s.
@@ -105,6 +115,8 @@ TARGETS = {
     "idle_mb": 120.0,
     "rejection_ratio": 2.0,
     "disconnect_ms": 100.0,
+    # The full gateway unpinned, as a share of the bare adrf proxy's rate.
+    "unpinned_of_ceiling": 0.8,
 }
 
 
@@ -201,9 +213,12 @@ class Gateway:
     process: subprocess.Popen[bytes] | None = None
     url: str = ""
     sock: socket.socket | None = None
+    # `make run` pins nothing; the other figures pin the gateway to one core.
+    pin: bool = True
+    app: str = "localai_site.asgi:application"
 
     def start(self) -> Gateway:
-        app = "localai_site.asgi:application"
+        app = self.app
         if self.server == "granian":
             port = free_port()
             command = [
@@ -246,7 +261,7 @@ class Gateway:
                     app,
                 ]
         self.process = subprocess.Popen(
-            [*pinned(GATEWAY_CORE), *command],
+            [*(pinned(GATEWAY_CORE) if self.pin else []), *command],
             cwd=ROOT,
             env=self.env,
             pass_fds=pass_fds,
@@ -510,8 +525,18 @@ class Bench:
         env.update(overrides)
         return env
 
-    def gateway(self, name: str, server: str | None = None, **env: str) -> Gateway:
-        gateway = Gateway(name, server or self.server, self.env(**env))
+    def gateway(
+        self,
+        name: str,
+        server: str | None = None,
+        *,
+        pin: bool = True,
+        app: str | None = None,
+        **env: str,
+    ) -> Gateway:
+        gateway = Gateway(name, server or self.server, self.env(**env), pin=pin)
+        if app:
+            gateway.app = app
         self.gateways.append(gateway)
         log(f"starting {gateway.server} gateway '{name}'")
         return gateway.start()
@@ -608,6 +633,149 @@ class Bench:
             "codes": [r["codes"] for r in runs["gateway"]],
             "errors": sum(r["errors_total"] for r in runs["gateway"]),
             "generator": runs["gateway"][0]["generator"],
+        }
+
+    def bench_unpinned(self) -> None:
+        """As `make run` serves it: the gateway unpinned, beside the pinned one and
+        the ceiling of the mandated stack (bench/ceiling: a bare adrf viewset
+        proxying the same request with the same `ollama` client, unpinned too).
+
+        Chat at 50 connections (rate) and at concurrency 1 (added latency),
+        the four targets in turn (ABAB) in every repeat; the ratio is the
+        unpinned gateway's rate over the ceiling's, per repeat.
+        """
+        targets = {
+            "pinned": self.main,
+            "unpinned": self.gateway("unpinned", pin=False, OLLAMA_HOST=self.fake.url),
+            "ceiling": self.gateway(
+                "ceiling (bare adrf proxy)",
+                pin=False,
+                app="bench.ceiling.asgi:application",
+                OLLAMA_HOST=self.fake.url,
+            ),
+        }
+        for name in ("unpinned", "ceiling"):
+            loadtest(targets[name].url, "gateway", "chat", key=self.key, requests=50)
+        rows: dict[str, dict[str, list[float]]] = collections.defaultdict(
+            lambda: collections.defaultdict(list)
+        )
+        n = self.profile.latency_requests
+        for _ in range(self.profile.repeats):
+            for name, gateway in targets.items():
+                result = self._chat_rate(gateway)
+                rows[name]["rps"].append(result["rps"])
+                rows[name]["cpu_ms"].append(result["cpu_ms_per_request"])
+                rows[name]["errors"].append(result["errors_total"])
+                c1 = loadtest(gateway.url, "gateway", "chat", key=self.key, requests=n)
+                rows[name]["c1_p50_ms"].append(c1["latency"]["median"] * 1000)
+                rows[name]["c1_mean_ms"].append(c1["latency"]["avg"] * 1000)
+            rows["direct"]["rps"].append(self._direct_rate()["rps"])
+            c1 = loadtest(self.fake.url, "ollama", "chat", requests=n)
+            rows["direct"]["c1_p50_ms"].append(c1["latency"]["median"] * 1000)
+            rows["direct"]["c1_mean_ms"].append(c1["latency"]["avg"] * 1000)
+            for name in targets:
+                rows[name]["added_c1_mean_ms"].append(
+                    rows[name]["c1_mean_ms"][-1] - rows["direct"]["c1_mean_ms"][-1]
+                )
+            rows["ratios"]["unpinned_of_ceiling"].append(
+                rows["unpinned"]["rps"][-1] / rows["ceiling"]["rps"][-1]
+            )
+            rows["ratios"]["unpinned_of_pinned"].append(
+                rows["unpinned"]["rps"][-1] / rows["pinned"]["rps"][-1]
+            )
+        for name in ("unpinned", "ceiling"):
+            targets[name].stop()
+        self.results["unpinned"] = {
+            name: {figure: spread(values) for figure, values in figures.items()}
+            for name, figures in rows.items()
+        }
+
+    def bench_speedups(self) -> None:
+        """Each speed-up that relies on a library's private API, A/B: the gateway
+        as shipped against the same gateway with that one speed-up undone
+        (bench/undone.py), all unpinned as `make run` serves them. Chat at 50
+        connections, or streamed chat at 50 connections (a 64-token answer,
+        zero delay) for the stream speed-ups; gain per repeat = shipped rate /
+        undone rate - 1, alternating which runs first."""
+        from bench.undone import SPEEDUPS
+
+        fake = self._fake("--tokens", "64")
+        env = {"OLLAMA_HOST": fake.url}
+        shipped = self.gateway(
+            "speed-ups: as shipped", pin=False, app="bench.undone:application", **env
+        )
+        undone = {
+            name: self.gateway(
+                f"speed-ups: {name} undone",
+                pin=False,
+                app="bench.undone:application",
+                BENCH_UNDO=name,
+                **env,
+            )
+            for name in SPEEDUPS
+        }
+        for gateway in (shipped, *undone.values()):
+            self.warm(gateway)
+        loads = {
+            "chat": preset("gateway", "chat").body,
+            "stream": preset("gateway", "chat-stream").body,
+        }
+
+        def rate(gateway: Gateway, load: str) -> dict[str, Any]:
+            return throughput(
+                f"{gateway.url}/v1/chat/completions",
+                gateway=gateway,
+                method="POST",
+                body=loads[load],
+                key=self.key,
+                seconds=self.profile.wrk_seconds,
+            )
+
+        per: dict[str, dict[str, list[float]]] = collections.defaultdict(
+            lambda: collections.defaultdict(list)
+        )
+        for repeat in range(self.profile.repeats):
+            for name, (_where, _what, load) in SPEEDUPS.items():
+                pair = [("shipped", shipped), ("undone", undone[name])]
+                for side, gateway in pair if repeat % 2 == 0 else pair[::-1]:
+                    result = rate(gateway, load)
+                    per[name][f"{side}_rps"].append(result["rps"])
+                    per[name][f"{side}_cpu_ms"].append(result["cpu_ms_per_request"])
+                    per[name][f"{side}_errors"].append(result["errors_total"])
+                per[name]["gain"].append(
+                    per[name]["shipped_rps"][-1] / per[name]["undone_rps"][-1] - 1
+                )
+                per[name]["cpu_saved_ms"].append(
+                    per[name]["undone_cpu_ms"][-1] - per[name]["shipped_cpu_ms"][-1]
+                )
+        for gateway in (shipped, *undone.values()):
+            gateway.stop()
+        # What the stream speed-ups were made for: memory per held stream
+        # (a fifth of the held-streams section's count, one fresh gateway each).
+        count = max(1, self.profile.streams // 5)
+        held_kb = {
+            undo: self._held(
+                f"speed-ups: held streams, {undo or 'as shipped'}",
+                hold_streams,
+                count,
+                pin=False,
+                app="bench.undone:application",
+                **({"BENCH_UNDO": undo} if undo else {}),
+            )["kb_each"]
+            for undo in ["", *(name for name, spec in SPEEDUPS.items() if spec[2] == "stream")]
+        }
+        for name in per:
+            if name in held_kb:
+                per[name]["held_kb_shipped"].append(held_kb[""])
+                per[name]["held_kb_undone"].append(held_kb[name])
+        self.results["speedups"] = {
+            name: {
+                "where": SPEEDUPS[name][0],
+                "private_api": SPEEDUPS[name][1],
+                "load": SPEEDUPS[name][2],
+                **{figure: spread(values) for figure, values in figures.items()},
+            }
+            for name, figures in per.items()
         }
 
     def bench_features(self) -> None:
@@ -852,9 +1020,9 @@ class Bench:
         sockets.pop("_rss", None)
         self.results["held"] = {"streams": streams, "websockets": sockets}
 
-    def _held(self, name: str, hold: Any, count: int) -> dict[str, Any]:
+    def _held(self, name: str, hold: Any, count: int, **options: Any) -> dict[str, Any]:
         """`hold(url, key, count)` against a fresh gateway: what it held, RSS before and at peak."""
-        gateway = self.gateway(name, OLLAMA_HOST=self.slow_fake.url, WS_IDLE_TIMEOUT="0")
+        gateway = self.gateway(name, OLLAMA_HOST=self.slow_fake.url, WS_IDLE_TIMEOUT="0", **options)
         self.warm_models(gateway)
         base = gateway.rss_kb()
         held = asyncio.run(hold(gateway.url, self.key, count))
@@ -1185,6 +1353,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.split("\n")[0])
     parser.add_argument("--long", action="store_true", help="more repeats, longer runs")
     parser.add_argument(
+        "--smoke",
+        action="store_true",
+        help="one short repeat, to check the suite runs (figures meaningless; use with --out)",
+    )
+    parser.add_argument(
         "--server",
         choices=("daphne", "uvicorn", "granian"),
         default="uvicorn",
@@ -1208,7 +1381,7 @@ def main(argv: list[str] | None = None) -> int:
         args.out.write_text(render(saved["figures"], saved["meta"], analysis))
         log(f"re-rendered {args.out} from {args.render}")
         return 0
-    profile = LONG if args.long else QUICK
+    profile = LONG if args.long else SMOKE if args.smoke else QUICK
     raise_fd_limit()
     pinning = "none (fewer than 2 cores or no taskset)"
     if pinned(LOAD_CORE):
@@ -1220,6 +1393,8 @@ def main(argv: list[str] | None = None) -> int:
         )
     started = time.monotonic()
     command = "make bench-long" if args.long else "make bench"
+    if args.smoke:
+        command = "python -m bench.run --smoke"
     only = {s.strip() for s in args.only.split(",") if s.strip()}
     if only:
         command = f"python -m bench.run --only {','.join(sorted(only))}"

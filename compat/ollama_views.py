@@ -12,7 +12,6 @@ That is the one deliberate exception to the gateway-wide envelope.
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator, Callable
 from operator import attrgetter
 from typing import Any
@@ -43,6 +42,7 @@ from gateway.errors import BadRequestError, ModelNotFoundError, as_api_error
 from gateway.metering import meter_for
 from gateway.relay import relay
 from gateway.streaming import stream_primed, stream_response
+from gateway.validation import json_body_parse
 from keys.authentication import model_authorize, models_visible
 from keys.models import OLLAMA_ADMIN_GROUP
 
@@ -80,11 +80,11 @@ class OllamaView(APIView):
         `curl -d '{...}'` (the example in Ollama's docs) sends a form content
         type; Ollama decodes the body as JSON anyway, and so does this.
         """
-        raw = request._request.body
+        raw = request.body  # DRF's Request reads through to Django's
         if not raw.strip():
             raise BadRequestError("missing request body")
         try:
-            data = json.loads(raw)
+            data = json_body_parse(raw)
         except (ValueError, UnicodeDecodeError) as exc:
             raise BadRequestError(f"invalid JSON body: {exc}") from None
         if not isinstance(data, dict):

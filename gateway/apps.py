@@ -14,6 +14,7 @@ class GatewayConfig(AppConfig):
             metrics,
             schema,  # noqa: F401  (registers the OpenAPI security schemes)
         )
+        from localai_site import checks as site_checks  # noqa: F401  (check --deploy)
 
         # A worker that exits stops counting in the live gauges (in flight,
         # WebSocket connections) that /metrics sums over all workers.

@@ -10,11 +10,13 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
-from django.core.exceptions import RequestDataTooBig
-from django.http import HttpRequest, HttpResponseBase
+from django.core.exceptions import DisallowedHost, RequestDataTooBig
+from django.http import HttpRequest, HttpResponseBase, JsonResponse
+from django.views import defaults
 
 from gateway.errors import (
     APIError,
+    BadRequestError,
     MethodNotAllowedError,
     NotFoundError,
     as_api_error,
@@ -23,6 +25,8 @@ from gateway.errors import (
 
 # Paths whose HTML error pages are meant for people, not API clients.
 HTML_PREFIXES = ("/admin/", "/static/")
+# Ollama's own routes answer errors as Ollama does: {"error": "<message>"}.
+OLLAMA_PREFIX = "/ollama/api/"
 
 _BY_STATUS: dict[int, type[APIError]] = {
     404: NotFoundError,
@@ -78,3 +82,24 @@ class ErrorEnvelopeMiddleware:
         if request.path.startswith(HTML_PREFIXES) and not isinstance(exception, RequestDataTooBig):
             return None
         return error_response(as_api_error(exception))
+
+
+def bad_request(request: HttpRequest, exception: Exception) -> HttpResponseBase:
+    """handler400: a request Django refuses before any view (a Host not in ALLOWED_HOSTS...).
+
+    Django answers these with its HTML page; API clients get their error shape.
+    """
+    if request.path.startswith(HTML_PREFIXES):
+        return defaults.bad_request(request, exception)
+    if isinstance(exception, DisallowedHost):
+        error: APIError = BadRequestError(
+            "This server does not answer to the host named in the Host header (ALLOWED_HOSTS).",
+            code="disallowed_host",
+        )
+    elif isinstance(exception, RequestDataTooBig):
+        error = as_api_error(exception)
+    else:
+        error = BadRequestError()
+    if request.path.startswith(OLLAMA_PREFIX):
+        return JsonResponse({"error": error.message}, status=error.status)
+    return error_response(error)

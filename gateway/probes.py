@@ -120,8 +120,7 @@ async def readyz(request: HttpRequest) -> JsonResponse:
     body = not_ready_body(failing, checks)
     body.update(extra)
     _log_change(body["error"]["message"])
-    response = JsonResponse(body, status=503)
-    # An expected answer, logged above once per change: not django.request's
-    # "Service Unavailable" ERROR line on every poll.
-    response._has_been_logged = True  # type: ignore[attr-defined]
-    return response
+    # An expected answer, logged above once per change: django.request's
+    # "Service Unavailable" ERROR line on every poll is filtered out
+    # (gateway.logfilters, settings.LOGGING).
+    return JsonResponse(body, status=503)

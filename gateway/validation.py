@@ -9,13 +9,18 @@
 - `ModelNameField`: a model name in Ollama's grammar
   (`[host/][namespace/]model[:tag]`), refused by the gateway with a clear
   field error instead of the backend's bare "invalid model name".
+- `json_body_check` / `json_body_parse` / `GatewayJSONParser`: the rules every
+  JSON body obeys, whatever surface reads it (DRF's parser for the native,
+  OpenAI and key-management APIs; the Ollama views; WebSocket frames): no
+  nesting deeper than MAX_JSON_DEPTH, no NUL (U+0000) in any string.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping
-from typing import Any, NoReturn
+from typing import IO, Any, NoReturn
 
 import ollama
 import pydantic
@@ -24,8 +29,73 @@ from drf_spectacular.extensions import OpenApiSerializerFieldExtension
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 from rest_framework.exceptions import ErrorDetail
+from rest_framework.parsers import JSONParser
 
 from gateway.errors import BadRequestError, validation_error
+
+
+def _too_deep() -> BadRequestError:
+    return BadRequestError(
+        f"The JSON body is nested deeper than {settings.MAX_JSON_DEPTH} levels (MAX_JSON_DEPTH)."
+    )
+
+
+def json_body_check(data: Any) -> None:
+    """Refuse a parsed JSON body nested too deep or holding a NUL character.
+
+    Iterative, so a body that parsed can be checked without recursing: the
+    serializers and the backend client that see it next do recurse. NUL is
+    refused because the backend's C strings end at it (what the model would
+    read is not what was sent) and PostgreSQL cannot store it.
+    """
+    limit = settings.MAX_JSON_DEPTH
+    stack: list[tuple[Any, int]] = [(data, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, dict):
+            if any("\x00" in key for key in value):
+                raise _nul()
+            items: Any = value.values()
+        elif isinstance(value, list):
+            items = value
+        else:
+            if isinstance(value, str) and "\x00" in value:
+                raise _nul()
+            continue
+        if depth > limit:
+            raise _too_deep()
+        stack.extend((item, depth + 1) for item in items)
+
+
+def _nul() -> BadRequestError:
+    return BadRequestError("Strings in the JSON body must not contain NUL characters (U+0000).")
+
+
+def json_body_parse(raw: str | bytes) -> Any:
+    """`json.loads` with the gateway's rules; ValueError when the text is not JSON."""
+    try:
+        data = json.loads(raw)
+    except RecursionError:
+        # Python's decoder recurses once per level: past the interpreter's
+        # limit it fails before json_body_check could refuse the depth.
+        raise _too_deep() from None
+    json_body_check(data)
+    return data
+
+
+class GatewayJSONParser(JSONParser):
+    """DRF's JSON parser with the gateway's rules (settings: DEFAULT_PARSER_CLASSES)."""
+
+    def parse(
+        self, stream: IO[Any], media_type: str | None = None, parser_context: Any = None
+    ) -> Any:
+        try:
+            data = super().parse(stream, media_type, parser_context)
+        except RecursionError:
+            raise _too_deep() from None
+        json_body_check(data)
+        return data
+
 
 # Ollama's name parts (types/model/name.go): first character a letter, digit
 # or `_`; the host may carry a port.

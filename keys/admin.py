@@ -119,7 +119,9 @@ class ApiKeyAdmin(admin.ModelAdmin):
     list_display_links = ("key_prefix", "name")
     list_filter = (StatusFilter, ("owner", admin.RelatedOnlyFieldListFilter), "created_at")
     search_fields = ("name", "prefix", "owner__username", "owner__email")
-    search_help_text = "Name, prefix, owner — or paste a whole key to find it."
+    # Searching is a GET: a whole key typed here would land in URLs and access
+    # logs. "Find by key" (find_view) takes it in a POST instead.
+    search_help_text = "Name, prefix or owner. To find a key from the whole key: Find by key."
     list_select_related = ("owner",)
     date_hierarchy = "created_at"
     actions = ("revoke_selected", "extend_expiry")
@@ -199,16 +201,6 @@ class ApiKeyAdmin(admin.ModelAdmin):
         url = reverse("admin:keys_apikey_usage", args=[obj.pk])
         return format_html('<a href="{}">usage</a>', url)
 
-    # --- search: a pasted key finds its row ----------------------------------
-
-    def get_search_results(
-        self, request: HttpRequest, queryset: QuerySet[ApiKey], search_term: str
-    ) -> tuple[QuerySet[ApiKey], bool]:
-        prefix = api_key_parse(search_term.strip())
-        if prefix is not None:
-            return queryset.filter(prefix=prefix), False
-        return super().get_search_results(request, queryset, search_term)
-
     # --- create: the raw key once ----------------------------------------------
 
     def save_model(self, request: HttpRequest, obj: ApiKey, form: Any, change: bool) -> None:
@@ -271,6 +263,7 @@ class ApiKeyAdmin(admin.ModelAdmin):
                 self.admin_site.admin_view(self.usage_view),
                 name="keys_apikey_usage",
             ),
+            path("find/", self.admin_site.admin_view(self.find_view), name="keys_apikey_find"),
             path(
                 "<path:object_id>/revoke/",
                 self.admin_site.admin_view(self.revoke_view),
@@ -278,6 +271,23 @@ class ApiKeyAdmin(admin.ModelAdmin):
             ),
         ]
         return extra + super().get_urls()
+
+    def find_view(self, request: HttpRequest) -> HttpResponse:
+        """A pasted whole key opens its page; POST only, so the key is in no URL."""
+        not_found = False
+        if request.method == "POST":
+            prefix = api_key_parse(request.POST.get("key", "").strip())
+            api_key = ApiKey.objects.filter(prefix=prefix).first() if prefix else None
+            if api_key is not None and self.has_view_permission(request, api_key):
+                return HttpResponseRedirect(reverse("admin:keys_apikey_change", args=[api_key.pk]))
+            not_found = True
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "title": "Find an API key by the whole key",
+            "not_found": not_found,
+        }
+        return TemplateResponse(request, "admin/keys/apikey/find.html", context)
 
     def revoke_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
         api_key = get_object_or_404(ApiKey, pk=object_id)

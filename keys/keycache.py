@@ -40,6 +40,7 @@ generation: changes made outside Django (raw SQL on the keys table,
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import secrets
@@ -244,10 +245,27 @@ def clear() -> None:
 # --- kept rows --------------------------------------------------------------------
 
 
-def _key_fields() -> list[Any]:
+@functools.cache
+def _concrete_fields(model: Any) -> tuple[Any, ...]:
+    """The model's columns, in the order `Model.from_db` takes their values."""
+    return tuple(field for field in model._meta.get_fields() if field.concrete)
+
+
+@functools.cache
+def _attnames(model: Any) -> tuple[str, ...]:
+    return tuple(field.attname for field in _concrete_fields(model))
+
+
+def _key_fields() -> tuple[Any, ...]:
     from keys.models import ApiKey
 
-    return list(ApiKey._meta.concrete_fields)
+    return _concrete_fields(ApiKey)
+
+
+def _from_db(model: Any, values: tuple[Any, ...]) -> Any:
+    # Django's documented way to make an instance from a row (loaded, bound
+    # to its database): not an unsaved object that would INSERT on save().
+    return model.from_db(DEFAULT_DB_ALIAS, _attnames(model), values)
 
 
 def lookup(prefix: str, generation: str) -> Any | None:
@@ -259,14 +277,10 @@ def lookup(prefix: str, generation: str) -> Any | None:
         return None
     from keys.models import ApiKey
 
-    api_key = ApiKey(*entry.key_values)
-    api_key._state.adding = False
-    api_key._state.db = DEFAULT_DB_ALIAS
+    api_key = _from_db(ApiKey, entry.key_values)
     owner = None
     if entry.owner_values is not None:
-        owner = get_user_model()(*entry.owner_values)
-        owner._state.adding = False
-        owner._state.db = DEFAULT_DB_ALIAS
+        owner = _from_db(get_user_model(), entry.owner_values)
     ApiKey.owner.field.set_cached_value(api_key, owner)
     return api_key
 
@@ -282,7 +296,7 @@ def remember(prefix: str, generation: str, api_key: Any) -> None:
     owner_values = None
     if api_key.owner_id is not None:
         owner = api_key.owner
-        owner_values = tuple(getattr(owner, f.attname) for f in owner._meta.concrete_fields)
+        owner_values = tuple(getattr(owner, f.attname) for f in _concrete_fields(type(owner)))
     if len(_entries) >= MAX_ENTRIES:
         _entries.clear()
     _entries[prefix] = _Entry(generation, time.monotonic(), key_values, owner_values)

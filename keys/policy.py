@@ -38,7 +38,7 @@ from gateway.metering import UsageMeter
 from keys import ratelimit, usage
 from keys.models import EXPLICIT_ONLY_GROUPS, ApiKey
 from keys.ratelimit import RateLimitStatus
-from keys.services import api_key_authenticate
+from keys.services import KeyNotUsableError, api_key_authenticate
 
 T = TypeVar("T")
 
@@ -128,11 +128,30 @@ def caller_authenticate(
             return Caller(api_key=api_key_authenticate(raw_key=raw_key), client_addr=addr)
     except AuthenticationError as exc:
         # The refusal carries the address's budget (`x-ratelimit-*` headers).
-        exc.rate_limit_status = request_count(  # type: ignore[attr-defined]
-            caller=Caller(client_addr=addr), group=UNAUTHENTICATED_GROUP
+        exc.rate_limit_status = auth_failure_count(  # type: ignore[attr-defined]
+            error=exc, client_addr=addr
         )
         raise
     return Caller(user=user, client_addr=addr)
+
+
+def auth_failure_count(*, error: AuthenticationError, client_addr: str) -> RateLimitStatus | None:
+    """Count a failed authentication against the client address (RATE_LIMIT_UNAUTHENTICATED).
+
+    Past the limit, guesses get `RateLimitedError` (429) whatever they were,
+    so throttled guessing learns nothing. One answer wins over the 429: a
+    key whose whole secret matched but that is revoked, expired or whose
+    owner is deactivated keeps its 401 (the limit is still counted). Its
+    holder learns nothing new (it needs the real key to get that answer),
+    and a 429 would tell a client to retry (SDKs do so on their own) a key
+    that will never work again; a 401 tells it to stop.
+    """
+    try:
+        return request_count(caller=Caller(client_addr=client_addr), group=UNAUTHENTICATED_GROUP)
+    except RateLimitedError as limited:
+        if isinstance(error, KeyNotUsableError):
+            return limited.rate_limit_status  # type: ignore[attr-defined]
+        raise
 
 
 def caller_recheck(*, caller: Caller, raw_key: str | None) -> None:

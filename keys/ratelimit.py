@@ -121,7 +121,12 @@ def requests_hit(*, identity: tuple[str, ...], limit: int) -> tuple[bool, RateLi
     except StorageError as exc:
         logger.warning("Rate-limit store unavailable, not limiting: %s", exc.storage_error)
         return True, RateLimitStatus(limit=limit, remaining=limit, reset_seconds=0.0)
-    reset = max(0.0, stats.reset_time - time.time())
+    reset = stats.reset_time - time.time()
+    if reset <= 0:
+        # The limiter reports "now" for a window that has just started (in
+        # Redis its counter's TTL is still the whole window, and the window
+        # modulo itself is 0): that window ends a whole window from now.
+        reset = float(item.get_expiry())
     return allowed, RateLimitStatus(limit=limit, remaining=stats.remaining, reset_seconds=reset)
 
 

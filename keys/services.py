@@ -212,9 +212,13 @@ def api_key_authenticate(*, raw_key: str | None) -> ApiKey:
     if not hmac.compare_digest(api_key.hashed_key, _hash(raw_key)):
         raise AuthenticationError("Invalid API key.")
     if not api_key.is_active:
-        raise AuthenticationError("This API key has been revoked.")
+        raise KeyNotUsableError("This API key has been revoked.")
     if api_key.expires_at is not None and api_key.expires_at <= timezone.now():
-        raise AuthenticationError("This API key has expired.")
+        raise KeyNotUsableError("This API key has expired.")
     if api_key.owner is not None and not api_key.owner.is_active:
-        raise AuthenticationError("The owner of this API key is deactivated.")
+        raise KeyNotUsableError("The owner of this API key is deactivated.")
     return api_key
+
+
+class KeyNotUsableError(AuthenticationError):
+    """A real key (its whole secret matched) that may not be used: revoked, expired, owner off."""

@@ -22,6 +22,7 @@ from rest_framework.views import APIView
 from gateway.errors import AuthenticationError, NotFoundError, PermissionDeniedError
 from keys import docs, policy
 from keys.authentication import client_address, count_request
+from keys.lockout import login_locked_out_error
 from keys.models import ApiKey
 from keys.serializers import (
     ApiKeyCreateInputSerializer,
@@ -53,6 +54,9 @@ class StaffBasicAuthentication(BasicAuthentication):
         try:
             return super().authenticate(request)
         except drf_exceptions.AuthenticationFailed:
+            # axes refused the attempt unchecked: say so, whatever the password was.
+            if getattr(request, "axes_locked_out", False):
+                raise login_locked_out_error() from None
             _count_failure(request)
             raise _staff_login_required() from None
 

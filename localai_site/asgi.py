@@ -26,8 +26,9 @@ from realtime.routing import websocket_urlpatterns  # noqa: E402
 application = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
-        # Browser Origins outside ALLOWED_HOSTS are refused (HTTP 403); clients
-        # sending no Origin (scripts) pass. Then the session user is resolved,
+        # Browser Origins other than the site's own (scheme, host, port) or
+        # CSRF_TRUSTED_ORIGINS are refused (HTTP 403); clients sending no
+        # Origin (scripts) pass. Then the session user is resolved,
         # then the key or session decides who the connection acts for.
         "websocket": OriginValidator(
             AuthMiddlewareStack(ChatAuthMiddleware(URLRouter(websocket_urlpatterns)))

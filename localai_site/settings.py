@@ -10,6 +10,7 @@ Setting `DATABASE_URL` and `REDIS_URL` switches to the scale-out configuration
 import importlib.metadata
 import importlib.util
 import os
+from datetime import timedelta
 from pathlib import Path
 
 import environ
@@ -29,6 +30,30 @@ SECRET_KEY = env.str("SECRET_KEY", default=INSECURE_DEV_SECRET_KEY)
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 
+# --- HTTPS (README, "Security") ---------------------------------------------
+
+# TLS=true: the site is reached over HTTPS only (TLS here or at a proxy in
+# front). It turns on the settings below, each of which can be set on its own:
+# plain HTTP redirected to HTTPS (except the probes, which orchestrators call
+# on the pod itself), HSTS, cookies sent over HTTPS only.
+TLS = env.bool("TLS", default=False)
+SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=TLS)
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]
+SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=31_536_000 if TLS else 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=TLS)
+SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=TLS)
+SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=TLS)
+CSRF_COOKIE_SECURE = env.bool("CSRF_COOKIE_SECURE", default=TLS)
+# Behind a TLS-terminating proxy: the header (and value) by which it says the
+# client used HTTPS, e.g. "X-Forwarded-Proto: https" -> SECURE_PROXY_SSL_HEADER
+# =HTTP_X_FORWARDED_PROTO,https. Only with a proxy that sets it on every
+# request (and strips a client's own): anyone else could claim HTTPS.
+_proxy_ssl_header = env.list("SECURE_PROXY_SSL_HEADER", default=[])
+SECURE_PROXY_SSL_HEADER = tuple(_proxy_ssl_header) if _proxy_ssl_header else None
+# localai_site/checks.py runs the deploy checks these three would skip
+# (they look for Django's middleware by path; MIDDLEWARE has subclasses).
+SILENCED_SYSTEM_CHECKS = ["security.W001", "security.W002", "security.W003"]
+
 # daphne's app only swaps `manage.py runserver` for its ASGI server (WebSockets
 # in development); it imports Twisted, ~24 MB per worker, so only with DEBUG.
 # `make run` serves with uvicorn; the daphne command works either way.
@@ -42,6 +67,7 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    "axes",
     "rest_framework",
     "drf_spectacular",
     "drf_spectacular_sidecar",
@@ -69,7 +95,31 @@ MIDDLEWARE = [
     "localai_site.middleware.AuthenticationMiddleware",
     "localai_site.middleware.MessageMiddleware",
     "localai_site.middleware.XFrameOptionsMiddleware",
+    # Turns a locked-out login form attempt into its 429 (keys/lockout.py).
+    "axes.middleware.AxesMiddleware",
 ]
+
+# --- Sign-in: password lockout (django-axes, keys/lockout.py) ----------------
+
+# axes' backend first: a locked-out attempt is refused before the password is hashed.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+# After this many failed sign-ins from one client address, or for one
+# username, every sign-in there is refused (the right password too) for
+# LOGIN_LOCKOUT_MINUTES: the admin, the chat page and the key API's basic auth.
+AXES_FAILURE_LIMIT = env.int("LOGIN_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = timedelta(minutes=env.float("LOGIN_LOCKOUT_MINUTES", default=15))
+AXES_LOCKOUT_PARAMETERS = ["ip_address", "username"]
+AXES_ENABLED = env.bool("LOGIN_LOCKOUT_ENABLED", default=True)
+# A fixed window: attempts during a lockout neither extend it nor cost a write.
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
+AXES_RESET_ON_SUCCESS = True
+# The client address the API's own limits use (REMOTE_ADDR; behind a proxy,
+# the server's --proxy-headers set it: see README, "Security").
+AXES_CLIENT_IP_CALLABLE = "keys.authentication.client_address"
+AXES_LOCKOUT_CALLABLE = "keys.lockout.lockout_response"
 
 ROOT_URLCONF = "localai_site.urls"
 APPEND_SLASH = False
@@ -231,6 +281,10 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = MAX_REQUEST_BYTES
 MAX_EMBEDDING_INPUTS = env.int("MAX_EMBEDDING_INPUTS", default=512)
 MAX_EMBEDDING_INPUT_CHARS = env.int("MAX_EMBEDDING_INPUT_CHARS", default=100_000)
 MAX_CHAT_MESSAGES = env.int("MAX_CHAT_MESSAGES", default=1000)
+# Deepest nesting of arrays and objects in a JSON body or WebSocket frame
+# (apis/validation.py): Python's JSON decoder and the serializers recurse
+# once per level, so without a limit a deep body is a 500 and a traceback.
+MAX_JSON_DEPTH = env.int("MAX_JSON_DEPTH", default=64)
 
 # --- WebSocket chat and the chat page ----------------------------------------
 
@@ -278,12 +332,18 @@ GATEWAY_MAX_PENDING_REQUESTS = env.int("GATEWAY_MAX_PENDING_REQUESTS", default=2
 # a machine that stalls a process for other reasons would refuse requests);
 # 250 is a good value for a dedicated server.
 GATEWAY_SHED_LAG_MS = env.int("GATEWAY_SHED_LAG_MS", default=0)
+# Slow clients (localai_site/server.py, localai_site/handlers.py): seconds a
+# connection has to send a request's headers (from opening, or from the
+# request's first byte on a kept-alive connection), and then its body; past
+# either, 408 and the connection is closed. 0 = no limit.
+GATEWAY_HEADER_TIMEOUT = env.float("GATEWAY_HEADER_TIMEOUT", default=10.0)
+GATEWAY_BODY_TIMEOUT = env.float("GATEWAY_BODY_TIMEOUT", default=30.0)
 
 # --- REST framework ---------------------------------------------------------
 
 REST_FRAMEWORK = {
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["gateway.validation.GatewayJSONParser"],
     # An `Accept` the API cannot meet (e.g. only text/event-stream) gets JSON, not 406.
     "DEFAULT_CONTENT_NEGOTIATION_CLASS": "gateway.negotiation.JSONFallbackNegotiation",
     # Every API view needs a key (keys.policy: who, what, how much).
@@ -462,6 +522,7 @@ LOGGING = {
             "rename_fields": {"asctime": "time", "levelname": "level", "name": "logger"},
         },
     },
+    "filters": {"readiness": {"()": "gateway.logfilters.ReadinessNotLoggedAsError"}},
     "handlers": {
         "console": {
             "class": "logging.StreamHandler",
@@ -470,7 +531,10 @@ LOGGING = {
     },
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {
-        "django.request": {"level": "ERROR"},
+        # A failing /readyz is logged once per change by gateway.probes instead.
+        "django.request": {"level": "ERROR", "filters": ["readiness"]},
         "httpx": {"level": "WARNING"},
+        # axes logs every failed sign-in at INFO; its WARNINGs name the lockouts.
+        "axes": {"level": "WARNING"},
     },
 }

@@ -12,6 +12,10 @@ from drf_spectacular.views import (
 from gateway import probes, scrape
 from gateway.schema import local_only
 
+# Requests Django refuses before any view (e.g. a Host not in ALLOWED_HOSTS):
+# the API's error shapes instead of Django's HTML page.
+handler400 = "gateway.middleware.bad_request"
+
 urlpatterns = [
     path("healthz", probes.healthz, name="healthz"),
     path("readyz", probes.readyz, name="readyz"),

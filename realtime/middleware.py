@@ -7,40 +7,80 @@ Stack (localai_site/asgi.py):
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import ParseResult
+from urllib.parse import urlsplit
 
 from channels.db import database_sync_to_async
 from channels.middleware import BaseMiddleware
-from channels.security.websocket import OriginValidator as ChannelsOriginValidator
+from channels.security.websocket import WebsocketDenier
 from django.conf import settings
+from django.http.request import split_domain_port, validate_host
+from django.utils.http import is_same_domain
 
 from gateway.errors import APIError
 from realtime import auth
 
 
-class OriginValidator(ChannelsOriginValidator):
-    """Refuse browsers whose `Origin` is not in `ALLOWED_HOSTS`; accept clients with none.
+class OriginValidator:
+    """Accept a browser only from this site's own origin; accept clients sending no `Origin`.
 
+    The `Origin` must be the origin the connection was made to (scheme, host
+    and port: `http://<Host header>`, `https://` over TLS or behind a proxy
+    that says so through SECURE_PROXY_SSL_HEADER), with that host in
+    ALLOWED_HOSTS, or one of CSRF_TRUSTED_ORIGINS: the rule Django's CSRF
+    check applies to a form POST. Comparing host names only, as channels'
+    validator does, let any port or scheme on an allowed host (another local
+    app at `http://localhost:9999`) drive a signed-in user's session.
     Browsers always send `Origin` on a WebSocket handshake, so a missing one
     means a script or server-side client, which cross-site request forgery
-    cannot involve (channels' own validator refuses those; scripts must work).
-    `ALLOWED_HOSTS` is read per connection, so settings changes apply.
-    A refused handshake gets HTTP 403.
+    cannot involve. A refused handshake gets HTTP 403.
     """
 
     def __init__(self, application: Any) -> None:
-        super().__init__(application, allowed_origins=())
+        self.application = application
 
-    def valid_origin(self, parsed_origin: ParseResult | None) -> bool:
-        if parsed_origin is None:
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> Any:
+        headers = dict(scope.get("headers", []))
+        origin = headers.get(b"origin")
+        if origin is None or origin_allowed(scope, origin.decode("latin-1")):
+            return await self.application(scope, receive, send)
+        return await WebsocketDenier()(scope, receive, send)
+
+
+def _secure(scope: dict[str, Any], headers: dict[bytes, bytes]) -> bool:
+    if scope.get("scheme") == "wss":
+        return True
+    proxy_header = settings.SECURE_PROXY_SSL_HEADER
+    if not proxy_header:
+        return False
+    meta_name, expected = proxy_header
+    name = meta_name.removeprefix("HTTP_").lower().replace("_", "-").encode("latin-1")
+    value = headers.get(name, b"").decode("latin-1").split(",")[0].strip()
+    return value == expected
+
+
+def origin_allowed(scope: dict[str, Any], origin: str) -> bool:
+    """Whether a WebSocket handshake's `Origin` is this site's own or a trusted one."""
+    headers = dict(scope.get("headers", []))
+    host = headers.get(b"host", b"").decode("latin-1")
+    allowed_hosts = list(settings.ALLOWED_HOSTS)
+    if settings.DEBUG and not allowed_hosts:
+        allowed_hosts = [".localhost", "127.0.0.1", "[::1]"]
+    domain, _ = split_domain_port(host)
+    if domain and validate_host(domain, allowed_hosts):
+        scheme = "https" if _secure(scope, headers) else "http"
+        if origin == f"{scheme}://{host}":
             return True
-        allowed = list(settings.ALLOWED_HOSTS)
-        if settings.DEBUG and not allowed:
-            allowed = ["localhost", "127.0.0.1", "[::1]"]
-        return any(
-            pattern == "*" or self.match_allowed_origin(parsed_origin, pattern)
-            for pattern in allowed
-        )
+    parsed = urlsplit(origin)
+    for trusted in settings.CSRF_TRUSTED_ORIGINS:
+        if origin == trusted:
+            return True
+        if "*" in trusted:
+            pattern = urlsplit(trusted)
+            if parsed.scheme == pattern.scheme and is_same_domain(
+                parsed.netloc, pattern.netloc.replace("*", "")
+            ):
+                return True
+    return False
 
 
 class ChatAuthMiddleware(BaseMiddleware):

@@ -20,6 +20,7 @@ from gateway.errors import (
     error_body,
     validation_error,
 )
+from gateway.validation import json_body_parse
 
 # The subprotocol the server accepts. A browser offers it together with
 # `bearer.<key>`; the server answers with this one only, so the key is never
@@ -111,7 +112,7 @@ def frame_parse(text: str | None, raw_bytes: bytes | None) -> dict[str, Any]:
             f"Message too large: the limit is {limit} bytes (WS_MAX_MESSAGE_BYTES)."
         )
     try:
-        data = json.loads(text)
+        data = json_body_parse(text)
     except ValueError as exc:
         raise BadRequestError(f"Malformed JSON: {exc}.", param="frame") from exc
     if not isinstance(data, dict):

@@ -89,6 +89,9 @@ def _embedded_backend_off_unless_asked(request: pytest.FixtureRequest) -> Iterat
     yield
 
 
+ENGINE_TEST_THREADS = 1
+
+
 @dataclass(frozen=True)
 class EngineModels:
     chat_path: str
@@ -120,8 +123,14 @@ def engine_models() -> EngineModels:
 
 @pytest.fixture
 def engine(engine_models: EngineModels, settings) -> EngineModels:
-    """The gateway serves the embedded models (beside whatever Ollama it is pointed at)."""
+    """The gateway serves the embedded models (beside whatever Ollama it is pointed at).
+
+    One llama.cpp thread: the suite shares the CPU with the test client and the
+    server, and two OpenMP threads that must meet at every step slow down
+    several-fold when either waits for a core (measured: 21 vs 2-7 tokens/s).
+    """
     settings.EMBEDDED_BACKEND = True
+    settings.EMBEDDED_THREADS = ENGINE_TEST_THREADS
     return engine_models
 
 

@@ -1366,6 +1366,10 @@ class FakeOllama:
                 self._active += 1
                 self.peak_in_flight = max(self.peak_in_flight, self._active)
                 waiter.set_result(None)
+        # A released slot is what `wait_until(lambda f: f.in_flight == 0)` waits
+        # for: it lands after the client has read the last byte of the answer.
+        with self._cond:
+            self._cond.notify_all()
 
     @contextlib.asynccontextmanager
     async def _scheduled(

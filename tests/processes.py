@@ -38,12 +38,24 @@ def listening_socket(backlog: int = 1024) -> socket.socket:
     return sock
 
 
+MAKE_RUN_PROTOCOLS = (
+    "--http", "localai_site.server:HttpProtocol",
+    "--ws", "localai_site.server:WebSocketProtocol",
+)  # fmt: skip
+
+
 def server_command(server: str, fd: int) -> list[str]:
     app = "localai_site.asgi:application"
     if server == "daphne":
         return [str(BIN / "daphne"), "--fd", str(fd), "-v", "0", app]
     if server == "uvicorn":
         return [str(BIN / "uvicorn"), "--fd", str(fd), "--log-level", "warning", app]
+    if server == "make-run":
+        # uvicorn as `make run` starts it (the Makefile's UVICORN_PROTOCOLS).
+        return [
+            str(BIN / "uvicorn"), "--fd", str(fd), "--log-level", "warning",
+            "--loop", "uvloop", *MAKE_RUN_PROTOCOLS, "--timeout-keep-alive", "5", app,
+        ]  # fmt: skip
     raise ValueError(f"unknown server {server!r}")
 
 

@@ -33,7 +33,8 @@ pytestmark = pytest.mark.django_db
 
 
 def create_through_admin(client: Client, **fields: object) -> tuple[ApiKey, str, object]:
-    data = {"name": "laptop", "expires_at_0": "", "expires_at_1": "", **fields}
+    # What the browser sends: the form's initial priority comes along.
+    data = {"name": "laptop", "expires_at_0": "", "expires_at_1": "", "priority": "1", **fields}
     response = client.post(ADD_URL, data)
     assert response.status_code == 200, response.content[:2000]
     raw_keys = set(KEY_RE.findall(response.content.decode()))
@@ -131,15 +132,36 @@ def test_the_list_shows_prefix_name_owner_status_limit_usage_last_used(
     assert "active one" in only_active and "expired one" not in only_active
 
 
-def test_searching_finds_by_name_owner_and_a_pasted_whole_key(admin_client: Client) -> None:
+def test_searching_finds_by_name_owner_and_prefix(admin_client: Client) -> None:
     owner = get_user_model().objects.create_user("bruno")
-    target, raw_key = api_key_create(name="ci pipeline", owner=owner)
+    target, _ = api_key_create(name="ci pipeline", owner=owner)
     api_key_create(name="other")
 
-    for term in ("pipeline", "bruno", target.prefix, raw_key):
+    for term in ("pipeline", "bruno", target.prefix):
         page = admin_client.get(LIST_URL, {"q": term}).content.decode()
         assert "ci pipeline" in page, term
         assert ">other<" not in page, term
+
+
+def test_a_pasted_whole_key_is_found_through_a_post_and_never_in_a_url(
+    admin_client: Client,
+) -> None:
+    target, raw_key = api_key_create(name="ci pipeline")
+    secret = raw_key.split("_", 2)[2]
+
+    listing = admin_client.get(LIST_URL).content.decode()
+    form = admin_client.get(f"{LIST_URL}find/")
+    found = admin_client.post(f"{LIST_URL}find/", {"key": raw_key})
+    missing = admin_client.post(f"{LIST_URL}find/", {"key": raw_key[:-1] + "x"})
+
+    assert f'href="{LIST_URL}find/"' in listing  # linked from the list
+    assert 'method="post"' in form.content.decode()
+    assert found.status_code == 302
+    assert found["Location"] == f"{LIST_URL}{target.pk}/change/"
+    assert secret not in found["Location"]
+    assert "No key matches" in missing.content.decode()
+    # The GET search no longer invites a whole key (it would be logged).
+    assert "paste a whole key" not in listing
 
 
 def test_the_extend_expiry_action_extends_and_logs(admin_client: Client) -> None:
@@ -237,7 +259,7 @@ def test_the_usage_page_shows_requests_and_tokens_per_day_and_model_and_last_err
 
 def test_only_staff_reach_the_admin(client: Client) -> None:
     get_user_model().objects.create_user("eve", password="pw-for-eve-1")
-    client.login(username="eve", password="pw-for-eve-1")
+    client.force_login(get_user_model().objects.get(username="eve"))
 
     answer = client.get(LIST_URL)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import httpx
 import pytest
 
@@ -145,6 +147,32 @@ def test_a_backend_that_drops_the_connection_before_answering_is_502_not_503(
     error = response.json()["error"]
     assert error["code"] == "backend_error"
     assert "OLLAMA_HOST" not in error["message"]
+    assert_plain_words(error["message"])
+
+
+# What aiohttp's own exceptions say ("TransferEncodingError: 400, message='Not
+# enough data to satisfy transfer length header.'") means nothing to a user.
+CLIENT_INTERNALS = ("Error:", "Error(", "aiohttp", "payload", "message=", "Errno", "errno")
+
+
+def assert_plain_words(message: str) -> None:
+    assert "Ollama" in message, message
+    assert not any(internal in message for internal in CLIENT_INTERNALS), message
+
+
+@pytest.mark.parametrize("after_tokens", [1, 2])
+def test_a_backend_dying_mid_stream_is_reported_in_plain_words(
+    http: httpx.Client, auth_headers: dict, fake_ollama: FakeOllama, after_tokens: int
+) -> None:
+    fake_ollama.disconnect_after_tokens = after_tokens
+    with http.stream(
+        "POST", "/v1/chat/completions", headers=auth_headers, json={**CHAT_BODY, "stream": True}
+    ) as stream:
+        events = [line for line in stream.iter_lines() if line.startswith("data:")]
+
+    error = json.loads(events[-1].removeprefix("data:").strip())["error"]
+    assert error["code"] == "backend_error"
+    assert_plain_words(error["message"])
 
 
 def test_a_runner_crash_before_the_first_token_is_502_with_its_message(

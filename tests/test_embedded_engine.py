@@ -23,7 +23,7 @@ from websockets.asyncio.client import connect
 
 from keys.models import UsageRecord
 from keys.policy import usage_flush
-from tests.conftest import EngineModels, ServerThread
+from tests.conftest import ENGINE_TEST_THREADS, EngineModels, ServerThread
 
 pytestmark = pytest.mark.engine
 
@@ -40,9 +40,17 @@ class Reference:
     def __init__(self, models: EngineModels) -> None:
         import llama_cpp
 
-        self.chat = llama_cpp.Llama(models.chat_path, n_ctx=4096, n_threads=2, verbose=False)
+        threads = ENGINE_TEST_THREADS  # as the gateway's engine in these tests
+        self.chat = llama_cpp.Llama(
+            models.chat_path, n_ctx=4096, n_threads=threads, n_threads_batch=threads, verbose=False
+        )
         self.embedding = llama_cpp.Llama(
-            models.embedding_path, embedding=True, n_ctx=0, n_threads=2, verbose=False
+            models.embedding_path,
+            embedding=True,
+            n_ctx=0,
+            n_threads=threads,
+            n_threads_batch=threads,
+            verbose=False,
         )
 
     def answer(self, messages: list[dict[str, str]], max_tokens: int = MAX_TOKENS) -> dict:

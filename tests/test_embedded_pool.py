@@ -102,7 +102,7 @@ def test_models_of_the_embedded_backend_cannot_be_deleted_or_copied(
     http: httpx.Client, fake_ollama: FakeOllama
 ) -> None:
     key, raw_key = api_key_create(name="admin", rate_limit=1_000_000)
-    # Written directly: `ollama_admin` is granted by listing it (see compat.access).
+    # Written directly: `ollama_admin` is granted by listing it (EXPLICIT_ONLY_GROUPS).
     ApiKey.objects.filter(pk=key.pk).update(allowed_endpoints=["models", "ollama_admin"])
     admin = {"Authorization": f"Bearer {raw_key}"}
 

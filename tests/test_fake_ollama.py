@@ -661,7 +661,8 @@ def test_queue_full_returns_busy(fake: FakeOllama) -> None:
             assert await asyncio.gather(*running) == ["Lorem ipsum dolor sit"] * 2
 
     asyncio.run(scenario())
-    assert fake.in_flight == 0 and fake.queued == 0
+    # The fake frees a slot after the client has read the answer's last byte.
+    fake.wait_until(lambda f: f.in_flight == 0 and f.queued == 0)
 
 
 # ----------------------------------------------------------------------------- lifecycle

@@ -158,6 +158,7 @@ def test_a_changed_allow_list_applies_on_the_next_request_on_every_process(
             "expires_at_1": "",
             "rate_limit": "1000",
             "tokens_per_minute": "",
+            "priority": "1",
             "allowed_endpoints": ["embeddings"],
             "allowed_models": "",
         },

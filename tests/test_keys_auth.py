@@ -158,3 +158,23 @@ def test_failed_authentication_is_rate_limited_per_client_address(
         "1",
         "0",
     ]
+
+
+def test_past_the_address_limit_guesses_get_429_but_a_revoked_key_keeps_its_401(
+    http: httpx.Client, settings
+) -> None:
+    # A revoked key's holder proved it has the real key: "revoked" tells it to
+    # stop, where a 429 would have its SDK retry a key that never works again.
+    settings.RATE_LIMIT_UNAUTHENTICATED = 3
+    revoked, raw_revoked = api_key_create(name="revoked")
+    api_key_revoke(api_key=revoked)
+    guesses = [http.get("/v1/models", headers=bearer("lai_guess")) for _ in range(3)]
+
+    unknown = http.get("/v1/models", headers=bearer("lai_guess"))
+    answer = http.get("/v1/models", headers=bearer(raw_revoked))
+
+    assert [guess.status_code for guess in guesses] == [401] * 3
+    assert unknown.status_code == 429
+    assert answer.status_code == 401
+    assert "revoked" in answer.json()["error"]["message"]
+    assert answer.headers["x-ratelimit-remaining-requests"] == "0"

@@ -36,7 +36,7 @@ def client(gateway: str, api_key: str) -> Iterator[ollama.Client]:
 
 def key_with_groups(groups: list[str], **kwargs) -> str:
     key, raw = api_key_create(name="scoped", rate_limit=1_000_000, **kwargs)
-    # Written directly: `ollama_admin` is granted by listing it (see compat.access).
+    # Written directly: `ollama_admin` is granted by listing it (EXPLICIT_ONLY_GROUPS).
     ApiKey.objects.filter(pk=key.pk).update(allowed_endpoints=groups)
     return raw
 

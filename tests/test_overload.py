@@ -36,6 +36,10 @@ def test_past_the_cap_a_request_is_refused_at_once_while_the_others_are_answered
     assert refused.json()["error"]["code"] == "backend_busy"
     assert "GATEWAY_MAX_PENDING_REQUESTS" in refused.json()["error"]["message"]
     assert refused.headers["retry-after"] == "1"
+    # What a client backs off by: nothing left here until Retry-After.
+    assert refused.headers["x-ratelimit-limit-requests"] == "2"
+    assert refused.headers["x-ratelimit-remaining-requests"] == "0"
+    assert refused.headers["x-ratelimit-reset-requests"] == "1s"
     assert others_still_waiting
     assert [response.status_code for response in answered] == [200, 200]
     assert after.status_code == 200

@@ -169,3 +169,21 @@ def test_an_unreachable_redis_lets_requests_through_and_says_so(settings, caplog
 
     assert status.remaining == status.limit == 60
     assert "Rate-limit store unavailable" in caplog.text
+
+
+@pytest.mark.scaleout
+def test_a_fresh_window_in_redis_does_not_report_a_reset_of_0s(scaleout_stores, settings) -> None:
+    import uuid
+
+    from keys.ratelimit import requests_hit
+
+    settings.REDIS_URL = scaleout_stores.redis_url
+    resets = [
+        requests_hit(identity=("test-fresh", uuid.uuid4().hex), limit=60)[1].headers()[
+            "x-ratelimit-reset-requests"
+        ]
+        for _ in range(20)
+    ]
+
+    assert "0s" not in resets, resets
+    assert all(1 <= int(reset.removesuffix("s")) <= 60 for reset in resets), resets

@@ -29,7 +29,10 @@ ROOT = Path(__file__).resolve().parent.parent
 ST = Path(sys.executable).with_name("st")
 
 MAX_EXAMPLES = int(os.environ.get("FUZZ_MAX_EXAMPLES", "6"))
-TIMEOUT = float(os.environ.get("FUZZ_TIMEOUT", "140"))
+# The work is bounded by the examples (and the fixed seed), not by the clock:
+# this is only a guard against a hang. A budget near the run's usual length
+# (it was 140 s) fails the suite on a machine whose cores are busy elsewhere.
+TIMEOUT = float(os.environ.get("FUZZ_TIMEOUT", "900"))
 PHASES = os.environ.get("FUZZ_PHASES", "examples,coverage,fuzzing,stateful")
 # The suite's run is reproducible; `make fuzz` explores (FUZZ_SEED= for a random seed).
 SEED = os.environ.get("FUZZ_SEED", "20260115")
@@ -97,6 +100,9 @@ def test_schemathesis_finds_no_server_error_and_no_response_contradicting_the_sc
         "--phases", PHASES,
         "--max-examples", str(MAX_EXAMPLES),
         "--workers", "1",
+        # Hypothesis' "too slow" health check measures generation time: on a
+        # machine whose cores are busy elsewhere it fails runs that are fine.
+        "--suppress-health-check", "too_slow",
         "--request-timeout", "10",
         "--no-color",
         "--output-truncate", "false",

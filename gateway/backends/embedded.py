@@ -620,8 +620,11 @@ class EmbeddedBackend:
             )
         return engine
 
-    async def _loaded(self, engine: EngineModel) -> int:
-        return await engine.call(engine.load)
+    async def _loaded(self, engine: EngineModel) -> None:
+        # Loaded once, then read from the loop: asking the model's thread would
+        # wait behind the answer it is generating.
+        if engine.info is None:
+            await engine.call(engine.load)
 
     # --- InferenceBackend ------------------------------------------------------
 

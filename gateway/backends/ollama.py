@@ -113,17 +113,32 @@ class OllamaBackend:
                 return self._unavailable()
             if isinstance(cause, aiohttp.ServerTimeoutError):
                 return self._timed_out()
-            return BackendError(f"The connection to Ollama broke: {cause}.")
+            return self._broke(cause)
         if isinstance(exc, (ConnectionError, httpx.ConnectError, httpx.ConnectTimeout)):
             return self._unavailable()
         if isinstance(exc, httpx.TimeoutException):
             return self._timed_out()
         if isinstance(exc, httpx.TransportError):
-            return BackendError(f"The connection to Ollama broke: {exc}.")
+            return self._broke(exc)
         if isinstance(exc, (json.JSONDecodeError, pydantic.ValidationError, ValueError, KeyError)):
             return BackendError("Ollama sent a response the gateway could not read.")
         logger.exception("Unexpected error from the Ollama client", exc_info=exc)
         return BackendError("Unexpected error talking to Ollama.")
+
+    def _broke(self, exc: BaseException) -> BackendError:
+        """A connection that failed after Ollama was reached, said in words a user follows.
+
+        The client library's own text (`TransferEncodingError: 400, message=
+        'Not enough data to satisfy transfer length header.'`) goes to the log.
+        """
+        logger.warning("The connection to Ollama broke: %r", exc)
+        if isinstance(exc, aiohttp.ClientPayloadError):
+            return BackendError(
+                "Ollama's answer was cut off: the connection closed before all of it arrived."
+            )
+        if isinstance(exc, aiohttp.ServerDisconnectedError):
+            return BackendError("Ollama closed the connection before answering.")
+        return BackendError("The connection to Ollama broke before its answer was complete.")
 
     def _unavailable(self) -> BackendUnavailableError:
         return BackendUnavailableError(

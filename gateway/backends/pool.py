@@ -109,10 +109,11 @@ class BackendPool:
                 if key not in owner:
                     owner[key] = name
                     models.append(model)
-        routes = _Routes(models, owner, failures, time.monotonic() + ROUTE_TTL_SECONDS)
-        # A member that failed is asked again on the next request, not in 5 s.
-        self._routes = routes if not failures else None
-        return routes
+        # Kept even when a member failed: asking a dead host on every request
+        # would cost each one a connect timeout. It is asked again when the
+        # map expires, or at once for a model no live member has.
+        self._routes = _Routes(models, owner, failures, time.monotonic() + ROUTE_TTL_SECONDS)
+        return self._routes
 
     async def _member_for(self, model: str) -> InferenceBackend:
         return (await self.route(model))[1]
