@@ -1,3 +1,6 @@
+import atexit
+import os
+
 from django.apps import AppConfig
 
 
@@ -8,6 +11,11 @@ class GatewayConfig(AppConfig):
     def ready(self) -> None:
         from gateway import (
             checks,  # noqa: F401  (registers the system checks)
+            metrics,
             schema,  # noqa: F401  (registers the OpenAPI security schemes)
         )
         from localai_site import checks as site_checks  # noqa: F401  (check --deploy)
+
+        # A worker that exits stops counting in the live gauges (in flight,
+        # WebSocket connections) that /metrics sums over all workers.
+        atexit.register(metrics.process_exit, os.getpid())

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import math
+from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any
 
@@ -20,6 +21,10 @@ from rest_framework import exceptions as drf_exceptions
 from rest_framework.response import Response
 
 logger = logging.getLogger(__name__)
+
+# The id of the request (or WebSocket generation) being handled, set by
+# gateway.observability; every envelope carries it so a client can quote it.
+request_id_var: ContextVar[str | None] = ContextVar("localai_request_id", default=None)
 
 
 class APIError(Exception):
@@ -217,6 +222,9 @@ def error_body(exc: APIError) -> dict[str, Any]:
     }
     if exc.details is not None:
         error["details"] = exc.details
+    request_id = request_id_var.get()
+    if request_id is not None:
+        error["request_id"] = request_id
     return {"error": error}
 
 

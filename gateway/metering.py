@@ -28,6 +28,8 @@ class UsageMeter:
     completion_tokens: int = 0
     error_code: str | None = None
     relayed_tokens: int = 0
+    # time.monotonic() when the relay sent the first token (streams only).
+    first_token_at: float | None = None
     backend: str = ""  # the backend that served the call
     queued_ms: int = 0  # time spent waiting for a backend slot
 

@@ -21,6 +21,7 @@ the same way everywhere:
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator, Iterable
 from typing import Any, Generic, Protocol, TypeVar
 
@@ -128,6 +129,8 @@ async def relay(
                 if frame is not None:
                     yield frame
                 continue
+            if tokens and meter.first_token_at is None:
+                meter.first_token_at = time.monotonic()  # the time to first token
             if tokens and chunk.done:
                 complete = True
                 meter.charge(

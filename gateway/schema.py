@@ -83,6 +83,10 @@ class ErrorSerializer(serializers.Serializer):
         allow_null=True, help_text="The request field the error is about, if any."
     )
     timestamp = serializers.DateTimeField()
+    request_id = serializers.CharField(
+        required=False,
+        help_text="The request's id (its `X-Request-ID`): quote it when reporting a problem.",
+    )
     details = serializers.ListField(
         child=serializers.DictField(),
         required=False,
@@ -166,6 +170,7 @@ def _error_responses(
 
 def _example_timestamp(body: dict[str, Any]) -> dict[str, Any]:
     body["error"]["timestamp"] = EXAMPLE_TIMESTAMP
+    body["error"].pop("request_id", None)  # the id of the request that asked for the docs
     return body
 
 

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Iterator
 from functools import cache
 from pathlib import Path
 from typing import Any, Literal
@@ -41,6 +42,7 @@ from gateway.backends.pool import BackendHealth, BackendPool
 from gateway.drain import call_drainable, stream_drainable
 from gateway.errors import APIError, BadRequestError, ModelNotFoundError
 from gateway.metering import UsageMeter
+from gateway.metrics import backend_error, backend_up_source, in_flight, queue_depth_source
 from gateway.scheduler import (
     Anonymous,
     Lease,
@@ -134,8 +136,70 @@ def scheduler_get() -> LocalScheduler | RedisScheduler | None:
 def _backend_reset(*, setting: str, **kwargs: object) -> None:
     if setting.startswith(("OLLAMA_", "EMBEDDED_")):
         backend_get.cache_clear()
+        _health.clear()
     if setting.startswith(("SCHEDULER_", "OLLAMA_NUM_PARALLEL", "REDIS_URL")):
         scheduler_get.cache_clear()
+
+
+# --- metrics: calls in flight, backend failures, health and queues ----------------
+
+
+def _member_name(member: InferenceBackend) -> str:
+    return next((n for n, m in backend_get().members.items() if m is member), "unknown")
+
+
+@contextlib.contextmanager
+def _backend_call(member: InferenceBackend) -> Iterator[None]:
+    """A generation call of `member`: in flight while it runs; its 5xx failures counted."""
+    name = _member_name(member)
+    with in_flight(name):
+        try:
+            yield
+        except APIError as exc:
+            if exc.status >= 500:  # the backend's failure, not a client's unknown model
+                backend_error(backend=name, code=exc.code)
+            raise
+
+
+# Backend name -> answered at the last check; requests waiting per backend.
+_health: dict[str, bool] = {}
+_health_checked = 0.0
+_waiting: dict[str, int] = {}
+HEALTH_CHECK_MAX_AGE = 5.0
+
+
+async def backends_status() -> dict[str, bool]:
+    """Whether each backend answers (checked at most every 5 s per process), and
+    the scheduler's queues, for `localai_backend_up` and `localai_queue_depth`.
+
+    `/metrics` and the admin dashboard ask before they read them. Queues are
+    the scheduler's: every process's with Redis, this process's without.
+    """
+    global _health_checked
+    pool = backend_get()
+    if not _health or time.monotonic() - _health_checked > HEALTH_CHECK_MAX_AGE:
+        states = await pool.health()
+        _health.clear()
+        _health.update({state.name: state.problem is None for state in states})
+        _health_checked = time.monotonic()
+    scheduler = scheduler_get()
+    waiting = dict.fromkeys(pool.members, 0)
+    if scheduler is not None:
+        stats = (
+            await scheduler.stats_async()
+            if isinstance(scheduler, RedisScheduler)
+            else scheduler.stats()
+        )
+        for queue in stats:
+            backend = queue.resource.split("/", 1)[0]
+            waiting[backend] = waiting.get(backend, 0) + sum(queue.waiting.values())
+    _waiting.clear()
+    _waiting.update(waiting)
+    return dict(_health)
+
+
+backend_up_source(lambda: {name: float(up) for name, up in _health.items()})
+queue_depth_source(lambda: {name: float(count) for name, count in _waiting.items()})
 
 
 async def _acquire(
@@ -203,7 +267,8 @@ async def _served(
     """The backend serving `model`, holding one of its slots for the block."""
     member, lease = await _acquire(model=model, caller=caller, meter=meter)
     try:
-        yield member
+        with _backend_call(member):
+            yield member
     finally:
         await _release(lease)
 
@@ -343,8 +408,9 @@ async def _scheduled_stream(
     try:
         stream = stream_drainable(open_stream(member))
         try:
-            async for chunk in stream:
-                yield chunk
+            with _backend_call(member):
+                async for chunk in stream:
+                    yield chunk
         finally:
             await stream.aclose()
     finally:

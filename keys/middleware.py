@@ -11,7 +11,6 @@ ends, is cancelled by a client disconnect, or fails.
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
@@ -22,33 +21,13 @@ from django.core.handlers.asgi import ASGIRequest
 from django.http import HttpRequest, HttpResponseBase
 
 from gateway.metering import meter_for
+from gateway.observability import response_error_code
 from keys import policy
 from keys.policy import Caller
 
 # nginx's code for "the client closed the request before the answer": no
 # response was sent, but the call is on record.
 CLIENT_CLOSED_REQUEST = 499
-
-_ERROR_BODY_LIMIT = 64 * 1024
-
-
-def _error_code(response: HttpResponseBase) -> str | None:
-    """The envelope's `error.code` of an error response, if it has one."""
-    if response.status_code < 400 or response.streaming:
-        return None
-    data: Any = getattr(response, "data", None)
-    if data is None:
-        content = getattr(response, "content", b"")
-        if not content or len(content) > _ERROR_BODY_LIMIT:
-            return None
-        try:
-            data = json.loads(content)
-        except ValueError:
-            return None
-    if isinstance(data, dict) and isinstance(data.get("error"), dict):
-        code = data["error"].get("code")
-        return str(code) if code else None
-    return None
 
 
 def _record(
@@ -115,7 +94,7 @@ def _finish(request: HttpRequest, response: HttpResponseBase, started: float) ->
             metered = _metered_sync(content, request, caller, response.status_code, started)
         response.streaming_content = metered  # type: ignore[attr-defined]
     else:
-        _record(request, caller, response.status_code, started, _error_code(response))
+        _record(request, caller, response.status_code, started, response_error_code(response))
     return response
 
 

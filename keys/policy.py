@@ -31,6 +31,7 @@ from typing import Any, TypeVar
 
 from django.conf import settings
 
+from gateway import metrics
 from gateway.backends.base import normalize_model_name
 from gateway.errors import AuthenticationError, PermissionDeniedError, RateLimitedError
 from gateway.metering import UsageMeter
@@ -250,6 +251,7 @@ def request_count(*, caller: Caller, group: str) -> RateLimitStatus | None:
         what = "requests per minute without a valid API key."
     allowed, status = ratelimit.requests_hit(identity=identity, limit=limit)
     if not allowed:
+        metrics.rate_limited(limit="requests")
         raise _limited(status, status.reset_seconds, f"Rate limit exceeded: {limit} {what}")
     if api_key is not None and api_key.tokens_per_minute:
         remaining, reset = ratelimit.tokens_window(
@@ -264,6 +266,7 @@ def request_count(*, caller: Caller, group: str) -> RateLimitStatus | None:
             tokens_reset_seconds=reset,
         )
         if remaining <= 0:
+            metrics.rate_limited(limit="tokens")
             raise _limited(
                 status,
                 reset,

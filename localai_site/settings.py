@@ -9,6 +9,7 @@ Setting `DATABASE_URL` and `REDIS_URL` switches to the scale-out configuration
 
 import importlib.metadata
 import importlib.util
+import os
 from datetime import timedelta
 from pathlib import Path
 
@@ -58,6 +59,8 @@ SILENCED_SYSTEM_CHECKS = ["security.W001", "security.W002", "security.W003"]
 # `make run` serves with uvicorn; the daphne command works either way.
 INSTALLED_APPS = [
     *(["daphne"] if DEBUG else []),
+    # The operator's pages; before the admin, whose index page it extends.
+    "observability",
     "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",
@@ -77,6 +80,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # Outermost of all: the request id (X-Request-ID), metrics, one log line per request.
+    "gateway.observability.RequestObservationMiddleware",
     # Outermost: x-ratelimit-* headers and usage records see every final response.
     "keys.middleware.ApiUsageMiddleware",
     "gateway.middleware.ErrorEnvelopeMiddleware",
@@ -510,15 +515,42 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
 
-# --- Logging ----------------------------------------------------------------
+# --- Observability: logs, metrics --------------------------------------------
 
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
+# "plain" (readable, for a terminal) or "json" (one JSON object per line, for
+# a log collector). Each request's line (logger localai.requests) carries its
+# request id, surface, endpoint, model, status, tokens, latency, time to first
+# token and the key's prefix: as fields in JSON, in the message when plain.
+LOG_FORMAT = env.str("LOG_FORMAT", default="plain")
+# A directory every worker process of one deployment shares, emptied before
+# they start: with it, /metrics sums the metrics of all workers
+# (prometheus-client's multiprocess mode). Empty: this process's only.
+PROMETHEUS_MULTIPROC_DIR = env.str("PROMETHEUS_MULTIPROC_DIR", default="")
+if PROMETHEUS_MULTIPROC_DIR:
+    # prometheus-client reads it from the environment when first imported.
+    os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", PROMETHEUS_MULTIPROC_DIR)
+# Addresses or networks that may read /metrics without signing in (staff may always).
+METRICS_ALLOWED_ADDRESSES = env.list("METRICS_ALLOWED_ADDRESSES", default=["127.0.0.1", "::1"])
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "json": {
+            "()": "pythonjsonlogger.json.JsonFormatter",
+            "fmt": "%(asctime)s %(levelname)s %(name)s %(message)s",
+            "rename_fields": {"asctime": "time", "levelname": "level", "name": "logger"},
+        },
+    },
     "filters": {"readiness": {"()": "gateway.logfilters.ReadinessNotLoggedAsError"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": "json" if LOG_FORMAT == "json" else "plain",
+        }
+    },
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {
         # A failing /readyz is logged once per change by gateway.probes instead.

@@ -9,7 +9,7 @@ from drf_spectacular.views import (
     SpectacularYAMLAPIView,
 )
 
-from gateway import probes
+from gateway import probes, scrape
 from gateway.schema import local_only
 
 # Requests Django refuses before any view (e.g. a Host not in ALLOWED_HOSTS):
@@ -19,6 +19,8 @@ handler400 = "gateway.middleware.bad_request"
 urlpatterns = [
     path("healthz", probes.healthz, name="healthz"),
     path("readyz", probes.readyz, name="readyz"),
+    # Prometheus metrics (loopback and staff only: METRICS_ALLOWED_ADDRESSES).
+    path("metrics", scrape.metrics_view, name="metrics"),
     # The API documentation, open without a key (SPECTACULAR_SETTINGS).
     path("openapi.json", SpectacularJSONAPIView.as_view(), name="openapi-json"),
     path("openapi.yaml", SpectacularYAMLAPIView.as_view(), name="openapi-yaml"),
@@ -48,6 +50,8 @@ urlpatterns = [
     path("ollama/", include("compat.ollama_urls")),
     # The key-management API (staff only), before the admin's catch-all.
     path("", include("keys.urls")),
+    # The operator's dashboard and broadcast form (staff only).
+    path("admin/ops/", include("observability.urls")),
     path("admin/", admin.site.urls),
     # The browser chat page at `/`, its model list, sign-in and sign-out.
     path("", include("realtime.urls")),

@@ -2,7 +2,8 @@
 
 Protocol (README, "WebSocket chat"): client frames `chat`, `cancel`, `clear`,
 `ping`, `history`; server frames `user_message`, `assistant_start`,
-`assistant_chunk`, `assistant_end`, `cleared`, `pong`, `history`, `error`.
+`assistant_chunk`, `assistant_end`, `cleared`, `pong`, `history`, `error`,
+and `notice` (an operator's broadcast, realtime.broadcast).
 
 Authentication happened before this consumer runs (realtime.middleware); an
 unauthenticated connection is closed with 4401 before any backend call.
@@ -25,15 +26,16 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
-from gateway import drain, service
+from gateway import drain, metrics, service
 from gateway.backends import ChatChunk, ChatRequest, GenerationParams
-from gateway.errors import APIError, AuthenticationError, as_api_error
+from gateway.errors import APIError, AuthenticationError, as_api_error, request_id_var
 from gateway.metering import UsageMeter
+from gateway.observability import first_token_seconds, request_finish, request_id_new
 from gateway.relay import BaseEncoder, relay
 from gateway.scheduler import Queued
 from keys import policy
 from keys.policy import Caller
-from realtime import auth
+from realtime import auth, broadcast
 from realtime.models import ChatSession
 from realtime.protocol import (
     CLOSE_FORBIDDEN,
@@ -104,15 +106,44 @@ class ChatFrameEncoder(BaseEncoder[ChatChunk, dict[str, Any]]):
         return {"type": "queued", "position": notice.position}
 
 
+class _SteadyLayer:
+    """A channel layer whose `receive` outlives the layer's errors.
+
+    Channels ends a consumer when its channel layer's receive raises (Redis
+    restarting, a read timing out); a chat connection only hears operators'
+    notices there, so it waits and reads again instead, and the conversation
+    goes on. Everything else is the layer's own.
+    """
+
+    def __init__(self, layer: Any) -> None:
+        self._layer = layer
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._layer, name)
+
+    async def receive(self, channel: str) -> Any:
+        pause = 0.5
+        while True:
+            try:
+                return await self._layer.receive(channel)
+            except Exception as exc:  # the layer's failure is not the chat's
+                logger.warning("Channel layer receive failed (%s); retrying in %g s", exc, pause)
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, 5.0)
+
+
 class ChatConsumer(AsyncWebsocketConsumer):
     """One chat connection of one caller (API key or user) on one session id."""
 
-    # No channel layer: the chat joins no group and nothing sends to its
-    # channel. With one, every connection would wait on the layer (a Redis
-    # read per connection, BZPOPMIN after BZPOPMIN) and any error of that read
-    # (Redis restarting, a read timing out) would end the connection with it.
-    # `get_channel_layer(None)` is None: Channels then dispatches client frames only.
-    channel_layer_alias = None
+    # The channel layer carries operators' notices (realtime.broadcast) to the
+    # connection's groups. Its errors must not end the chat: see _SteadyLayer.
+    @property
+    def channel_layer(self) -> Any:
+        return self._channel_layer
+
+    @channel_layer.setter
+    def channel_layer(self, layer: Any) -> None:
+        self._channel_layer = _SteadyLayer(layer) if layer is not None else None
 
     caller: Caller
     chat_session: ChatSession
@@ -122,6 +153,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         self._generation: asyncio.Task[None] | None = None
         self._stop_reason: str | None = None
         self._idle_task: asyncio.Task[None] | None = None
+        self._groups: list[str] = []
         self._last_activity = time.monotonic()
         self._handling = 0
         # Answer with the non-secret subprotocol only (a browser that offered
@@ -142,12 +174,21 @@ class ChatConsumer(AsyncWebsocketConsumer):
         self.chat_session = await database_sync_to_async(chat_session_get_or_create)(
             owner=caller, session_id=self.session_id
         )
+        metrics.websocket_opened()
+        # Operators' notices: to every session, and to this key's or user's.
+        self._groups = broadcast.groups_for(caller)
+        for group in self._groups:
+            await self.channel_layer.group_add(group, self.channel_name)
         if settings.WS_IDLE_TIMEOUT > 0:
             self._idle_task = asyncio.create_task(self._idle_watch())
 
     async def disconnect(self, code: int) -> None:
         if self._idle_task is not None:
             self._idle_task.cancel()
+        if hasattr(self, "caller"):
+            metrics.websocket_closed()
+        for group in self._groups:
+            await self.channel_layer.group_discard(group, self.channel_name)
         # The client is gone: stop generating, which closes the backend request.
         await self._generation_stop(reason="disconnect")
 
@@ -155,6 +196,9 @@ class ChatConsumer(AsyncWebsocketConsumer):
         self._last_activity = time.monotonic()
         if not hasattr(self, "caller"):
             return  # closing an unauthenticated connection; ignore what it sends
+        # Each frame is a request of its own: its id is in its error frames,
+        # and its log line (a generation task inherits it).
+        request_id_var.set(request_id_new())
         # A message still being handled (its checks wait for the database on
         # a busy machine) keeps the connection from looking idle.
         self._handling += 1
@@ -351,6 +395,26 @@ class ChatConsumer(AsyncWebsocketConsumer):
             )
         except Exception:  # accounting must never break the conversation
             logger.exception("Could not record WebSocket chat usage for %s", self.caller.id)
+        with contextlib.suppress(Exception):
+            request_finish(
+                request_id=request_id_var.get() or request_id_new(),
+                surface="websocket",
+                endpoint="/ws/chat",
+                method="chat",
+                status=status,
+                seconds=time.monotonic() - started,
+                meter=meter,
+                first_token_seconds=first_token_seconds(meter, started),
+                key_prefix=self.caller.key_prefix,
+            )
+
+    # --- channel layer events ----------------------------------------------------------
+
+    async def chat_notice(self, event: dict[str, Any]) -> None:
+        """An operator's notice (realtime.broadcast): a `notice` frame."""
+        await self._send_frame(
+            {"type": "notice", "message": event["message"], "level": event["level"]}
+        )
 
     # --- plumbing ------------------------------------------------------------------
 

@@ -150,6 +150,8 @@ def error_frame(exc: APIError) -> dict[str, Any]:
     }
     if "details" in body:
         frame["details"] = body["details"]
+    if "request_id" in body:
+        frame["request_id"] = body["request_id"]
     retry_after = getattr(exc, "retry_after", None)
     if retry_after is not None:
         frame["retry_after"] = retry_after

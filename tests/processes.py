@@ -99,8 +99,11 @@ def server_env(**overrides: str) -> dict[str, str]:
     """The test process's environment plus overrides, for a server process."""
     # The fake Ollama is these servers' backend: no embedded models beside it.
     # It serves any number of requests at once, so may the gateway (see conftest).
+    # A line per request would fill the unread stderr pipe of `start_server`
+    # and stall the server: tests that read logs ask for them.
     env = {
         "OLLAMA_NUM_PARALLEL": "10000",
+        "LOG_LEVEL": "WARNING",
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "localai_site.settings",
         "EMBEDDED_BACKEND": "off",

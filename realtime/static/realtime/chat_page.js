@@ -125,6 +125,8 @@ async function loadModels() {
   }
 }
 
+$("notice-dismiss").addEventListener("click", () => { $("notice-banner").hidden = true; });
+
 function connect() {
   if (socket) socket.close();
   setGenerating(false);
@@ -197,6 +199,13 @@ function connect() {
     hideError();
   });
   socket.on("pong", () => setState("Connected", "open"));
+  // An operator's broadcast (admin): shown until dismissed or replaced.
+  socket.on("notice", ({ message, level }) => {
+    const banner = $("notice-banner");
+    $("notice-text").textContent = message;
+    banner.dataset.level = level || "info";
+    banner.hidden = false;
+  });
   socket.on("error", ({ message, code, retry_after }) => {
     if (code === "nothing_to_cancel") return; // the answer ended as Cancel was pressed
     const wait = retry_after ? ` Try again in ${retry_after} s.` : "";
