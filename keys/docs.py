@@ -34,7 +34,9 @@ STAFF_HEADERS = [
         "Retry-After",
         OpenApiTypes.INT,
         429,
-        "Whole seconds to wait: failed sign-ins are limited per client address.",
+        "Whole seconds to wait: failed sign-ins are limited per client address, and after "
+        "LOGIN_FAILURE_LIMIT failures per address or username every sign-in there is "
+        "refused for LOGIN_LOCKOUT_MINUTES (`login_locked_out`).",
     ),
 ]
 

@@ -141,6 +141,7 @@ def two_servers(
     with (
         start_server(env=env, server=first) as one,
         start_server(env=env, server=second) as other,
-        httpx.Client(timeout=15) as client,
+        # A bound, not a wait: fresh processes import Django before answering.
+        httpx.Client(timeout=60) as client,
     ):
         yield (one, other), client

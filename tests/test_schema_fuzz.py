@@ -76,6 +76,9 @@ def test_schemathesis_finds_no_server_error_and_no_response_contradicting_the_sc
     # Schemathesis also calls every secured operation without credentials:
     # those are limited per client address, and must get their 401, not a 429.
     settings.RATE_LIMIT_UNAUTHENTICATED = 10_000_000
+    # It also sends wrong staff passwords: a sign-in lockout of its address
+    # would refuse the right ones that follow (tests/test_login_lockout.py).
+    settings.AXES_FAILURE_LIMIT = 10_000_000
     # A model that can do whatever a valid request asks (tools, images, thinking, suffix).
     qwen3 = next(model for model in fake_ollama.models if model.name == "qwen3:8b")
     fake_ollama.add_model(

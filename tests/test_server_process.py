@@ -35,9 +35,10 @@ def test_the_server_starts_without_ollama_and_readyz_says_what_to_do(
 ) -> None:
     base_url, ollama_url = server_without_ollama
 
-    # The first answer waits for the process to start (seconds on a busy machine).
+    # Bounds, not waits: a fresh process imports Django first (8 s seen on a
+    # loaded machine), and the kernel holds the request until it accepts.
     alive = httpx.get(f"{base_url}/healthz", timeout=60)
-    ready = httpx.get(f"{base_url}/readyz", timeout=30)
+    ready = httpx.get(f"{base_url}/readyz", timeout=60)
 
     assert alive.status_code == 200
     assert ready.status_code == 503
