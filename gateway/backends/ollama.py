@@ -43,6 +43,7 @@ from gateway.backends.base import (
 from gateway.errors import (
     APIError,
     BackendBusyError,
+    BackendConnectionError,
     BackendError,
     BackendTimeoutError,
     BackendUnavailableError,
@@ -113,13 +114,13 @@ class OllamaBackend:
                 return self._unavailable()
             if isinstance(cause, aiohttp.ServerTimeoutError):
                 return self._timed_out()
-            return BackendError(f"The connection to Ollama broke: {cause}.")
+            return BackendConnectionError(f"The connection to Ollama broke: {cause}.")
         if isinstance(exc, (ConnectionError, httpx.ConnectError, httpx.ConnectTimeout)):
             return self._unavailable()
         if isinstance(exc, httpx.TimeoutException):
             return self._timed_out()
         if isinstance(exc, httpx.TransportError):
-            return BackendError(f"The connection to Ollama broke: {exc}.")
+            return BackendConnectionError(f"The connection to Ollama broke: {exc}.")
         if isinstance(exc, (json.JSONDecodeError, pydantic.ValidationError, ValueError, KeyError)):
             return BackendError("Ollama sent a response the gateway could not read.")
         logger.exception("Unexpected error from the Ollama client", exc_info=exc)
