@@ -49,6 +49,10 @@ class ModelSerializer(serializers.Serializer):
     parameter_size = serializers.CharField()
     quantization_level = serializers.CharField()
     modified_at = serializers.DateTimeField(allow_null=True)
+    backends = serializers.ListField(
+        child=serializers.CharField(),
+        help_text="The backends that have the model (empty with a single backend).",
+    )
 
     def get_size(self, model: ModelInfo) -> str:
         return human_size(model.size_bytes)
