@@ -11,6 +11,7 @@ from drf_spectacular.views import (
 
 from gateway import probes
 from gateway.schema import local_only
+from keys.backends_admin import backends_admin_view
 
 urlpatterns = [
     path("healthz", probes.healthz, name="healthz"),
@@ -44,6 +45,8 @@ urlpatterns = [
     path("ollama/", include("compat.ollama_urls")),
     # The key-management API (staff only), before the admin's catch-all.
     path("", include("keys.urls")),
+    # Read-only: each backend's state and the scheduler's queues (staff).
+    path("admin/backends/", backends_admin_view, name="keys_admin_backends"),
     path("admin/", admin.site.urls),
     # The browser chat page at `/`, its model list, sign-in and sign-out.
     path("", include("realtime.urls")),

@@ -1,0 +1,301 @@
+"""Several Ollama hosts behind one gateway: routing, failover, health.
+
+Three fake Ollama servers on real sockets hold different models (llama3.2 on
+two of them); the gateway (uvicorn on a real socket) is configured with
+OLLAMA_HOSTS and a short probe interval. Nothing above the socket is mocked.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import httpx
+import ollama
+import pytest
+
+from localai_site.settings import _ollama_hosts
+from tests.conftest import ServerThread
+from tests.fake_ollama import FakeOllama, default_models
+
+SHARED = "llama3.2:latest"  # on a and b
+ONLY_A, ONLY_B, ONLY_C = "qwen2.5:14b", "mxbai-embed-large:latest", "qwen3:8b"
+PROBE_INTERVAL, DOWN_MAX = 0.2, 0.4
+QUESTION = [{"role": "user", "content": "Hi"}]
+
+
+def _models(*names: str) -> list:
+    return [model for model in default_models() if model.name in names]
+
+
+def wait_for(condition: Callable[[], Any], timeout: float = 10.0) -> Any:
+    """Poll `condition` until it is truthy (its value), or fail after `timeout` s."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.02)
+
+
+@pytest.fixture
+def fakes() -> Iterator[dict[str, FakeOllama]]:
+    servers = {
+        "a": FakeOllama(models=_models(ONLY_A, SHARED)),
+        "b": FakeOllama(models=_models(SHARED, ONLY_B)),
+        "c": FakeOllama(models=_models(ONLY_C)),
+    }
+    for server in servers.values():
+        server.start()
+    yield servers
+    for server in servers.values():
+        server.stop()
+
+
+@pytest.fixture
+def gateway(transactional_db, fakes: dict[str, FakeOllama], settings) -> Iterator[str]:
+    settings.OLLAMA_HOSTS = _ollama_hosts(",".join(f"{n}={f.url}" for n, f in fakes.items()))
+    settings.BACKEND_PROBE_INTERVAL = PROBE_INTERVAL
+    settings.BACKEND_DOWN_MAX = DOWN_MAX
+    settings.OLLAMA_READ_TIMEOUT = 10.0
+    server = ServerThread()
+    server.start()
+    yield server.url
+    server.stop()
+
+
+@pytest.fixture
+def http(gateway: str, auth_headers: dict) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=gateway, headers=auth_headers, timeout=30) as client:
+        yield client
+
+
+def backends(http: httpx.Client) -> dict[str, Any]:
+    return http.get("/readyz").json()["backends"]
+
+
+def chat(http: httpx.Client, model: str, **extra: Any) -> httpx.Response:
+    return http.post("/v1/chat/completions", json={"model": model, "messages": QUESTION, **extra})
+
+
+def preload(fake: FakeOllama, model: str) -> None:
+    """Load `model` on `fake` behind the gateway's back (as another client would)."""
+    ollama.Client(host=fake.url).chat(model=model, messages=QUESTION, keep_alive="10m")
+
+
+def chat_models_asked(fake: FakeOllama) -> list[str]:
+    return [request.json["model"] for request in fake.requests_to("/api/chat")]
+
+
+# --- configuration -------------------------------------------------------------
+
+
+def test_it_parses_names_weights_and_parallel_slots() -> None:
+    hosts = _ollama_hosts("http://a:11434, gpu=http://b:11434;weight=2;parallel=4")
+
+    assert hosts == [
+        {"name": "a:11434", "url": "http://a:11434", "weight": 1.0, "parallel": None},
+        {"name": "gpu", "url": "http://b:11434", "weight": 2.0, "parallel": 4},
+    ]
+    assert _ollama_hosts("http://a:11434")[0]["name"] == "ollama"  # as with OLLAMA_HOST
+    assert _ollama_hosts("") == []
+
+
+@pytest.mark.parametrize(
+    "value", ["a=http://x:1,a=http://y:1", "http://x:1;weight=heavy", "x=nohost", "http://x;gpu=1"]
+)
+def test_it_refuses_a_malformed_host_list(value: str) -> None:
+    from django.core.exceptions import ImproperlyConfigured
+
+    with pytest.raises(ImproperlyConfigured):
+        _ollama_hosts(value)
+
+
+# --- routing ---------------------------------------------------------------------
+
+
+def test_a_request_goes_to_the_backend_that_has_its_model_loaded(
+    http: httpx.Client, fakes: dict[str, FakeOllama]
+) -> None:
+    preload(fakes["b"], SHARED)
+    wait_for(lambda: SHARED in backends(http)["b"]["models_loaded"])
+
+    answers = [chat(http, SHARED) for _ in range(10)]
+
+    assert [answer.status_code for answer in answers] == [200] * 10
+    assert chat_models_asked(fakes["a"]) == []
+    assert chat_models_asked(fakes["b"]).count(SHARED) == 11  # the preload, then ours
+
+
+def test_a_100_request_run_never_calls_a_backend_lacking_the_model(
+    http: httpx.Client, fakes: dict[str, FakeOllama]
+) -> None:
+    models = [ONLY_A, SHARED, ONLY_C, SHARED] * 25
+
+    with ThreadPoolExecutor(8) as pool:
+        statuses = list(pool.map(lambda model: chat(http, model).status_code, models))
+
+    assert statuses == [200] * 100
+    has = {name: {m.name for m in fake.models} for name, fake in fakes.items()}
+    asked = {name: chat_models_asked(fake) for name, fake in fakes.items()}
+    assert all(model in has[name] for name in fakes for model in asked[name])
+    assert sum(len(models) for models in asked.values()) == 100
+
+
+def test_model_lists_are_the_union_and_say_where_each_model_lives(
+    http: httpx.Client,
+) -> None:
+    tags = http.get("/ollama/api/tags").json()["models"]
+    openai = http.get("/openai/v1/models").json()["data"]
+    native = http.get("/v1/models").json()
+
+    names = [tag["name"] for tag in tags]
+    assert sorted(names) == sorted({ONLY_A, SHARED, ONLY_B, ONLY_C}) and len(set(names)) == 4
+    assert {tag["name"]: tag["backends"] for tag in tags}[SHARED] == ["a", "b"]
+    assert {model["id"]: model["owned_by"] for model in openai}[ONLY_C] == "c"
+    assert {model["id"]: model["backends"] for model in native}[ONLY_B] == ["b"]
+
+
+# --- failure ------------------------------------------------------------------------
+
+
+def test_a_model_only_on_a_backend_that_is_down_is_a_503_naming_it(
+    http: httpx.Client, fakes: dict[str, FakeOllama]
+) -> None:
+    assert backends(http)["c"]["state"] == "ok"  # its models are known
+    fakes["c"].stop()
+    wait_for(lambda: backends(http)["c"]["state"] == "failing")
+
+    response = chat(http, ONLY_C)
+    unknown = chat(http, "nope:1b")
+
+    assert response.status_code == 503
+    assert response.json()["error"]["code"] == "backend_unavailable"
+    assert "backend c" in response.json()["error"]["message"]
+    assert int(response.headers["Retry-After"]) >= 1
+    assert unknown.status_code == 404, unknown.text
+    assert unknown.json()["error"]["code"] == "model_not_found"
+    assert http.get("/readyz").status_code == 200  # a and b still serve
+
+
+def test_a_request_to_a_backend_that_went_away_is_retried_on_another(
+    http: httpx.Client, fakes: dict[str, FakeOllama]
+) -> None:
+    preload(fakes["a"], SHARED)
+    wait_for(lambda: SHARED in backends(http)["a"]["models_loaded"])
+    fakes["a"].stop()  # before the poller notices: the request itself finds out
+
+    response = chat(http, SHARED)
+
+    assert response.status_code == 200
+    assert chat_models_asked(fakes["b"]) == [SHARED]
+    assert backends(http)["a"]["state"] == "failing"
+
+
+def test_killing_a_backend_mid_run_loses_no_request_and_it_rejoins(
+    http: httpx.Client, fakes: dict[str, FakeOllama]
+) -> None:
+    a, b = fakes["a"], fakes["b"]
+    for fake in (a, b):
+        preload(fake, SHARED)
+        fake.reply = [f"t{i} " for i in range(20)]
+        fake.token_delay = 0.05
+    wait_for(lambda: all(SHARED in backends(http)[n]["models_loaded"] for n in "ab"))
+
+    def whole(_: int) -> int:
+        return chat(http, SHARED).status_code
+
+    def streamed(_: int) -> tuple[str, float]:
+        """How the stream ended ("done" or an error code), and when (monotonic)."""
+        last = ""
+        with http.stream(
+            "POST",
+            "/v1/chat/completions",
+            json={"model": SHARED, "messages": QUESTION, "stream": True},
+        ) as response:
+            assert response.status_code == 200
+            for line in response.iter_lines():
+                if line.startswith("data: "):
+                    last = line[len("data: ") :]
+        outcome = "done" if last == "[DONE]" else json.loads(last)["error"]["code"]
+        return outcome, time.monotonic()
+
+    with ThreadPoolExecutor(24) as pool:
+        streams = [pool.submit(streamed, i) for i in range(6)]
+        wholes = [pool.submit(whole, i) for i in range(16)]
+        # Both backends busy, b with streams past their first token: kill b.
+        b.wait_until(lambda f: sum(1 for s in f.active_streams if s.first_byte_at) >= 1)
+        a.wait_until(lambda f: len(f.active_streams) >= 1)
+        b.stop()
+        killed_at = time.monotonic()
+        statuses = [future.result(timeout=30) for future in wholes]
+        outcomes = [future.result(timeout=30) for future in streams]
+
+    assert statuses == [200] * 16
+    ended_by_kill = [at for outcome, at in outcomes if outcome != "done"]
+    assert ended_by_kill, "no stream ran on the killed backend"
+    assert all(outcome in ("done", "backend_error") for outcome, _ in outcomes)
+    assert all(at - killed_at < 1.0 for at in ended_by_kill)
+
+    b.start()  # the same port again
+    back_at = time.monotonic()
+    wait_for(lambda: backends(http)["b"]["state"] == "ok")
+    # One cooldown (at most BACKEND_DOWN_MAX) and one probe; slack for a busy machine.
+    assert time.monotonic() - back_at < DOWN_MAX + PROBE_INTERVAL + 1.5
+
+
+# --- model management ---------------------------------------------------------------
+
+
+@pytest.fixture
+def admin_headers(db) -> dict[str, str]:
+    from keys.services import api_key_create
+
+    _, raw_key = api_key_create(name="admin", allowed_endpoints=["ollama_admin"])
+    return {"Authorization": f"Bearer {raw_key}"}
+
+
+def test_model_management_targets_the_backend_the_caller_names(
+    http: httpx.Client, admin_headers: dict, fakes: dict[str, FakeOllama]
+) -> None:
+    body = {"model": SHARED}
+    unnamed = http.request("DELETE", "/ollama/api/delete", json=body, headers=admin_headers)
+    unknown = http.request(
+        "DELETE", "/ollama/api/delete", json=body, headers={**admin_headers, "X-Backend": "z"}
+    )
+    only_c = http.request(
+        "DELETE", "/ollama/api/delete", json={"model": ONLY_C}, headers=admin_headers
+    )
+
+    assert unnamed.status_code == 400
+    assert "X-Backend" in unnamed.json()["error"]
+    assert unknown.status_code == 400
+    assert "no backend named 'z'" in unknown.json()["error"]
+    # A model only one backend has needs no name: the fake has no delete route (404).
+    assert only_c.status_code == 404, only_c.text
+    assert [r.path for r in fakes["c"].requests if r.path == "/api/delete"] == ["/api/delete"]
+
+
+# --- operators --------------------------------------------------------------------
+
+
+def test_the_admin_backends_page_shows_each_backend_to_staff(
+    admin_client, client, fakes: dict[str, FakeOllama], settings
+) -> None:
+    settings.OLLAMA_HOSTS = _ollama_hosts(",".join(f"{n}={f.url}" for n, f in fakes.items()))
+    fakes["c"].stop()
+
+    page = admin_client.get("/admin/backends/")
+    anonymous = client.get("/admin/backends/")
+
+    assert page.status_code == 200
+    html = page.content.decode()
+    for name in ("a", "b", "c"):
+        assert f"<strong>{name}</strong>" in html
+    assert "down: Cannot reach Ollama" in html
+    assert "Scheduler (LocalScheduler)" in html
+    assert anonymous.status_code == 302  # to the admin's login
