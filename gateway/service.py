@@ -35,6 +35,7 @@ from gateway.backends import (
 from gateway.backends.embedded import EmbeddedBackend, EmbeddedModelSpec, model_name_from_file
 from gateway.backends.ollama import OllamaBackend
 from gateway.backends.pool import BackendHealth, BackendPool, is_member_failure
+from gateway.backends.shared import RedisPoolState
 from gateway.errors import APIError, ModelNotFoundError
 from gateway.metering import UsageMeter
 from gateway.scheduler import (
@@ -116,6 +117,19 @@ def backend_get() -> BackendPool:
         weights={host["name"]: host["weight"] for host in hosts},
         probe_interval=settings.BACKEND_PROBE_INTERVAL,
         down_max=settings.BACKEND_DOWN_MAX,
+        shared=_shared_pool_state() if len(members) > 1 else None,
+    )
+
+
+def _shared_pool_state() -> RedisPoolState | None:
+    """With REDIS_URL, backend health and in-flight counts shared by every process."""
+    if not settings.REDIS_URL:
+        return None
+    prefix = settings.CACHES["default"].get("KEY_PREFIX", "")
+    return RedisPoolState(
+        settings.REDIS_URL,
+        prefix=f"{prefix}:pool:",
+        ttl=max(3 * settings.BACKEND_PROBE_INTERVAL, 5.0),
     )
 
 
@@ -138,7 +152,7 @@ def scheduler_get() -> LocalScheduler | RedisScheduler | None:
 
 @receiver(setting_changed)
 def _backend_reset(*, setting: str, **kwargs: object) -> None:
-    if setting.startswith(("OLLAMA_", "EMBEDDED_", "BACKEND_")):
+    if setting.startswith(("OLLAMA_", "EMBEDDED_", "BACKEND_", "REDIS_URL")):
         if backend_get.cache_info().currsize:
             backend_get().close()  # its pollers stop
         backend_get.cache_clear()

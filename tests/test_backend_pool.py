@@ -18,8 +18,9 @@ import ollama
 import pytest
 
 from localai_site.settings import _ollama_hosts
-from tests.conftest import ServerThread
+from tests.conftest import ScaleOutStores, ServerThread
 from tests.fake_ollama import FakeOllama, default_models
+from tests.processes import migrated_with_key, server_env, two_servers
 
 SHARED = "llama3.2:latest"  # on a and b
 ONLY_A, ONLY_B, ONLY_C = "qwen2.5:14b", "mxbai-embed-large:latest", "qwen3:8b"
@@ -299,3 +300,48 @@ def test_the_admin_backends_page_shows_each_backend_to_staff(
     assert "down: Cannot reach Ollama" in html
     assert "Scheduler (LocalScheduler)" in html
     assert anonymous.status_code == 302  # to the admin's login
+
+
+# --- several gateway processes ---------------------------------------------------
+
+
+@pytest.mark.scaleout
+def test_two_processes_on_postgresql_and_redis_agree_on_backend_health(
+    scaleout_stores: ScaleOutStores,
+    scaleout_database: str,
+    scaleout_redis_prefix: str,
+    fakes: dict[str, FakeOllama],
+) -> None:
+    a, b = fakes["a"], fakes["b"]
+    env = server_env(
+        DATABASE_URL=scaleout_database,
+        REDIS_URL=scaleout_stores.redis_url,
+        CACHE_KEY_PREFIX=scaleout_redis_prefix,
+        OLLAMA_HOSTS=f"a={a.url},b={b.url};weight=2",  # b first while both are up
+        # A process polls the backends only every 30 s: what it learns sooner,
+        # it learns from the other process through Redis.
+        BACKEND_PROBE_INTERVAL="30",
+        BACKEND_DOWN_MAX="1",
+        LOG_LEVEL="WARNING",
+    )
+    raw_key, _ = migrated_with_key(env, "pool", rate_limit=1000)
+    auth = {"Authorization": f"Bearer {raw_key}"}
+    body = {"model": SHARED, "messages": QUESTION}
+
+    def state(client: httpx.Client, base: str) -> str:
+        # Generous: two servers starting on a busy machine take a while to answer.
+        return client.get(f"{base}/readyz", timeout=60).json()["backends"]["b"]["state"]
+
+    with two_servers(env) as ((one, other), client):
+        for base in (one, other):
+            assert state(client, base) == "ok"
+        b.stop()
+        first = client.post(f"{one}/v1/chat/completions", json=body, headers=auth)
+        wait_for(lambda: state(client, other) == "failing")
+        second = client.post(f"{other}/v1/chat/completions", json=body, headers=auth)
+
+        b.start()
+        wait_for(lambda: state(client, one) == state(client, other) == "ok")
+
+    assert (first.status_code, second.status_code) == (200, 200)
+    assert chat_models_asked(a) == [SHARED, SHARED]  # the first retried there, the second sent

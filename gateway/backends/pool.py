@@ -49,6 +49,7 @@ from gateway.backends.base import (
     RunningModel,
     normalize_model_name,
 )
+from gateway.backends.shared import RedisPoolState
 from gateway.errors import (
     APIError,
     BackendBusyError,
@@ -65,6 +66,10 @@ logger = logging.getLogger(__name__)
 # most this often: a model pulled behind the gateway's back is found, and a
 # stream of requests for a model nobody has costs no backend calls.
 RELIST_MIN_SECONDS = 1.0
+
+# With REDIS_URL: how often the poller shares in-flight counts and reads the
+# other processes' (and the backends they found down).
+SHARED_SYNC_SECONDS = 0.5
 
 # Errors recorded per member for operators (the admin Backends page).
 ERRORS_KEPT = 5
@@ -112,7 +117,8 @@ class MemberState:
     listed: bool = False  # its model list is known
     models: dict[str, ModelInfo] = field(default_factory=dict)  # normalized name -> info
     loaded: frozenset[str] = frozenset()
-    in_flight: int = 0
+    in_flight: int = 0  # this process's requests
+    others_in_flight: int = 0  # other processes' (with REDIS_URL, as of the last sync)
     version: str = ""
     errors: collections.deque[tuple[float, str]] = field(
         default_factory=lambda: collections.deque(maxlen=ERRORS_KEPT)
@@ -129,6 +135,7 @@ class BackendPool:
         weights: dict[str, float] | None = None,
         probe_interval: float = 5.0,
         down_max: float = 60.0,
+        shared: RedisPoolState | None = None,
     ) -> None:
         if not members:
             raise ValueError("a backend pool needs at least one backend")
@@ -139,6 +146,8 @@ class BackendPool:
         }
         self.probe_interval = probe_interval
         self.down_max = down_max
+        self.shared = shared
+        self._background: set[asyncio.Task[None]] = set()  # shared-state writes
         self._polled_at = 0.0  # monotonic time of the last complete poll; 0 = never
         self._closed = False
         # Per event loop (tests run several): the poller, and the poll in flight.
@@ -165,8 +174,32 @@ class BackendPool:
             logger.warning("Backend %s is down: %s", name, error.message)
         state.failures += 1
         state.problem = error.message
-        state.retry_at = now + self._cooldown(state.failures)
+        cooldown = self._cooldown(state.failures)
+        state.retry_at = now + cooldown
         state.errors.append((time.time(), error.message))
+        if self.shared is not None:
+            self._spawn(
+                self.shared.publish_down(
+                    name, problem=error.message, since=state.since, seconds=cooldown
+                )
+            )
+
+    def _spawn(self, work: Any) -> None:
+        """Run `work` (a shared-state write) in the background; its failure is only logged."""
+
+        async def run() -> None:
+            try:
+                await work
+            except Exception:
+                logger.warning("Could not share backend state through Redis", exc_info=True)
+
+        try:
+            task = asyncio.get_running_loop().create_task(run())
+        except RuntimeError:
+            work.close()
+            return
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     def _cooldown(self, failures: int) -> float:
         return min(self.probe_interval * 2 ** (failures - 1), self.down_max)
@@ -175,6 +208,8 @@ class BackendPool:
         if not state.up:
             state.up, state.since = True, time.time()
             logger.info("Backend %s is back", state.name)
+            if self.shared is not None:
+                self._spawn(self.shared.publish_up(state.name))
         state.failures, state.problem, state.retry_at = 0, None, 0.0
 
     def started(self, name: str) -> None:
@@ -237,13 +272,38 @@ class BackendPool:
         while not self._closed:
             now = time.monotonic()
             down = [s.retry_at - now for s in self.states.values() if not s.up]
-            await asyncio.sleep(max(0.0, min([self.probe_interval, *down])))
+            next_poll = self._polled_at + self.probe_interval - now
+            ticks = [next_poll, *down]
+            if self.shared is not None:
+                ticks.append(SHARED_SYNC_SECONDS)
+            await asyncio.sleep(max(0.05, min(ticks)))
             if self._closed:
                 return
             try:
-                await self.poll()
+                if self.shared is not None:
+                    await self._sync_shared()
+                now = time.monotonic()
+                due = any(not s.up and s.retry_at <= now for s in self.states.values())
+                if due or now - self._polled_at >= self.probe_interval:
+                    await self.poll()
             except Exception:  # one bad poll must not end polling
                 logger.exception("Polling the backends failed")
+
+    async def _sync_shared(self) -> None:
+        """Publish this process's in-flight counts; take the other processes'
+        counts and the backends they found down."""
+        assert self.shared is not None
+        view = await self.shared.sync({n: s.in_flight for n, s in self.states.items()})
+        now = time.monotonic()
+        for name, state in self.states.items():
+            state.others_in_flight = view.others_in_flight.get(name, 0)
+            mark = view.down.get(name)
+            if mark is not None and state.up:
+                state.up, state.since, state.problem = False, mark.since, mark.problem
+                state.failures = max(state.failures, 1)
+                state.retry_at = now + mark.seconds_left
+                state.errors.append((time.time(), f"(another process) {mark.problem}"))
+                logger.warning("Backend %s is down (found by another process)", name)
 
     def close(self) -> None:
         """Stop polling (from any thread); the pool still answers from what it knows."""
@@ -298,7 +358,11 @@ class BackendPool:
         for state in self.states.values():
             if not state.up or state.name in excluded or key not in state.models:
                 continue
-            rank = (key not in state.loaded, state.in_flight, -state.weight)
+            rank = (
+                key not in state.loaded,
+                state.in_flight + state.others_in_flight,
+                -state.weight,
+            )
             if best_rank is None or rank < best_rank:
                 best, best_rank = state, rank
         return best
@@ -442,7 +506,7 @@ class BackendPool:
             since=state.since,
             loaded=tuple(sorted(state.loaded)),
             models=len(state.models),
-            in_flight=state.in_flight,
+            in_flight=state.in_flight + state.others_in_flight,
             weight=state.weight,
             errors=tuple(state.errors),
         )
