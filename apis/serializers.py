@@ -36,6 +36,7 @@ def human_size(size_bytes: int) -> str:
         "parameter_size": "14.8B",
         "quantization_level": "Q4_K_M",
         "modified_at": "2026-01-15T10:30:00Z",
+        "backends": ["gpu", "ollama"],
     },
 )
 class ModelSerializer(serializers.Serializer):
