@@ -351,3 +351,34 @@ def test_two_processes_on_postgresql_and_redis_agree_on_backend_health(
 
     assert (first.status_code, second.status_code) == (200, 200)
     assert chat_models_asked(a) == [SHARED, SHARED]  # the first retried there, the second sent
+
+
+def test_a_websocket_chat_on_a_killed_backend_ends_with_an_error_frame(
+    gateway: str, api_key: str, fakes: dict[str, FakeOllama]
+) -> None:
+    import asyncio
+
+    from tests.test_ws_e2e import receive_until, send, ws_connect, ws_url
+
+    b = fakes["b"]
+    b.reply, b.token_delay = [f"t{i} " for i in range(40)], 0.05
+    preload(b, SHARED)  # b is the one with the model loaded
+    with httpx.Client(base_url=gateway, timeout=30) as client:
+        wait_for(lambda: SHARED in backends(client)["b"]["models_loaded"])
+
+    async def run() -> tuple[list[dict[str, Any]], float]:
+        headers = {"Authorization": f"Bearer {api_key}"}
+        async with ws_connect(ws_url(gateway), additional_headers=headers) as ws:
+            await send(ws, {"type": "chat", "message": "a long answer", "model": SHARED})
+            await asyncio.to_thread(
+                b.wait_until, lambda f: any(s.first_byte_at for s in f.active_streams)
+            )
+            b.stop()
+            killed_at = time.monotonic()
+            frames = await receive_until(ws, "assistant_end", "error")
+            return frames, time.monotonic() - killed_at
+
+    frames, after = asyncio.run(run())
+
+    assert frames[-1]["type"] == "error"
+    assert after < 1.0
