@@ -36,6 +36,7 @@ def human_size(size_bytes: int) -> str:
         "parameter_size": "14.8B",
         "quantization_level": "Q4_K_M",
         "modified_at": "2026-01-15T10:30:00Z",
+        "backends": ["gpu", "ollama"],
     },
 )
 class ModelSerializer(serializers.Serializer):
@@ -49,6 +50,10 @@ class ModelSerializer(serializers.Serializer):
     parameter_size = serializers.CharField()
     quantization_level = serializers.CharField()
     modified_at = serializers.DateTimeField(allow_null=True)
+    backends = serializers.ListField(
+        child=serializers.CharField(),
+        help_text="The backends that have the model (empty with a single backend).",
+    )
 
     def get_size(self, model: ModelInfo) -> str:
         return human_size(model.size_bytes)

@@ -11,7 +11,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from drf_spectacular.utils import OpenApiResponse, PolymorphicProxySerializer, extend_schema
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    OpenApiResponse,
+    PolymorphicProxySerializer,
+    extend_schema,
+)
 from rest_framework import serializers
 
 from compat.ollama_serializers import (
@@ -92,6 +97,7 @@ def _operation(
     answer: OpenApiResponse | dict[Any, OpenApiResponse],
     errors: tuple[int, ...],
     request: type[serializers.Serializer] | None = None,
+    parameters: list[OpenApiParameter] | None = None,
 ) -> Any:
     """One view's docs: `answer` (its `200`, or the JSON answer and the stream) and `errors`."""
     responses = answer if isinstance(answer, dict) else {200: answer}
@@ -101,6 +107,7 @@ def _operation(
         description=description,
         request=request,
         responses={**responses, **ollama_errors(*errors)},
+        parameters=parameters,
     )
 
 
@@ -196,6 +203,17 @@ PROGRESS = [
     },
     {"status": "success"},
 ]
+# Model management goes to one backend; with several, the caller may have to name it.
+BACKEND_HEADER = OpenApiParameter(
+    "X-Backend",
+    str,
+    OpenApiParameter.HEADER,
+    description=(
+        "The backend to change, by its name in OLLAMA_HOSTS (see `/readyz`). Needed only when "
+        "several backends can manage models and, for an existing model, several have it: "
+        "otherwise `400`. Never retried on another backend."
+    ),
+)
 PROGRESS_ANSWER = "The last status (`stream: false`), or every progress line."
 PROGRESS_NOTE = f"\n\n{ADMIN_NOTE}\n\n" + STREAM_NOTE.replace("`done: true`", "status")
 
@@ -206,6 +224,7 @@ pull, push, create = (
         _answer_or_lines(OllamaProgressSerializer, PROGRESS_ANSWER, "progress", PROGRESS),
         RUN_ERRORS,
         request,
+        [BACKEND_HEADER],
     )
     for verb, route, what, request in (
         ("Pull", "pull", "download a model from its registry.", OllamaModelOperationSerializer),
@@ -225,6 +244,7 @@ delete, copy = (
         OpenApiResponse(description="Done; empty body."),
         MODEL_BODY_ERRORS,
         request,
+        [BACKEND_HEADER],
     )
     for verb, route, what, request in (
         ("Delete", "delete", "remove a model from the backend.", OllamaModelOperationSerializer),

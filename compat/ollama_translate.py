@@ -153,6 +153,8 @@ def tag_entry(model: ModelInfo) -> dict[str, Any]:
     }
     if model.capabilities:
         entry["capabilities"] = list(model.capabilities)
+    if model.backends:  # several backends: the ones that have it
+        entry["backends"] = list(model.backends)
     return {key: value for key, value in entry.items() if value is not None}
 
 

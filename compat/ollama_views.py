@@ -311,6 +311,12 @@ class OllamaAdminView(OllamaView):
         return Response(translate.progress_line(last))
 
 
+def target_backend(request: Request) -> str | None:
+    """The backend a model operation targets: the `X-Backend` header (needed only
+    when several backends can manage models); None lets the service choose."""
+    return request.headers.get("X-Backend") or None
+
+
 def _operation_model(data: dict[str, Any]) -> str:
     model = data["model"] or data["name"]
     _model_required(model)
@@ -327,7 +333,9 @@ class OllamaPullView(OllamaAdminView):
         data = serializer.validated_data
         model = _operation_model(data)
         meter_for(request).model = model
-        updates = service.model_pull(model_id=model, insecure=bool(data.get("insecure")))
+        updates = service.model_pull(
+            model_id=model, insecure=bool(data.get("insecure")), backend=target_backend(request)
+        )
         return await self.progress(request, updates, stream=data.get("stream") is not False)
 
 
@@ -341,7 +349,9 @@ class OllamaPushView(OllamaAdminView):
         data = serializer.validated_data
         model = _operation_model(data)
         meter_for(request).model = model
-        updates = service.model_push(model_id=model, insecure=bool(data.get("insecure")))
+        updates = service.model_push(
+            model_id=model, insecure=bool(data.get("insecure")), backend=target_backend(request)
+        )
         return await self.progress(request, updates, stream=data.get("stream") is not False)
 
 
@@ -357,7 +367,7 @@ class OllamaCreateView(OllamaAdminView):
         model = _operation_model(data)
         meter_for(request).model = model
         spec = {key: body[key] for key in OllamaCreateSerializer.SPEC_FIELDS if key in body}
-        updates = service.model_create(model_id=model, spec=spec)
+        updates = service.model_create(model_id=model, spec=spec, backend=target_backend(request))
         return await self.progress(request, updates, stream=data.get("stream") is not False)
 
 
@@ -370,7 +380,7 @@ class OllamaDeleteView(OllamaAdminView):
         serializer.is_valid(raise_exception=True)
         model = _operation_model(serializer.validated_data)
         meter_for(request).model = model
-        await service.model_delete(model_id=model)
+        await service.model_delete(model_id=model, backend=target_backend(request))
         return HttpResponse(status=200)
 
 
@@ -383,5 +393,9 @@ class OllamaCopyView(OllamaAdminView):
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
         meter_for(request).model = data["source"]
-        await service.model_copy(source=data["source"], destination=data["destination"])
+        await service.model_copy(
+            source=data["source"],
+            destination=data["destination"],
+            backend=target_backend(request),
+        )
         return HttpResponse(status=200)

@@ -75,11 +75,13 @@ def owned_by(model_id: str) -> str:
 
 
 def model_object(model: ModelInfo, *, model_id: str | None = None) -> dict[str, Any]:
+    """One model as OpenAI lists it; `owned_by` is the backend that has it when
+    there are several (the first, when several have it), else its namespace."""
     return {
         "id": model_id or model.id,
         "object": "model",
         "created": int(model.modified_at.timestamp()) if model.modified_at else 0,
-        "owned_by": owned_by(model.id),
+        "owned_by": model.backends[0] if model.backends else owned_by(model.id),
     }
 
 

@@ -155,6 +155,10 @@ class BackendError(APIError):
     default_message = "The inference backend answered with something unusable."
 
 
+class BackendConnectionError(BackendError):
+    """The connection to the backend broke (the backend went away mid-request)."""
+
+
 class BackendUnavailableError(APIError):
     """The backend is not reachable."""
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
+from datetime import UTC, datetime
 from typing import Any
 
 from asgiref.sync import sync_to_async
@@ -79,6 +80,20 @@ async def _run(name: str, check) -> tuple[str, str | None]:  # type: ignore[no-u
     return name, None
 
 
+def backend_facts(backend: BackendHealth) -> dict[str, Any]:
+    """One backend's state as /readyz shows it (several backends only)."""
+    facts: dict[str, Any] = {"state": "ok" if backend.problem is None else "failing"}
+    if backend.problem is not None:
+        facts["problem"] = backend.problem
+    facts.update(
+        version=backend.version,
+        since=datetime.fromtimestamp(backend.since, UTC).isoformat(),
+        models_loaded=list(backend.loaded),
+        in_flight=backend.in_flight,
+    )
+    return facts
+
+
 def not_ready_body(failing: list[tuple[str, str]], checks: dict[str, str]) -> dict[str, Any]:
     """The 503 answer: the error envelope naming what failed, and the state of every check."""
     message = "Not ready: " + "; ".join(f"{name}: {problem}" for name, problem in failing)
@@ -120,12 +135,7 @@ async def readyz(request: HttpRequest) -> JsonResponse:
     failing = [(name, problem) for name, problem in results if problem is not None]
     extra: dict[str, Any] = {}
     if len(backends) > 1:
-        extra["backends"] = {
-            b.name: {"state": "ok", "version": b.version}
-            if b.problem is None
-            else {"state": "failing", "problem": b.problem}
-            for b in backends
-        }
+        extra["backends"] = {b.name: backend_facts(b) for b in backends}
     if not failing:
         _log_change("")
         return JsonResponse({"status": "ok", "checks": checks, **extra})

@@ -31,16 +31,16 @@ from gateway.backends import (
     InferenceBackend,
     ModelDescription,
     ModelInfo,
-    ModelManager,
     ProgressUpdate,
     RunningModel,
     normalize_model_name,
 )
 from gateway.backends.embedded import EmbeddedBackend, EmbeddedModelSpec, model_name_from_file
 from gateway.backends.ollama import OllamaBackend
-from gateway.backends.pool import BackendHealth, BackendPool
+from gateway.backends.pool import BackendHealth, BackendPool, is_member_failure
+from gateway.backends.shared import RedisPoolState
 from gateway.drain import call_drainable, stream_drainable
-from gateway.errors import APIError, BadRequestError, ModelNotFoundError
+from gateway.errors import APIError, ModelNotFoundError
 from gateway.metering import UsageMeter
 from gateway.metrics import backend_error, backend_up_source, in_flight, queue_depth_source
 from gateway.scheduler import (
@@ -86,20 +86,25 @@ def _embedded_models() -> list[EmbeddedModelSpec]:
 def backend_get() -> BackendPool:
     """The configured backends behind one pool (built once per process from settings).
 
-    Ollama at OLLAMA_HOST, and the embedded engine when it is on: each request
-    goes to the backend that lists its model (Ollama first when both do).
+    Each Ollama of OLLAMA_HOSTS (else the one at OLLAMA_HOST, named "ollama"),
+    and the embedded engine when it is on: each request goes to a backend that
+    lists its model (see `BackendPool.route`).
     """
+    hosts = settings.OLLAMA_HOSTS or [
+        {"name": "ollama", "url": settings.OLLAMA_HOST, "weight": 1.0, "parallel": None}
+    ]
     members: list[tuple[str, InferenceBackend]] = [
         (
-            "ollama",
+            host["name"],
             OllamaBackend(
-                host=settings.OLLAMA_HOST,
+                host=host["url"],
                 connect_timeout=settings.OLLAMA_CONNECT_TIMEOUT,
                 read_timeout=settings.OLLAMA_READ_TIMEOUT,
                 busy_retry_after=settings.OLLAMA_BUSY_RETRY_AFTER,
-                parallel=settings.OLLAMA_NUM_PARALLEL,
+                parallel=host["parallel"] or settings.OLLAMA_NUM_PARALLEL,
             ),
         )
+        for host in hosts
     ]
     if embedded := _embedded_models():
         members.append(
@@ -112,7 +117,25 @@ def backend_get() -> BackendPool:
                 ),
             )
         )
-    return BackendPool(members)
+    return BackendPool(
+        members,
+        weights={host["name"]: host["weight"] for host in hosts},
+        probe_interval=settings.BACKEND_PROBE_INTERVAL,
+        down_max=settings.BACKEND_DOWN_MAX,
+        shared=_shared_pool_state() if len(members) > 1 else None,
+    )
+
+
+def _shared_pool_state() -> RedisPoolState | None:
+    """With REDIS_URL, backend health and in-flight counts shared by every process."""
+    if not settings.REDIS_URL:
+        return None
+    prefix = settings.CACHES["default"].get("KEY_PREFIX", "")
+    return RedisPoolState(
+        settings.REDIS_URL,
+        prefix=f"{prefix}:pool:",
+        ttl=max(3 * settings.BACKEND_PROBE_INTERVAL, 5.0),
+    )
 
 
 @cache
@@ -134,9 +157,10 @@ def scheduler_get() -> LocalScheduler | RedisScheduler | None:
 
 @receiver(setting_changed)
 def _backend_reset(*, setting: str, **kwargs: object) -> None:
-    if setting.startswith(("OLLAMA_", "EMBEDDED_")):
+    if setting.startswith(("OLLAMA_", "EMBEDDED_", "BACKEND_", "REDIS_URL")):
+        if backend_get.cache_info().currsize:
+            backend_get().close()  # its pollers stop
         backend_get.cache_clear()
-        _health.clear()
     if setting.startswith(("SCHEDULER_", "OLLAMA_NUM_PARALLEL", "REDIS_URL")):
         scheduler_get.cache_clear()
 
@@ -144,14 +168,9 @@ def _backend_reset(*, setting: str, **kwargs: object) -> None:
 # --- metrics: calls in flight, backend failures, health and queues ----------------
 
 
-def _member_name(member: InferenceBackend) -> str:
-    return next((n for n, m in backend_get().members.items() if m is member), "unknown")
-
-
 @contextlib.contextmanager
-def _backend_call(member: InferenceBackend) -> Iterator[None]:
-    """A generation call of `member`: in flight while it runs; its 5xx failures counted."""
-    name = _member_name(member)
+def _backend_call(name: str) -> Iterator[None]:
+    """A generation call of backend `name`: in flight while it runs; its 5xx failures counted."""
     with in_flight(name):
         try:
             yield
@@ -202,35 +221,86 @@ backend_up_source(lambda: {name: float(up) for name, up in _health.items()})
 queue_depth_source(lambda: {name: float(count) for name, count in _waiting.items()})
 
 
+Acquired = tuple[str, InferenceBackend, Lease | None]
+
+
 async def _acquire(
-    *, model: str, caller: SchedulingCaller | None, meter: UsageMeter | None
-) -> tuple[InferenceBackend, Lease | None]:
-    """The backend that serves `model`, and a slot of it in fair order.
+    *,
+    model: str,
+    caller: SchedulingCaller | None,
+    meter: UsageMeter | None,
+    exclude: tuple[str, ...] = (),
+) -> Acquired:
+    """The backend that serves `model` (not one of `exclude`), with its name
+    and a slot of it in fair order. `_release` gives both back.
 
     Routing comes first, so an unknown model is a 404 and a backend that is
     down a 503 without waiting in any queue.
     """
-    name, member = await backend_get().route(model)
+    pool = backend_get()
+    name, member = await pool.route(model, exclude=exclude)
     if meter is not None:
         meter.backend = name
     scheduler = scheduler_get()
-    if scheduler is None:
-        return member, None
-    lease = await scheduler.acquire(
-        resource=f"{name}/{normalize_model_name(model)}",
-        slots=getattr(member, "parallel", 1),
-        caller=caller or INTERNAL_CALLER,
-    )
-    if meter is not None:
-        meter.queued_ms = round(lease.queued_seconds * 1000)
-    return member, lease
+    lease = None
+    if scheduler is not None:
+        lease = await scheduler.acquire(
+            resource=f"{name}/{normalize_model_name(model)}",
+            slots=getattr(member, "parallel", 1),
+            caller=caller or INTERNAL_CALLER,
+        )
+        if meter is not None:
+            meter.queued_ms = round(lease.queued_seconds * 1000)
+    pool.started(name)
+    return name, member, lease
+
+
+def _fails_over(name: str, exc: APIError, *, model: str, tried: list[str]) -> bool:
+    """Whether a request that failed on `name` before its first byte goes to
+    another backend: once, when the backend itself failed and another has the
+    model. The failed backend is marked down either way."""
+    pool = backend_get()
+    if pool.single or not is_member_failure(exc):
+        return False
+    pool.mark_down(name, exc)
+    tried.append(name)
+    return len(tried) == 1 and pool.has_other(model, exclude=tried)
+
+
+async def _with_failover(
+    *,
+    model: str,
+    caller: SchedulingCaller | None,
+    meter: UsageMeter | None,
+    call: Any,
+) -> Any:
+    """`await call(member)` on the routed backend; again on another once (see `_fails_over`)."""
+    tried: list[str] = []
+    while True:
+        name, member, lease = await _acquire(
+            model=model, caller=caller, meter=meter, exclude=tuple(tried)
+        )
+        try:
+            with _backend_call(name):
+                return await call_drainable(call(member))
+        except APIError as exc:
+            if not _fails_over(name, exc, model=model, tried=tried):
+                raise
+        finally:
+            await _release(name, lease)
 
 
 async def _acquire_with_notices(
-    *, model: str, caller: SchedulingCaller | None, meter: UsageMeter | None
-) -> AsyncIterator[Queued | tuple[InferenceBackend, Lease | None]]:
+    *,
+    model: str,
+    caller: SchedulingCaller | None,
+    meter: UsageMeter | None,
+    exclude: tuple[str, ...] = (),
+) -> AsyncIterator[Queued | Acquired]:
     """`_acquire`, yielding `Queued` every SCHEDULER_NOTICE_INTERVAL while it waits."""
-    waiting = asyncio.ensure_future(_acquire(model=model, caller=caller, meter=meter))
+    waiting = asyncio.ensure_future(
+        _acquire(model=model, caller=caller, meter=meter, exclude=exclude)
+    )
     handed = False
     try:
         while True:
@@ -243,7 +313,7 @@ async def _acquire_with_notices(
             scheduler = scheduler_get()
             position = 0
             if isinstance(scheduler, LocalScheduler) and caller is not None:
-                name, _ = await backend_get().route(model)
+                name, _ = await backend_get().route(model, exclude=exclude)
                 position = scheduler.position(f"{name}/{normalize_model_name(model)}", caller.id)
             yield Queued(position=position)
     finally:
@@ -252,25 +322,14 @@ async def _acquire_with_notices(
             with contextlib.suppress(BaseException):
                 await waiting
         elif not handed and not waiting.cancelled() and waiting.exception() is None:
-            await _release(waiting.result()[1])  # granted just as the client left
+            name, _, lease = waiting.result()
+            await _release(name, lease)  # granted just as the client left
 
 
-async def _release(lease: Lease | None) -> None:
+async def _release(name: str, lease: Lease | None) -> None:
+    backend_get().finished(name)
     if lease is not None:
         await asyncio.shield(lease.release())
-
-
-@contextlib.asynccontextmanager
-async def _served(
-    *, model: str, caller: SchedulingCaller | None, meter: UsageMeter | None
-) -> AsyncIterator[InferenceBackend]:
-    """The backend serving `model`, holding one of its slots for the block."""
-    member, lease = await _acquire(model=model, caller=caller, meter=meter)
-    try:
-        with _backend_call(member):
-            yield member
-    finally:
-        await _release(lease)
 
 
 async def default_model(*, kind: ModelKind) -> str:
@@ -345,8 +404,9 @@ async def chat_complete(
 
     Waits for a slot of the backend in fair order between callers.
     """
-    async with _served(model=request.model, caller=caller, meter=meter) as member:
-        result = await call_drainable(member.chat(request))
+    result = await _with_failover(
+        model=request.model, caller=caller, meter=meter, call=lambda m: m.chat(request)
+    )
     if meter is not None:
         meter.charge(prompt_tokens=result.prompt_tokens, completion_tokens=result.completion_tokens)
     return result
@@ -392,29 +452,51 @@ async def _scheduled_stream(
     caller: SchedulingCaller | None,
     notices: bool,
 ) -> AsyncIterator[Any]:
-    if notices:
-        acquired = None
-        steps = _acquire_with_notices(model=request.model, caller=caller, meter=meter)
-        async with contextlib.aclosing(steps):
-            async for step in steps:
-                if isinstance(step, Queued):
-                    yield step
-                else:
-                    acquired = step
-        assert acquired is not None
-        member, lease = acquired
-    else:
-        member, lease = await _acquire(model=request.model, caller=caller, meter=meter)
-    try:
-        stream = stream_drainable(open_stream(member))
+    # Before its first chunk a stream may go to another backend once (see
+    # `_fails_over`); after it, never: the surface ends it with its error event.
+    tried: list[str] = []
+    while True:
+        if notices:
+            acquired = None
+            steps = _acquire_with_notices(
+                model=request.model, caller=caller, meter=meter, exclude=tuple(tried)
+            )
+            async with contextlib.aclosing(steps):
+                async for step in steps:
+                    if isinstance(step, Queued):
+                        yield step
+                    else:
+                        acquired = step
+            assert acquired is not None
+            name, member, lease = acquired
+        else:
+            name, member, lease = await _acquire(
+                model=request.model, caller=caller, meter=meter, exclude=tuple(tried)
+            )
         try:
-            with _backend_call(member):
-                async for chunk in stream:
-                    yield chunk
+            stream = stream_drainable(open_stream(member))
+            try:
+                with _backend_call(name):
+                    try:
+                        first = await anext(stream)
+                    except StopAsyncIteration:
+                        return
+                    except APIError as exc:
+                        if _fails_over(name, exc, model=request.model, tried=tried):
+                            continue
+                        raise
+                    yield first
+                    async for chunk in stream:
+                        yield chunk
+                    return
+            except APIError as exc:
+                if is_member_failure(exc) and not backend_get().single:
+                    backend_get().mark_down(name, exc)
+                raise
+            finally:
+                await stream.aclose()
         finally:
-            await stream.aclose()
-    finally:
-        await _release(lease)
+            await _release(name, lease)
 
 
 async def generate_complete(
@@ -424,8 +506,9 @@ async def generate_complete(
     caller: SchedulingCaller | None = None,
 ) -> GenerateResult:
     """A whole raw prompt completion with the backend's token counts (charged to `meter`)."""
-    async with _served(model=request.model, caller=caller, meter=meter) as member:
-        result = await call_drainable(member.generate(request))
+    result = await _with_failover(
+        model=request.model, caller=caller, meter=meter, call=lambda m: m.generate(request)
+    )
     if meter is not None:
         meter.charge(prompt_tokens=result.prompt_tokens, completion_tokens=result.completion_tokens)
     return result
@@ -448,18 +531,20 @@ async def embeddings_create(
     `normalize=False` asks for the model's raw vectors (Ollama's legacy
     embeddings endpoint); the backend may then need one call per input.
     """
-    async with _served(model=model, caller=caller, meter=meter) as member:
-        result = await call_drainable(
-            member.embed(
-                model=model,
-                inputs=inputs,
-                dimensions=dimensions,
-                truncate=truncate,
-                extra=extra,
-                keep_alive=keep_alive,
-                normalize=normalize,
-            )
-        )
+    result = await _with_failover(
+        model=model,
+        caller=caller,
+        meter=meter,
+        call=lambda member: member.embed(
+            model=model,
+            inputs=inputs,
+            dimensions=dimensions,
+            truncate=truncate,
+            extra=extra,
+            keep_alive=keep_alive,
+            normalize=normalize,
+        ),
+    )
     if meter is not None:
         meter.charge(prompt_tokens=result.prompt_tokens)
     return result
@@ -475,36 +560,44 @@ async def model_describe(*, model_id: str, verbose: bool = False) -> ModelDescri
     return await backend_get().describe_model(model=model_id, verbose=verbose)
 
 
-def _model_manager() -> ModelManager:
-    backend = backend_get()
-    if not isinstance(backend, ModelManager):
-        raise BadRequestError("This inference backend cannot manage models.", code="not_supported")
-    return backend
+# Model management goes to ONE backend, never retried elsewhere: `backend`
+# names it (the X-Backend header); it may be omitted when only one backend can
+# manage models (or, for an existing model, only one has it).
 
 
-def model_pull(*, model_id: str, insecure: bool = False) -> AsyncIterator[ProgressUpdate]:
-    """Fetch a model from its registry; progress as it goes."""
-    return stream_drainable(_model_manager().model_pull(model=model_id, insecure=insecure))
+def model_pull(
+    *, model_id: str, insecure: bool = False, backend: str | None = None
+) -> AsyncIterator[ProgressUpdate]:
+    """Fetch a model from its registry onto `backend`; progress as it goes."""
+    return stream_drainable(
+        backend_get().model_pull(model=model_id, insecure=insecure, backend=backend)
+    )
 
 
-def model_push(*, model_id: str, insecure: bool = False) -> AsyncIterator[ProgressUpdate]:
-    """Upload a model to its registry; progress as it goes."""
-    return stream_drainable(_model_manager().model_push(model=model_id, insecure=insecure))
+def model_push(
+    *, model_id: str, insecure: bool = False, backend: str | None = None
+) -> AsyncIterator[ProgressUpdate]:
+    """Upload a model from `backend` to its registry; progress as it goes."""
+    return stream_drainable(
+        backend_get().model_push(model=model_id, insecure=insecure, backend=backend)
+    )
 
 
-def model_create(*, model_id: str, spec: dict[str, Any]) -> AsyncIterator[ProgressUpdate]:
-    """Build a model from `spec` (`from`, `files`, `system`, ...); progress as it goes."""
-    return stream_drainable(_model_manager().model_create(model=model_id, spec=spec))
+def model_create(
+    *, model_id: str, spec: dict[str, Any], backend: str | None = None
+) -> AsyncIterator[ProgressUpdate]:
+    """Build a model on `backend` from `spec` (`from`, `files`, `system`, ...)."""
+    return stream_drainable(backend_get().model_create(model=model_id, spec=spec, backend=backend))
 
 
-async def model_delete(*, model_id: str) -> None:
-    """Remove a model from the backend; `ModelNotFoundError` if unknown."""
-    await _model_manager().model_delete(model=model_id)
+async def model_delete(*, model_id: str, backend: str | None = None) -> None:
+    """Remove a model from `backend`; `ModelNotFoundError` if unknown."""
+    await backend_get().model_delete(model=model_id, backend=backend)
 
 
-async def model_copy(*, source: str, destination: str) -> None:
-    """Copy a model under a new name; `ModelNotFoundError` if `source` is unknown."""
-    await _model_manager().model_copy(source=source, destination=destination)
+async def model_copy(*, source: str, destination: str, backend: str | None = None) -> None:
+    """Copy a model on `backend` under a new name; `ModelNotFoundError` if `source` is unknown."""
+    await backend_get().model_copy(source=source, destination=destination, backend=backend)
 
 
 async def backend_version() -> str:
@@ -513,5 +606,10 @@ async def backend_version() -> str:
 
 
 async def backends_health() -> list[BackendHealth]:
-    """Each configured backend's state, asked at once (for the readiness probe)."""
+    """Each configured backend's state (for the readiness probe)."""
     return await backend_get().health()
+
+
+def backends_state() -> list[BackendHealth]:
+    """Each configured backend's state as last seen, asking no one (operators' pages)."""
+    return backend_get().health_now()

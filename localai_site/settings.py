@@ -212,6 +212,57 @@ OLLAMA_READ_TIMEOUT = env.float("OLLAMA_READ_TIMEOUT", default=300.0)
 # Retry-After (seconds) sent when Ollama reports its queue full.
 OLLAMA_BUSY_RETRY_AFTER = env.int("OLLAMA_BUSY_RETRY_AFTER", default=2)
 
+
+def _ollama_hosts(value: str) -> list[dict]:
+    """OLLAMA_HOSTS: comma-separated entries `[name=]url[;weight=W][;parallel=N]`.
+
+    `http://a:11434,gpu=http://b:11434;weight=2;parallel=4`: two members named
+    `a:11434` (its host and port, when no name is given; a lone unnamed host
+    is `ollama`, as with OLLAMA_HOST) and `gpu`, the second preferred when
+    both are equal otherwise, running 4 requests per model at once (default:
+    OLLAMA_NUM_PARALLEL).
+    """
+    from urllib.parse import urlsplit
+
+    from django.core.exceptions import ImproperlyConfigured
+
+    entries = [entry.strip() for entry in value.split(",") if entry.strip()]
+    hosts = []
+    for entry in entries:
+        first, *options = (part.strip() for part in entry.split(";"))
+        head, sep, rest = first.partition("=")
+        name, url = (head, rest) if sep and "://" not in head else ("", first)
+        host = {"name": name, "url": url, "weight": 1.0, "parallel": None}
+        try:
+            netloc = urlsplit(url).netloc
+            for option in options:
+                key, _, number = option.partition("=")
+                if key == "weight":
+                    host["weight"] = float(number)
+                elif key == "parallel":
+                    host["parallel"] = int(number)
+                else:
+                    raise ValueError(f"unknown option {key!r}")
+        except ValueError as exc:
+            raise ImproperlyConfigured(f"OLLAMA_HOSTS entry {entry!r}: {exc}") from None
+        if not netloc:
+            raise ImproperlyConfigured(f"OLLAMA_HOSTS entry {entry!r}: no http(s)://host:port")
+        host["name"] = name or ("ollama" if len(entries) == 1 else netloc)
+        hosts.append(host)
+    names = [host["name"] for host in hosts]
+    if len(set(names)) != len(names):
+        raise ImproperlyConfigured(f"OLLAMA_HOSTS names a backend twice: {names}")
+    return hosts
+
+
+# Several Ollama hosts (README, "Several backends"); empty: OLLAMA_HOST alone.
+OLLAMA_HOSTS = _ollama_hosts(env.str("OLLAMA_HOSTS", default=""))
+# Seconds between polls of every backend's models and loaded models (several
+# backends only), and the longest a backend that is down waits for its next
+# probe (the wait doubles from BACKEND_PROBE_INTERVAL with each failure).
+BACKEND_PROBE_INTERVAL = env.float("BACKEND_PROBE_INTERVAL", default=5.0)
+BACKEND_DOWN_MAX = env.float("BACKEND_DOWN_MAX", default=60.0)
+
 # --- fair scheduling of the backends' slots (gateway/scheduler.py) -------------
 # Requests an Ollama host runs at once per model: set it as Ollama's own
 # OLLAMA_NUM_PARALLEL (same name, same meaning). The embedded engine has 1.

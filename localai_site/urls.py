@@ -11,6 +11,7 @@ from drf_spectacular.views import (
 
 from gateway import probes, scrape
 from gateway.schema import local_only
+from keys.backends_admin import backends_admin_view
 
 # Requests Django refuses before any view (e.g. a Host not in ALLOWED_HOSTS):
 # the API's error shapes instead of Django's HTML page.
@@ -52,6 +53,8 @@ urlpatterns = [
     path("", include("keys.urls")),
     # The operator's dashboard and broadcast form (staff only).
     path("admin/ops/", include("observability.urls")),
+    # Read-only: each backend's state and the scheduler's queues (staff).
+    path("admin/backends/", backends_admin_view, name="keys_admin_backends"),
     path("admin/", admin.site.urls),
     # The browser chat page at `/`, its model list, sign-in and sign-out.
     path("", include("realtime.urls")),

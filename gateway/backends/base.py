@@ -35,6 +35,8 @@ class ModelInfo:
     digest: str = ""
     modified_at: datetime | None = None
     capabilities: tuple[str, ...] = ()
+    # The backends that have it (filled in by the pool when it merges lists).
+    backends: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

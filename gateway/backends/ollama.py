@@ -43,6 +43,7 @@ from gateway.backends.base import (
 from gateway.errors import (
     APIError,
     BackendBusyError,
+    BackendConnectionError,
     BackendError,
     BackendTimeoutError,
     BackendUnavailableError,
@@ -125,7 +126,7 @@ class OllamaBackend:
         logger.exception("Unexpected error from the Ollama client", exc_info=exc)
         return BackendError("Unexpected error talking to Ollama.")
 
-    def _broke(self, exc: BaseException) -> BackendError:
+    def _broke(self, exc: BaseException) -> BackendConnectionError:
         """A connection that failed after Ollama was reached, said in words a user follows.
 
         The client library's own text (`TransferEncodingError: 400, message=
@@ -133,12 +134,14 @@ class OllamaBackend:
         """
         logger.warning("The connection to Ollama broke: %r", exc)
         if isinstance(exc, aiohttp.ClientPayloadError):
-            return BackendError(
+            return BackendConnectionError(
                 "Ollama's answer was cut off: the connection closed before all of it arrived."
             )
         if isinstance(exc, aiohttp.ServerDisconnectedError):
-            return BackendError("Ollama closed the connection before answering.")
-        return BackendError("The connection to Ollama broke before its answer was complete.")
+            return BackendConnectionError("Ollama closed the connection before answering.")
+        return BackendConnectionError(
+            "The connection to Ollama broke before its answer was complete."
+        )
 
     def _unavailable(self) -> BackendUnavailableError:
         return BackendUnavailableError(
