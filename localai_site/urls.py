@@ -37,6 +37,12 @@ urlpatterns = [
     # OpenAI's API for the openai SDKs and LangChain; Ollama's own API (and
     # its OpenAI mirror under /ollama/v1/) for Ollama clients. Same service.
     path("openai/v1/", include("compat.openai_urls")),
+    # Anthropic's Messages API for the anthropic SDKs; Ollama serves it under /v1/ too.
+    path("anthropic/v1/", include("compat.anthropic_urls")),
+    path(
+        "ollama/v1/",
+        include(("compat.anthropic_urls", "anthropic_compat"), namespace="ollama_anthropic"),
+    ),
     path(
         "ollama/v1/",
         include(("compat.openai_urls", "openai_compat"), namespace="ollama_openai_compat"),
