@@ -211,9 +211,7 @@ def test_every_operation_documents_every_error_it_can_give_with_the_envelope(
         if "requestBody" in operation:
             # Ollama and Anthropic answer a field error with 400, never 422.
             expected |= (
-                {"400", "413"}
-                if path.startswith("/ollama/api/") or anthropic
-                else {"400", "422"}
+                {"400", "413"} if path.startswith("/ollama/api/") or anthropic else {"400", "422"}
             )
         if "{" in path:
             expected.add("404")
