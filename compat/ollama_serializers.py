@@ -104,8 +104,9 @@ class Base64ImagesField(serializers.ListField):
 
 
 class OllamaToolCallSerializer(serializers.Serializer):
-    """A tool call in a message's history: `{"function": {"name", "arguments": {...}}}`."""
+    """A tool call in a message's history: `{"id"?, "function": {"name", "arguments": {...}}}`."""
 
+    id = serializers.CharField(required=False, help_text="The call's id, as Ollama gave it.")
     function = serializers.DictField()
 
     def validate_function(self, value: dict[str, Any]) -> dict[str, Any]:

@@ -209,9 +209,11 @@ def _assistant_tool_calls(
             raise BadRequestError(
                 "Tool call arguments must be a JSON object.", param=f"{param}.arguments"
             )
+        native: dict[str, Any] = {"function": {"name": function["name"], "arguments": arguments}}
         if call.get("id"):
             names_by_id[str(call["id"])] = function["name"]
-        converted.append({"function": {"name": function["name"], "arguments": arguments}})
+            native["id"] = str(call["id"])
+        converted.append(native)
     return converted
 
 
