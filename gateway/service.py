@@ -166,12 +166,23 @@ def model_create(*, model_id: str, spec: dict[str, Any]) -> AsyncIterator[Progre
 
 async def model_delete(*, model_id: str) -> None:
     """Remove a model from the backend; `ModelNotFoundError` if unknown."""
-    await _model_manager().model_delete(model=model_id)
+    try:
+        await _model_manager().model_delete(model=model_id)
+    except ModelNotFoundError:
+        raise _missing(model_id) from None
 
 
 async def model_copy(*, source: str, destination: str) -> None:
     """Copy a model under a new name; `ModelNotFoundError` if `source` is unknown."""
-    await _model_manager().model_copy(source=source, destination=destination)
+    try:
+        await _model_manager().model_copy(source=source, destination=destination)
+    except ModelNotFoundError:
+        raise _missing(source) from None
+
+
+def _missing(model_id: str) -> ModelNotFoundError:
+    # Not the default "pull it first": pulling a model to delete or copy it is no advice.
+    return ModelNotFoundError(model_id, f"model '{model_id}' not found")
 
 
 async def backend_version() -> str:

@@ -9,6 +9,7 @@ from drf_spectacular.views import (
     SpectacularYAMLAPIView,
 )
 
+from compat.ollama_views import ollama_root
 from gateway import probes
 from gateway.schema import local_only
 
@@ -48,6 +49,8 @@ urlpatterns = [
         include(("compat.openai_urls", "openai_compat"), namespace="ollama_openai_compat"),
     ),
     path("ollama/", include("compat.ollama_urls")),
+    # `OLLAMA_HOST=.../ollama` clients probe the base URL itself, without a slash.
+    path("ollama", ollama_root, name="ollama-root"),
     # The key-management API (staff only), before the admin's catch-all.
     path("", include("keys.urls")),
     path("admin/", admin.site.urls),
