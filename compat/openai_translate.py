@@ -348,11 +348,30 @@ def completion_request_from(data: dict[str, Any]) -> GenerateRequest:
     )
 
 
+# Token ids are OpenAI's (cl100k_base) and mean nothing to a local model: decoding
+# them needs that vocabulary, which no well-kept package ships (tiktoken downloads
+# it at run time, which a gateway must not do).
+TOKEN_ARRAYS_REFUSED = (
+    "Token arrays are not supported: send the text. LangChain's OpenAIEmbeddings sends "
+    "token ids by default: set check_embedding_ctx_length=False "
+    "(OpenAIEmbeddings(..., check_embedding_ctx_length=False))."
+)
+
+
+def _token_ids(value: Any) -> bool:
+    """A list of token ids (or a list of such lists)."""
+    if not isinstance(value, list) or not value:
+        return False
+    return all(isinstance(item, int) and not isinstance(item, bool) for item in value) or all(
+        isinstance(item, list) and item and all(isinstance(i, int) for i in item) for item in value
+    )
+
+
 def embedding_inputs_from(raw: Any) -> list[str]:
     """Inputs of an OpenAI embeddings body: a string or a list of strings."""
     items = [raw] if isinstance(raw, str) else raw
-    if isinstance(items, list) and items and all(isinstance(i, int) for i in items):
-        raise BadRequestError("Token arrays are not supported: send the text.", param="input")
+    if _token_ids(items):
+        raise BadRequestError(TOKEN_ARRAYS_REFUSED, param="input")
     if not isinstance(items, list) or not all(isinstance(item, str) for item in items):
         raise BadRequestError("input must be a string or a list of strings.", param="input")
     if not items or any(not item for item in items):

@@ -78,3 +78,36 @@ def test_revoking_an_empty_prefix_answers_in_the_envelope_not_a_csrf_page(
     assert anonymous.json()["error"]["type"] == "authentication_error"
     assert staff.status_code == 404
     assert staff.json()["error"]["type"] == "not_found_error"
+
+
+@pytest.mark.parametrize("tokens", [[9906, 1917], [[9906], [1917, 11]]])
+def test_token_array_embeddings_are_refused_telling_langchain_users_the_setting(
+    http: httpx.Client, api_key: str, tokens
+) -> None:
+    response = http.post(
+        "/openai/v1/embeddings",
+        headers={"Authorization": f"Bearer {api_key}"},
+        json={"model": "mxbai-embed-large", "input": tokens},
+    )
+
+    assert response.status_code == 400
+    assert response.json()["error"]["param"] == "input"
+    assert "check_embedding_ctx_length=False" in response.json()["error"]["message"]
+
+
+def test_langchain_embeddings_work_with_the_setting_the_message_names(
+    gateway: str, api_key: str
+) -> None:
+    from langchain_openai import OpenAIEmbeddings
+
+    embeddings = OpenAIEmbeddings(
+        model="mxbai-embed-large",
+        base_url=f"{gateway}/openai/v1",
+        api_key=api_key,
+        check_embedding_ctx_length=False,
+        max_retries=0,
+    )
+
+    vectors = embeddings.embed_documents(["first", "second"])
+
+    assert len(vectors) == 2
