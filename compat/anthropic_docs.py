@@ -4,6 +4,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema
 
 from compat import anthropic_translate as translate
@@ -17,15 +19,167 @@ from compat.anthropic_serializers import (
 )
 from gateway.schema import (
     _ERRORS,
+    BASE64_PATTERN,
     EXAMPLE_MODEL,
     INFERENCE_ERRORS,
     KEY_HEADERS,
     answer,
     answer_or_stream,
     request_example,
+    schema_field,
+    tool_parameters_schema,
 )
 
 TAGS = ["anthropic"]
+
+# --- requests, as strictly as the translation checks them ---------------------------
+
+
+def _block(kind: str, required: list[str], **properties: Any) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "required": ["type", *required],
+        "properties": {"type": {"const": kind}, **properties},
+    }
+
+
+TEXT_BLOCK = _block("text", ["text"], text={"type": "string"})
+IMAGE_BLOCK = _block(
+    "image",
+    ["source"],
+    source={
+        "type": "object",
+        "required": ["type", "data"],
+        "properties": {
+            "type": {"const": "base64"},
+            "media_type": {"type": "string"},
+            "data": {"type": "string", "pattern": BASE64_PATTERN},
+        },
+        "description": "Base64 only: URL sources are refused (nothing is fetched).",
+    },
+)
+TOOL_USE_BLOCK = _block(
+    "tool_use",
+    ["name", "input"],
+    id={"type": "string"},
+    name={"type": "string", "minLength": 1},
+    input={"type": "object"},
+)
+TOOL_RESULT_BLOCK = _block(
+    "tool_result",
+    [],
+    tool_use_id={"type": "string"},
+    content={
+        "anyOf": [
+            {"type": "string"},
+            {"type": "null"},
+            {"type": "array", "items": {"oneOf": [TEXT_BLOCK, IMAGE_BLOCK]}},
+        ]
+    },
+    is_error={"type": "boolean"},
+)
+THINKING_BLOCK = {
+    "type": "object",
+    "required": ["type"],
+    "properties": {"type": {"enum": ["thinking", "redacted_thinking"]}},
+    "description": "Earlier reasoning: accepted and not sent back to the model.",
+}
+
+
+def _message(role: str, blocks: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "required": ["role", "content"],
+        "properties": {
+            "role": {"const": role},
+            "content": {
+                "anyOf": [{"type": "string"}, {"type": "array", "items": {"oneOf": blocks}}]
+            },
+        },
+    }
+
+
+MESSAGE = {
+    "oneOf": [
+        _message("user", [TEXT_BLOCK, IMAGE_BLOCK, TOOL_RESULT_BLOCK]),
+        _message("assistant", [TEXT_BLOCK, IMAGE_BLOCK, TOOL_USE_BLOCK, THINKING_BLOCK]),
+    ]
+}
+TOOL = {
+    "type": "object",
+    "required": ["name", "input_schema"],
+    "properties": {
+        "name": {"type": "string", "minLength": 1},
+        "description": {"type": "string"},
+        "input_schema": {**tool_parameters_schema(nullable_type=False), "type": "object"},
+        "type": {"enum": ["custom"], "description": "Server tools are refused."},
+    },
+}
+TOOL_CHOICE = {
+    "oneOf": [
+        {
+            "type": "object",
+            "required": ["type"],
+            "properties": {"type": {"enum": ["auto", "any", "none"]}},
+        },
+        {
+            "type": "object",
+            "required": ["type", "name"],
+            "properties": {"type": {"const": "tool"}, "name": {"type": "string"}},
+            "description": "Only this tool (it must be one of `tools`).",
+        },
+    ]
+}
+THINKING = {
+    "type": "object",
+    "required": ["type"],
+    "properties": {"type": {"enum": ["enabled", "disabled", "adaptive"]}},
+}
+OUTPUT_CONFIG = {
+    "type": "object",
+    "properties": {
+        "format": {
+            "anyOf": [
+                {"type": "null"},
+                {
+                    "type": "object",
+                    "required": ["type", "schema"],
+                    "properties": {"type": {"const": "json_schema"}, "schema": {"type": "object"}},
+                },
+            ]
+        }
+    },
+}
+SYSTEM = {"anyOf": [{"type": "string"}, {"type": "null"}, {"type": "array", "items": TEXT_BLOCK}]}
+
+
+class _Documented:
+    messages = schema_field({"type": "array", "minItems": 1, "items": MESSAGE})
+    system = schema_field(SYSTEM, required=False)
+    tools = schema_field({"type": "array", "items": TOOL}, required=False)
+    tool_choice = schema_field(TOOL_CHOICE, required=False)
+    thinking = schema_field(THINKING, required=False)
+
+
+class CountTokensInput(CountTokensInputSerializer):
+    """`POST /anthropic/v1/messages/count_tokens` body."""
+
+    messages = _Documented.messages
+    system = _Documented.system
+    tools = _Documented.tools
+    tool_choice = _Documented.tool_choice
+    thinking = _Documented.thinking
+
+
+class MessagesInput(MessagesInputSerializer):
+    """`POST /anthropic/v1/messages` body."""
+
+    messages = _Documented.messages
+    system = _Documented.system
+    tools = _Documented.tools
+    tool_choice = _Documented.tool_choice
+    thinking = _Documented.thinking
+    output_config = schema_field(OUTPUT_CONFIG, required=False)
 
 
 def anthropic_errors(*statuses: int) -> dict[int, OpenApiResponse]:
@@ -82,7 +236,7 @@ messages_create = extend_schema(
     tags=TAGS,
     summary="Create a message (Anthropic)",
     description=DESCRIPTION,
-    request=MessagesInputSerializer,
+    request=MessagesInput,
     parameters=KEY_HEADERS,
     examples=[
         request_example(
@@ -125,7 +279,7 @@ count_tokens = extend_schema(
         "The prompt's tokens as the backend's own tokenizer counts them (the backend "
         "evaluates the prompt and generates one token; the call is recorded as usage)."
     ),
-    request=CountTokensInputSerializer,
+    request=CountTokensInput,
     parameters=KEY_HEADERS,
     examples=[
         request_example(

@@ -200,6 +200,8 @@ def _tools(tools: list[dict[str, Any]] | None, tool_choice: Any) -> list[dict[st
         raise BadRequestError(
             "tool_choice.type must be auto, any, tool or none.", param="tool_choice.type"
         )
+    if choice == "tool" and not isinstance(tool_choice.get("name"), str):
+        raise BadRequestError("tool_choice of type tool needs a name.", param="tool_choice.name")
     converted: list[dict[str, Any]] = []
     for index, tool in enumerate(tools or ()):
         if tool.get("type") not in (None, "custom"):
@@ -249,8 +251,9 @@ def _format(output_config: dict[str, Any] | None) -> dict[str, Any] | None:
     output_format = (output_config or {}).get("format")
     if output_format is None:
         return None
+    kind = output_format.get("type") if isinstance(output_format, dict) else None
     schema = output_format.get("schema") if isinstance(output_format, dict) else None
-    if output_format.get("type") != "json_schema" or not isinstance(schema, dict):
+    if kind != "json_schema" or not isinstance(schema, dict):
         raise BadRequestError(
             "output_config.format must be {type: json_schema, schema: {...}}.",
             param="output_config.format",

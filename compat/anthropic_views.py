@@ -25,7 +25,7 @@ from compat import anthropic_docs as docs
 from compat import anthropic_translate as translate
 from compat.anthropic_serializers import CountTokensInputSerializer, MessagesInputSerializer
 from gateway import service
-from gateway.backends import GenerationParams
+from gateway.backends import ChatRequest, GenerationParams
 from gateway.errors import as_api_error
 from gateway.metering import meter_for
 from gateway.relay import relay
@@ -47,6 +47,20 @@ def anthropic_exception_handler(exc: Exception, context: dict[str, Any]) -> Resp
     return Response(translate.error_object(error, status), status=status, headers=headers)
 
 
+async def _think_if_able(chat: ChatRequest) -> None:
+    """Drop `thinking` for a model that cannot think, instead of failing.
+
+    Tools written for Claude (coding agents) ask for thinking by default; a
+    local model without the capability then answers without it (Ollama would
+    refuse the request). A backend that lists no capabilities is asked as is.
+    """
+    if not chat.think:
+        return
+    capabilities = (await service.model_describe(model_id=chat.model)).model.capabilities
+    if capabilities and "thinking" not in capabilities:
+        chat.think = None
+
+
 class AnthropicViewSet(ViewSet):
     endpoint_group = "chat"
 
@@ -64,6 +78,7 @@ class AnthropicMessageViewSet(AnthropicViewSet):
         data = serializer.validated_data
         chat = translate.chat_request_from(data)
         meter = model_authorize(request, endpoint_group=self.endpoint_group, model=chat.model)
+        await _think_if_able(chat)
         message_id = translate.new_id("msg_")
         thinking = bool(chat.think)
 
@@ -92,6 +107,7 @@ class AnthropicCountTokensViewSet(AnthropicViewSet):
         data = serializer.validated_data
         chat = translate.chat_request_from({**data, "max_tokens": 1})
         meter = model_authorize(request, endpoint_group=self.endpoint_group, model=chat.model)
+        await _think_if_able(chat)
         # Ollama has no tokenizer endpoint: it counts the prompt while
         # evaluating it, so one generated token is the cheapest way to ask.
         chat.params = GenerationParams(max_tokens=1)

@@ -4,9 +4,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 
+from compat.openai_docs import IMAGE_URL
 from compat.responses_serializers import (
     ResponseCreateInputSerializer,
     ResponseDeletedSerializer,
@@ -22,9 +25,136 @@ from gateway.schema import (
     answer_or_stream,
     errors,
     request_example,
+    schema_field,
+    tool_parameters_schema,
 )
 
 TAGS = ["openai"]
+
+# --- the request, as strictly as the translation checks it ---------------------------
+
+
+def _item(kind: str | None, required: list[str], **properties: Any) -> dict[str, Any]:
+    kind_schema = {"const": kind} if kind else {"const": "message"}
+    return {
+        "type": "object",
+        "required": ([] if kind is None else ["type"]) + required,
+        "properties": {"type": kind_schema, **properties},
+    }
+
+
+PART = {
+    "oneOf": [
+        {
+            "type": "object",
+            "required": ["type", "text"],
+            "properties": {
+                "type": {"enum": ["input_text", "output_text", "text"]},
+                "text": {"type": "string"},
+            },
+        },
+        {
+            "type": "object",
+            "required": ["type", "image_url"],
+            "properties": {"type": {"const": "input_image"}, "image_url": IMAGE_URL},
+        },
+        {"type": "object", "required": ["type"], "properties": {"type": {"const": "refusal"}}},
+    ]
+}
+TEXT_OR_PARTS = {"anyOf": [{"type": "string"}, {"type": "null"}, {"type": "array", "items": PART}]}
+INPUT_ITEM = {
+    "oneOf": [
+        _item(
+            None,
+            ["role"],
+            role={"enum": ["user", "assistant", "system", "developer"]},
+            content=TEXT_OR_PARTS,
+        ),
+        _item(
+            "function_call",
+            ["name"],
+            name={"type": "string", "minLength": 1},
+            call_id={"type": "string"},
+            arguments={
+                "type": "string",
+                "contentMediaType": "application/json",
+                "contentSchema": {"type": "object"},
+                "description": "The arguments: a JSON object, as text.",
+            },
+        ),
+        _item(
+            "function_call_output", ["call_id"], call_id={"type": "string"}, output=TEXT_OR_PARTS
+        ),
+        _item("reasoning", [], id={"type": "string"}),
+    ]
+}
+TOOL = {
+    "type": "object",
+    "required": ["type", "name"],
+    "properties": {
+        "type": {"const": "function", "description": "Built-in tools are refused."},
+        "name": {"type": "string", "minLength": 1},
+        "description": {"type": ["string", "null"]},
+        "parameters": tool_parameters_schema(nullable_type=False),
+        "strict": {"type": ["boolean", "null"]},
+    },
+}
+TOOL_CHOICE = {
+    "anyOf": [
+        {"enum": ["none", "auto", "required", None]},
+        {
+            "type": "object",
+            "required": ["type", "name"],
+            "properties": {"type": {"const": "function"}, "name": {"type": "string"}},
+            "description": "Only this function (it must be one of `tools`).",
+        },
+    ]
+}
+TEXT = {
+    "type": ["object", "null"],
+    "properties": {
+        "format": {
+            "anyOf": [
+                {"type": "null"},
+                {"type": "object", "maxProperties": 0},
+                {
+                    "type": "object",
+                    "required": ["type"],
+                    "properties": {"type": {"enum": ["text", "json_object"]}},
+                },
+                {
+                    "type": "object",
+                    "required": ["type", "schema"],
+                    "properties": {
+                        "type": {"const": "json_schema"},
+                        "name": {"type": "string"},
+                        "schema": {"type": "object"},
+                        "strict": {"type": ["boolean", "null"]},
+                    },
+                },
+            ]
+        }
+    },
+}
+REASONING = {
+    "type": ["object", "null"],
+    "properties": {
+        "effort": {"enum": ["none", "minimal", "low", "medium", "high", None]},
+    },
+}
+
+
+class ResponseCreateInput(ResponseCreateInputSerializer):
+    """`POST /openai/v1/responses` body."""
+
+    input = schema_field(
+        {"anyOf": [{"type": "string"}, {"type": "array", "minItems": 1, "items": INPUT_ITEM}]}
+    )
+    tools = schema_field({"type": ["array", "null"], "items": TOOL}, required=False)
+    tool_choice = schema_field(TOOL_CHOICE, required=False)
+    text = schema_field(TEXT, required=False)
+    reasoning = schema_field(REASONING, required=False)
+
 
 EXAMPLE_RESPONSE = {
     "id": "resp_6a1f0c",
@@ -93,7 +223,7 @@ responses_create = extend_schema(
         "then `response.completed` (`response.incomplete` when `max_output_tokens` cut it). "
         "A failure after the first event sends `response.failed` and an `error` event."
     ),
-    request=ResponseCreateInputSerializer,
+    request=ResponseCreateInput,
     parameters=KEY_HEADERS,
     examples=[
         request_example(

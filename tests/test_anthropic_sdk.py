@@ -337,3 +337,20 @@ def test_a_rate_limited_key_is_a_rate_limit_error(gateway: str, db) -> None:
             sdk.messages.create(model=MODEL, max_tokens=5, messages=HELLO)
 
     assert caught.value.body["error"]["type"] == "rate_limit_error"
+
+
+def test_thinking_is_relayed_from_a_thinking_model_and_dropped_for_others(
+    client: anthropic.Anthropic, fake_ollama: FakeOllama
+) -> None:
+    thinking = {"type": "enabled", "budget_tokens": 1024}
+
+    thought = client.messages.create(
+        model="qwen3:8b", max_tokens=200, messages=HELLO, thinking=thinking
+    )
+    assert last_chat(fake_ollama)["think"] is True
+    plain = client.messages.create(model=MODEL, max_tokens=50, messages=HELLO, thinking=thinking)
+
+    assert thought.content[0].type == "thinking"
+    assert thought.content[0].thinking
+    assert "think" not in last_chat(fake_ollama)
+    assert [block.type for block in plain.content] == ["text"]
