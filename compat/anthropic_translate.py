@@ -195,8 +195,10 @@ def _tools(tools: list[dict[str, Any]] | None, tool_choice: Any) -> list[dict[st
     Ollama has no `tool_choice`: `none` sends no tools, `tool` only the named
     one; `auto` and `any` send them all (the model decides).
     """
-    choice = tool_choice.get("type") if isinstance(tool_choice, dict) else tool_choice
-    if choice not in (None, "auto", "any", "tool", "none"):
+    if tool_choice is not None and not isinstance(tool_choice, dict):
+        raise BadRequestError("tool_choice must be an object.", param="tool_choice")
+    choice = tool_choice.get("type") if tool_choice is not None else "auto"
+    if choice not in ("auto", "any", "tool", "none"):
         raise BadRequestError(
             "tool_choice.type must be auto, any, tool or none.", param="tool_choice.type"
         )
