@@ -111,7 +111,7 @@ TOOL = {
     "properties": {
         "name": {"type": "string", "minLength": 1},
         "description": {"type": "string"},
-        "input_schema": {**tool_parameters_schema(nullable_type=False), "type": "object"},
+        "input_schema": {**tool_parameters_schema(nullable_type=True), "type": "object"},
         "type": {"enum": ["custom"], "description": "Server tools are refused."},
     },
 }

@@ -113,7 +113,9 @@ def _system(system: Any) -> str:
         for index, block in enumerate(system):
             if not isinstance(block, dict) or block.get("type") != "text":
                 raise BadRequestError("system blocks must be text.", param=f"system.{index}")
-            texts.append(str(block.get("text") or ""))
+            if not isinstance(block.get("text"), str):
+                raise BadRequestError("A text block needs text.", param=f"system.{index}.text")
+            texts.append(block["text"])
         return "\n".join(texts)
     raise BadRequestError("system must be a string or a list of text blocks.", param="system")
 
