@@ -147,7 +147,13 @@ def _messages(system: Any, messages: list[dict[str, Any]]) -> list[dict[str, Any
                 images.append(_image(block, block_param))
             elif kind == "tool_use" and role == "assistant":
                 name, arguments = block.get("name"), block.get("input")
-                if not isinstance(name, str) or not name or not isinstance(arguments, dict):
+                call_id = block.get("id")
+                if (
+                    not isinstance(name, str)
+                    or not name
+                    or not isinstance(arguments, dict)
+                    or not isinstance(call_id, (str, type(None)))
+                ):
                     raise BadRequestError(
                         "A tool_use block needs a name and an input object.", param=block_param
                     )
@@ -164,6 +170,12 @@ def _messages(system: Any, messages: list[dict[str, Any]]) -> list[dict[str, Any
                     text = f"Error: {text}"
                 result: dict[str, Any] = {"role": "tool", "content": text}
                 call_id = block.get("tool_use_id")
+                if not isinstance(call_id, (str, type(None))) or not isinstance(
+                    block.get("is_error", False), bool
+                ):
+                    raise BadRequestError(
+                        "tool_use_id must be a string and is_error a boolean.", param=block_param
+                    )
                 if isinstance(call_id, str):
                     result["tool_call_id"] = call_id
                     if call_id in names_by_id:
