@@ -188,8 +188,9 @@ class ToolCallFunctionField(serializers.DictField):
 
 
 class OllamaToolCallSerializer(serializers.Serializer):
-    """A tool call in a message's history: `{"function": {"name", "arguments": {...}}}`."""
+    """A tool call in a message's history: `{"id"?, "function": {"name", "arguments": {...}}}`."""
 
+    id = serializers.CharField(required=False, help_text="The call's id, as Ollama gave it.")
     function = ToolCallFunctionField()
 
 

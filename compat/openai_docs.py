@@ -140,7 +140,7 @@ embeddings_create = extend_schema(
     description=(
         "One vector per input from one backend call. `encoding_format: base64` returns each "
         "vector as base64 of little-endian float32 (what the openai SDK asks for by default). "
-        "Token arrays are refused with `400`."
+        "Token arrays are refused with `400` (LangChain: `check_embedding_ctx_length=False`)."
     ),
     request=OpenAIEmbeddingInputSerializer,
     responses={

@@ -455,13 +455,32 @@ class ModalitiesField(serializers.ListField):
     """`modalities`: asking for `audio` is refused (400 naming `audio`, see `validate`)."""
 
 
+# Token ids are OpenAI's (cl100k_base) and mean nothing to a local model: decoding
+# them needs that vocabulary, which no well-kept package ships (tiktoken downloads
+# it at run time, which a gateway must not do).
+TOKEN_ARRAYS_REFUSED = (
+    "Token arrays are not supported: send the text. LangChain's OpenAIEmbeddings sends "
+    "token ids by default: set check_embedding_ctx_length=False "
+    "(OpenAIEmbeddings(..., check_embedding_ctx_length=False))."
+)
+
+
+def _token_ids(value: Any) -> bool:
+    """A list of token ids (or a list of such lists)."""
+    if not isinstance(value, list) or not value:
+        return False
+    return all(isinstance(item, int) and not isinstance(item, bool) for item in value) or all(
+        isinstance(item, list) and item and all(isinstance(i, int) for i in item) for item in value
+    )
+
+
 class EmbeddingInputsField(AnyJSONField):
     """`input`: a string or a list of strings, none empty; returned as a list."""
 
     def to_internal_value(self, data: Any) -> list[str]:
         items = [data] if isinstance(data, str) else data
-        if isinstance(items, list) and items and all(isinstance(i, int) for i in items):
-            refuse("Token arrays are not supported: send the text.")
+        if _token_ids(items):
+            refuse(TOKEN_ARRAYS_REFUSED)
         if not isinstance(items, list) or not all(isinstance(item, str) for item in items):
             refuse("input must be a string or a list of strings.")
         if not items or any(not item for item in items):

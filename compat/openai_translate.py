@@ -131,7 +131,11 @@ def _messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
         if message.get("tool_calls") and role == "assistant":
             # Ollama reads tool calls from the assistant's messages only.
             native["tool_calls"] = [
-                {"function": call["function"]} for call in message["tool_calls"]
+                {
+                    "function": call["function"],
+                    **({"id": str(call["id"])} if call.get("id") else {}),
+                }
+                for call in message["tool_calls"]
             ]
         if role == "tool":
             # Ollama links a tool result to its call by the function's name.

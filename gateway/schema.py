@@ -38,6 +38,7 @@ from drf_spectacular.utils import (
     OpenApiParameter,
     OpenApiResponse,
     extend_schema,
+    extend_schema_field,
     extend_schema_serializer,
 )
 from rest_framework import serializers
@@ -148,7 +149,7 @@ MODEL_ERRORS = (*LIST_ERRORS, 404)
 INFERENCE_ERRORS = (*MODEL_ERRORS, *BODY_ERRORS, 507)
 
 
-def _error_responses(
+def error_responses(
     statuses: Iterable[int], named: dict[str, APIError], body: Any, serializer: Any, **doc: str
 ) -> dict[int, OpenApiResponse]:
     responses: dict[int, OpenApiResponse] = {}
@@ -178,15 +179,25 @@ def _envelope(exc: APIError) -> dict[str, Any]:
     return _example_timestamp(error_body(exc))
 
 
+def schema_field(schema: dict[str, Any], **kwargs: Any) -> serializers.Field:
+    """A documentation-only field whose JSON schema is `schema` (say `null` in it if allowed).
+
+    For request shapes whose rules live in code (translation, cross-field
+    checks): documentation subclasses of the real serializers use it.
+    """
+    field_class = extend_schema_field(schema)(type("DocumentedField", (serializers.JSONField,), {}))
+    return field_class(**kwargs)
+
+
 def errors(*statuses: int, **named: APIError) -> dict[int, OpenApiResponse]:
     """Documented error responses for `statuses`: the envelope, and as examples the
     `named` errors of a status, or else the gateway's usual ones (`ERROR_EXAMPLES`)."""
-    return _error_responses(statuses, named, _envelope, ErrorEnvelopeSerializer)
+    return error_responses(statuses, named, _envelope, ErrorEnvelopeSerializer)
 
 
 def ollama_errors(*statuses: int) -> dict[int, OpenApiResponse]:
     """The same in Ollama's shape (`{"error": "..."}`), bad input being a 400."""
-    return _error_responses(
+    return error_responses(
         statuses,
         {},
         lambda exc: {"error": exc.message},
@@ -213,11 +224,14 @@ def answer_or_stream(
     *,
     stream_type: str = "text/event-stream",
     stream_name: str = "events",
+    whole_example: tuple[str, Any] | None = None,
 ) -> dict[tuple[int, str], OpenApiResponse]:
-    """`200` as one JSON answer (`stream: false`, the serializer's own example) or as a
-    stream (`stream_example`), under one description."""
+    """`200` as one JSON answer (`stream: false`, the serializer's own example unless
+    `whole_example` names one) or as a stream (`stream_example`), under one description."""
     return {
-        (200, "application/json"): OpenApiResponse(whole, description),
+        (200, "application/json"): answer(whole, description, *whole_example)
+        if whole_example
+        else OpenApiResponse(whole, description),
         (200, stream_type): answer(stream, description, stream_name, stream_example),
     }
 

@@ -592,12 +592,23 @@ def model_create(
 
 async def model_delete(*, model_id: str, backend: str | None = None) -> None:
     """Remove a model from `backend`; `ModelNotFoundError` if unknown."""
-    await backend_get().model_delete(model=model_id, backend=backend)
+    try:
+        await backend_get().model_delete(model=model_id, backend=backend)
+    except ModelNotFoundError:
+        raise _missing(model_id) from None
 
 
 async def model_copy(*, source: str, destination: str, backend: str | None = None) -> None:
     """Copy a model on `backend` under a new name; `ModelNotFoundError` if `source` is unknown."""
-    await backend_get().model_copy(source=source, destination=destination, backend=backend)
+    try:
+        await backend_get().model_copy(source=source, destination=destination, backend=backend)
+    except ModelNotFoundError:
+        raise _missing(source) from None
+
+
+def _missing(model_id: str) -> ModelNotFoundError:
+    # Not the default "pull it first": pulling a model to delete or copy it is no advice.
+    return ModelNotFoundError(model_id, f"model '{model_id}' not found")
 
 
 async def backend_version() -> str:

@@ -67,11 +67,14 @@ def count_request(request: HttpRequest | Request, *, caller: policy.Caller, grou
 
 
 class ApiKeyAuthentication(BaseAuthentication):
-    """`Authorization: Bearer <key>`; every failure is a 401 `invalid_api_key`."""
+    """`Authorization: Bearer <key>`, or `x-api-key: <key>` (how Anthropic's SDKs
+    send it); every failure is a 401 `invalid_api_key`."""
 
     def authenticate(self, request: Request) -> tuple[Any, policy.Caller]:
         header = get_authorization_header(request)
         raw_key = policy.parse_bearer(header.decode("latin-1") if header else None)
+        if raw_key is None:
+            raw_key = request.META.get("HTTP_X_API_KEY")
         target = django_request(request)
         try:
             caller = policy.caller_authenticate(

@@ -508,6 +508,11 @@ SPECTACULAR_SETTINGS = {
             'shapes (errors are `{"error": "..."}`), behind the gateway\'s keys.',
         },
         {
+            "name": "anthropic",
+            "description": "Anthropic's Messages API under `/anthropic/v1/` (and `/ollama/v1/`, "
+            "as Ollama serves it): Anthropic's shapes and errors, keys as `x-api-key` or Bearer.",
+        },
+        {
             "name": "keys",
             "description": "Key management for staff (HTTP basic auth or an admin session).",
         },

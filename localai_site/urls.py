@@ -9,6 +9,7 @@ from drf_spectacular.views import (
     SpectacularYAMLAPIView,
 )
 
+from compat.ollama_views import ollama_root
 from gateway import probes, scrape
 from gateway.schema import local_only
 from keys.backends_admin import backends_admin_view
@@ -44,11 +45,19 @@ urlpatterns = [
     # OpenAI's API for the openai SDKs and LangChain; Ollama's own API (and
     # its OpenAI mirror under /ollama/v1/) for Ollama clients. Same service.
     path("openai/v1/", include("compat.openai_urls")),
+    # Anthropic's Messages API for the anthropic SDKs; Ollama serves it under /v1/ too.
+    path("anthropic/v1/", include("compat.anthropic_urls")),
+    path(
+        "ollama/v1/",
+        include(("compat.anthropic_urls", "anthropic_compat"), namespace="ollama_anthropic"),
+    ),
     path(
         "ollama/v1/",
         include(("compat.openai_urls", "openai_compat"), namespace="ollama_openai_compat"),
     ),
     path("ollama/", include("compat.ollama_urls")),
+    # `OLLAMA_HOST=.../ollama` clients probe the base URL itself, without a slash.
+    path("ollama", ollama_root, name="ollama-root"),
     # The key-management API (staff only), before the admin's catch-all.
     path("", include("keys.urls")),
     # The operator's dashboard and broadcast form (staff only).

@@ -1724,6 +1724,7 @@ class FakeOllama:
         if forced is not None:
             wanted = [forced] if isinstance(forced, Mapping) else list(forced)
             specs = [(str(c["name"]), dict(c.get("arguments") or {})) for c in wanted]
+            fixed_ids = [c.get("id") for c in wanted]
         elif "weather" in text.lower():
             named = [
                 t
@@ -1737,13 +1738,15 @@ class FakeOllama:
                 named[0],
             )
             specs = [(str(tool["function"].get("name", "")), _tool_arguments(tool, text))]
+            fixed_ids = [None]
         else:
             return None
         self._call_counter += 1
         calls = []
         for index, (name, arguments) in enumerate(specs):
             digest = hashlib.sha1(f"{self._call_counter}:{index}".encode()).digest()
-            call_id = "call_" + "".join(
+            # A test may fix the id (`tool_call={"id": ...}`) to follow it across surfaces.
+            call_id = fixed_ids[index] or "call_" + "".join(
                 "abcdefghijklmnopqrstuvwxyz0123456789"[b % 36] for b in digest[:8]
             )
             calls.append(

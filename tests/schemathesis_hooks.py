@@ -45,9 +45,16 @@ def _positive(case: Case) -> bool:
 @schemathesis.hook
 def map_case(context: HookContext, case: Case) -> Case:
     body = case.body
-    if not _positive(case) or not isinstance(body, dict):
+    if not isinstance(body, dict):
         return case
     path = case.operation.path
+    anthropic = path.endswith(("/v1/messages", "/v1/messages/count_tokens"))
+    if anthropic and str(body.get("model")).lower() in FAKE_MODELS:
+        # Any case (a model name is valid either way): one that can think, as
+        # `thinking` asks, whichever generation mode produced the case.
+        body["model"] = CHAT_MODEL
+    if not _positive(case):
+        return case
     if path == "/admin/api-keys" and isinstance(body.get("owner"), str):
         body["owner"] = STAFF_USER
     for field in ("model", "name", "source"):
@@ -60,6 +67,20 @@ def map_case(context: HookContext, case: Case) -> Case:
         names = [tool["function"]["name"] for tool in tools or () if isinstance(tool, dict)]
         if names:
             choice["function"]["name"] = names[0]
+    # Anthropic's {"type": "tool", "name"} and the Responses API's {"type": "function", "name"}.
+    if isinstance(choice, dict) and isinstance(choice.get("name"), str):
+        names = [tool.get("name") for tool in tools or () if isinstance(tool, dict)]
+        if names:
+            choice["name"] = names[0]
+    items = body.get("input") if isinstance(body.get("input"), list) else ()
+    for item in items:
+        if isinstance(item, dict) and isinstance(item.get("arguments"), str):
+            try:
+                valid = isinstance(json.loads(item["arguments"]), dict)
+            except ValueError:
+                valid = False
+            if not valid and item["arguments"]:
+                item["arguments"] = "{}"
     for message in body.get("messages") or ():
         for call in (message or {}).get("tool_calls") or ():
             function = call.get("function") if isinstance(call, dict) else None

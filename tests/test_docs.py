@@ -29,7 +29,7 @@ from referencing.jsonschema import DRAFT202012
 ROOT = Path(__file__).resolve().parent.parent
 METHODS = ("get", "put", "post", "delete", "patch")
 OPEN_OPERATIONS = {"healthz", "readyz", "ollama_root"}
-TAGS = {"models", "chat", "embeddings", "openai", "ollama", "keys", "health"}
+TAGS = {"models", "chat", "embeddings", "openai", "ollama", "anthropic", "keys", "health"}
 
 
 @pytest.fixture
@@ -207,14 +207,20 @@ def test_every_operation_documents_every_error_it_can_give_with_the_envelope(
         where = f"{method.upper()} {path}"
         responses = operation["responses"]
         expected = {"401", "403", "429"}
+        anthropic = operation["tags"] == ["anthropic"]
         if "requestBody" in operation:
-            expected |= {"400", "413"} if path.startswith("/ollama/api/") else {"400", "422"}
+            # Ollama and Anthropic answer a field error with 400, never 422.
+            expected |= (
+                {"400", "413"} if path.startswith("/ollama/api/") or anthropic else {"400", "422"}
+            )
         if "{" in path:
             expected.add("404")
         if not path.startswith("/admin/"):
             expected |= {"502", "503", "504"}
         assert expected <= responses.keys(), (where, expected - responses.keys())
         envelope = "OllamaError" if path.startswith("/ollama/api/") else "ErrorEnvelope"
+        if anthropic:
+            envelope = "AnthropicError"
         for status, response in responses.items():
             if status.startswith(("4", "5")):
                 content = response["content"]["application/json"]

@@ -288,7 +288,7 @@ def test_tool_calls_round_trip_with_arguments_as_json_strings(
 
     sent = last_chat(fake_ollama)["messages"]
     assert sent[1]["tool_calls"] == [
-        {"function": {"name": "get_weather", "arguments": {"city": "Paris"}}}
+        {"id": call.id, "function": {"name": "get_weather", "arguments": {"city": "Paris"}}}
     ]
     assert sent[2] == {"role": "tool", "content": "18 degrees, sunny", "tool_name": "get_weather"}
     assert second.choices[0].message.content == "The tool returned: 18 degrees, sunny"

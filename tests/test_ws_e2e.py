@@ -347,3 +347,24 @@ def test_the_readme_script_example_works_as_written(
     assert result.returncode == 0, result.stderr
     # 1 prompt word + 10 template tokens, 3 completion tokens.
     assert result.stdout == "Hi there!\n[14 tokens]\n"
+
+
+def test_the_readme_script_prints_the_error_of_a_bad_key_without_a_traceback(
+    gateway: str, fake_ollama: FakeOllama, db
+):
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("## WebSocket chat") :]
+    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)  # type: ignore[union-attr]
+    code = code.replace("ws://127.0.0.1:8000", gateway.replace("http://", "ws://"))
+
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        env={**os.environ, "LOCALAI_API_KEY": "lai_wrong", "NO_PROXY": "*"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+    assert result.returncode == 1
+    assert result.stderr.startswith("invalid_api_key: "), result.stderr
+    assert "Traceback" not in result.stderr

@@ -57,6 +57,27 @@ logger = logging.getLogger(__name__)
 _OOM_MARKERS = ("more system memory", "out of memory", "insufficient memory", "cudaMalloc")
 
 
+def _keep_tool_call_ids() -> None:
+    """Let the ollama client keep the `id` Ollama gives each tool call (since v0.12.10).
+
+    ollama-python (0.6.3, pinned) models a tool call without `id`, and its
+    pydantic models drop unknown keys, both in answers and in the history it
+    sends: so every surface lost the ids. Allowing extra keys on that one
+    model (pydantic's public config, then rebuilding the models that hold it;
+    the request model is only in `ollama._types`, hence the pin) keeps them
+    both ways. Guarded by tests/test_tool_call_ids.py, which fails if an
+    upgrade changes this.
+    """
+    from ollama import _types
+
+    ollama.Message.ToolCall.model_config["extra"] = "allow"
+    for model in (ollama.Message.ToolCall, ollama.Message, ollama.ChatResponse, _types.ChatRequest):
+        model.model_rebuild(force=True)
+
+
+_keep_tool_call_ids()
+
+
 class OllamaBackend:
     """An `InferenceBackend` over one Ollama host."""
 
@@ -684,7 +705,11 @@ def _tool_calls(calls: Any) -> list[ToolCall]:
     if not calls:
         return []
     return [
-        ToolCall(name=call.function.name, arguments=dict(call.function.arguments or {}))
+        ToolCall(
+            name=call.function.name,
+            arguments=dict(call.function.arguments or {}),
+            id=(call.model_extra or {}).get("id"),
+        )
         for call in calls
     ]
 
