@@ -152,10 +152,11 @@ def _messages(system: Any, messages: list[dict[str, Any]]) -> list[dict[str, Any
                     not isinstance(name, str)
                     or not name
                     or not isinstance(arguments, dict)
-                    or not isinstance(call_id, (str, type(None)))
+                    or ("id" in block and not isinstance(call_id, str))
                 ):
                     raise BadRequestError(
-                        "A tool_use block needs a name and an input object.", param=block_param
+                        "A tool_use block needs a name, an input object and (if any) a string id.",
+                        param=block_param,
                     )
                 call: dict[str, Any] = {"function": {"name": name, "arguments": arguments}}
                 if isinstance(block.get("id"), str):

@@ -280,7 +280,7 @@ def test_model_management_targets_the_backend_the_caller_names(
 
     assert unnamed.status_code == 400
     assert "X-Backend" in unnamed.json()["error"]
-    assert unknown.status_code == 400
+    assert unknown.status_code == 404
     assert "no backend named 'z'" in unknown.json()["error"]
     # A model only one backend has needs no name: the fake has no delete route (404).
     assert only_c.status_code == 404, only_c.text

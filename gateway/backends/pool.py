@@ -57,6 +57,7 @@ from gateway.errors import (
     BackendUnavailableError,
     BadRequestError,
     ModelNotFoundError,
+    NotFoundError,
     retry_after_seconds,
 )
 
@@ -524,7 +525,8 @@ class BackendPool:
         if backend is not None:
             member = self.members.get(backend)
             if member is None:
-                raise BadRequestError(
+                # Like any named thing that is not there: 404 (the header itself is valid).
+                raise NotFoundError(
                     f"There is no backend named '{backend}' (backends: {', '.join(self.members)}).",
                     code="unknown_backend",
                     param="X-Backend",
