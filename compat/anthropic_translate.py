@@ -73,6 +73,8 @@ def _image(block: dict[str, Any], param: str) -> str:
             "Only base64 image sources are supported (no URLs: nothing is fetched).",
             param=f"{param}.source",
         )
+    if "media_type" in source and not isinstance(source["media_type"], str):
+        raise BadRequestError("media_type must be a string.", param=f"{param}.source.media_type")
     data = source.get("data")
     try:
         base64.b64decode(data if isinstance(data, str) else "", validate=True)
@@ -171,7 +173,7 @@ def _messages(system: Any, messages: list[dict[str, Any]]) -> list[dict[str, Any
                     text = f"Error: {text}"
                 result: dict[str, Any] = {"role": "tool", "content": text}
                 call_id = block.get("tool_use_id")
-                if not isinstance(call_id, (str, type(None))) or not isinstance(
+                if ("tool_use_id" in block and not isinstance(call_id, str)) or not isinstance(
                     block.get("is_error", False), bool
                 ):
                     raise BadRequestError(
