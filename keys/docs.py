@@ -1,7 +1,8 @@
 """OpenAPI documentation of the key-management API (`/admin/api-keys`), applied in `keys.views`.
 
 Staff only: HTTP basic auth (`BasicAuth`) or a logged-in admin session
-(`cookieAuth`, with its CSRF token for changes). Not an API key.
+(its cookie, with the CSRF token for changes; not a scheme in the docs, see
+`gateway.schema.AdminSessionScheme`). Not an API key.
 """
 
 from __future__ import annotations

@@ -33,11 +33,25 @@ from keys.services import api_key_create, api_key_revoke
 ONCE_NOTE = "This key will only appear once"
 
 
-def _staff_login_required() -> AuthenticationError:
+def _challenge(request: Request) -> str:
+    """The 401's `WWW-Authenticate`: Basic, except to a script in a browser.
+
+    A browser answers `Basic` with its own password prompt, even to a page's
+    `fetch()` (Swagger's "Try it out"). Browsers mark such requests
+    `Sec-Fetch-Dest: empty`; they get a scheme the browser does not prompt
+    for, and the page shows the 401 itself. curl, SDKs and scripts send no
+    such header and get `Basic`.
+    """
+    if request.headers.get("Sec-Fetch-Dest") == "empty":
+        return 'StaffBasic realm="admin"'
+    return 'Basic realm="admin"'
+
+
+def _staff_login_required(request: Request) -> AuthenticationError:
     return AuthenticationError(
         "Staff credentials required: HTTP basic auth or a logged-in admin session.",
         code="not_authenticated",
-        headers={"WWW-Authenticate": 'Basic realm="admin"'},
+        headers={"WWW-Authenticate": _challenge(request)},
     )
 
 
@@ -58,10 +72,10 @@ class StaffBasicAuthentication(BasicAuthentication):
             if getattr(request, "axes_locked_out", False):
                 raise login_locked_out_error() from None
             _count_failure(request)
-            raise _staff_login_required() from None
+            raise _staff_login_required(request) from None
 
     def authenticate_header(self, request: Request) -> str:
-        return 'Basic realm="admin"'
+        return _challenge(request)
 
 
 class IsStaff(BasePermission):
@@ -69,7 +83,7 @@ class IsStaff(BasePermission):
         user = request.user
         if user is None or not user.is_authenticated:
             _count_failure(request)
-            raise _staff_login_required()
+            raise _staff_login_required(request)
         if not (user.is_active and user.is_staff):
             raise PermissionDeniedError("Only staff users may manage API keys.", code="staff_only")
         return True

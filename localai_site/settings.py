@@ -514,7 +514,9 @@ SPECTACULAR_SETTINGS = {
         },
         {
             "name": "keys",
-            "description": "Key management for staff (HTTP basic auth or an admin session).",
+            "description": "Key management for staff: HTTP basic auth (Authorize, `BasicAuth`), "
+            "or a browser signed in to `/admin/`, whose session cookie goes along by itself "
+            "(changes also need the `X-CSRFToken` header).",
         },
         {"name": "health", "description": "Liveness and readiness probes; no key needed."},
     ],
@@ -558,6 +560,8 @@ STORAGES = {
 # Serve straight from the apps' static folders when collectstatic has not run
 # (development, tests), so `make run` needs no build step.
 WHITENOISE_USE_FINDERS = True
+# Files served at the site's root: the favicon browsers ask for on every page.
+WHITENOISE_ROOT = BASE_DIR / "localai_site" / "root"
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"

@@ -248,7 +248,7 @@ def test_bearer_auth_is_required_on_every_secured_operation_and_absent_on_open_o
             seen_open.add(operation["operationId"])
             assert not security, path
         elif path.startswith("/admin/api-keys"):
-            assert security == [{"BasicAuth": []}, {"cookieAuth": []}], path
+            assert security == [{"BasicAuth": []}], path
         else:
             assert security == [{"BearerAuth": []}], f"{method} {path}"
     assert seen_open == OPEN_OPERATIONS

@@ -179,6 +179,21 @@ def test_without_credentials_the_api_answers_401_in_the_envelope(http: httpx.Cli
     assert not ApiKey.objects.exists()
 
 
+def test_a_browser_script_gets_a_challenge_its_browser_does_not_prompt_for(
+    http: httpx.Client,
+) -> None:
+    # Browsers mark a page's fetch() with Sec-Fetch-Dest: empty; a Basic
+    # challenge there would pop the browser's password dialog over /docs.
+    answer = http.get("/admin/api-keys", headers={"Sec-Fetch-Dest": "empty"})
+
+    assert answer.status_code == 401
+    assert answer.headers["WWW-Authenticate"] == 'StaffBasic realm="admin"'
+    assert answer.json()["error"]["code"] == "not_authenticated"
+    # curl and scripts still get Basic (above), and a page navigation too.
+    navigation = http.get("/admin/api-keys", headers={"Sec-Fetch-Dest": "document"})
+    assert navigation.headers["WWW-Authenticate"] == 'Basic realm="admin"'
+
+
 def test_a_non_staff_user_gets_403(http: httpx.Client, nobody: tuple[str, str]) -> None:
     answer = http.post("/admin/api-keys", auth=nobody, json={"name": "x"})
 

@@ -111,3 +111,12 @@ def test_langchain_embeddings_work_with_the_setting_the_message_names(
     vectors = embeddings.embed_documents(["first", "second"])
 
     assert len(vectors) == 2
+
+
+def test_the_site_has_a_favicon(http: httpx.Client) -> None:
+    # Browsers ask every page's host for /favicon.ico; it was a 404 in the log.
+    answer = http.get("/favicon.ico")
+
+    assert answer.status_code == 200
+    assert answer.headers["Content-Type"] in {"image/x-icon", "image/vnd.microsoft.icon"}
+    assert answer.content[:4] == b"\x00\x00\x01\x00"  # an ICO file's header
