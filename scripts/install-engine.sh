@@ -57,11 +57,12 @@ build_wheel() {
   started=$(date +%s)
   say "building llama-cpp-python $LLAMA_CPP_PYTHON_VERSION from source (5-18 min on 2 cores)"
   say "CMAKE_ARGS=$CMAKE_FLAGS; full log: $log"
-  # Ninja's "[N/M] <compiler command>" lines are the progress; everything goes to the log.
+  # Ninja's "[N/M] <compiler command>" lines (pip -v indents them) are the progress;
+  # everything goes to the log.
   set +o pipefail
   CMAKE_ARGS="$CMAKE_FLAGS" "$PY" -m pip wheel -v --no-deps --no-cache-dir -w "$work" \
     "llama-cpp-python==$LLAMA_CPP_PYTHON_VERSION" 2>&1 | tee "$log" | awk '
-      /^\[[0-9]+\/[0-9]+\] / {
+      /^ *\[[0-9]+\/[0-9]+\] / {
         what = "link"; target = ""
         for (i = 2; i < NF; i++) { if ($i == "-c") what = $(i + 1); if ($i == "-o") target = $(i + 1) }
         if (what == "link") { n = split(target, parts, "/"); what = "link " parts[n] }
