@@ -108,7 +108,6 @@ fuzz: $(VENV)/.dev-installed
 # writes BENCHMARKS.md and bench/results.json (see bench/run.py).
 bench: $(VENV)/.dev-installed /usr/bin/wrk
 	$(BIN)/python -m bench.run
-	$(BIN)/python -m bench.routing
 
 bench-long: $(VENV)/.dev-installed /usr/bin/wrk
 	$(BIN)/python -m bench.run --long

@@ -79,8 +79,15 @@ def _key(env: dict[str, str], name: str) -> str:
     return next(word for word in out.split() if word.startswith("lai_"))
 
 
-async def flood(urls: list[str], key_a: str, key_b: str, requests: int) -> dict[str, Any]:
-    """A's flood and B's steady trickle; B's latencies and the run's throughput."""
+async def _busy_seconds(client: httpx.AsyncClient, backend: str) -> float:
+    return (await client.get(f"{backend}/_fake/stats")).json()["busy_seconds"]
+
+
+async def flood(
+    urls: list[str], key_a: str, key_b: str, requests: int, backend: str
+) -> dict[str, Any]:
+    """A's flood and B's steady trickle; B's latencies, the run's throughput, and
+    the backend's busy share (its own busy time over the run's wall time)."""
     b_latencies: list[float] = []
     statuses: dict[int, int] = {}
     limits = httpx.Limits(max_connections=200, max_keepalive_connections=200)
@@ -103,6 +110,7 @@ async def flood(urls: list[str], key_a: str, key_b: str, requests: int) -> dict[
                 )
                 statuses[answer.status_code] = statuses.get(answer.status_code, 0) + 1
 
+        busy_before = await _busy_seconds(client, backend)
         started = time.monotonic()
         workers = [asyncio.create_task(worker(i)) for i in range(50)]
         done = asyncio.gather(*workers)
@@ -124,6 +132,7 @@ async def flood(urls: list[str], key_a: str, key_b: str, requests: int) -> dict[
                 )
         await done
         elapsed = time.monotonic() - started
+        busy = await _busy_seconds(client, backend) - busy_before
     served = requests + b_sent
     return {
         "b_requests": len(b_latencies),
@@ -131,8 +140,11 @@ async def flood(urls: list[str], key_a: str, key_b: str, requests: int) -> dict[
         "b_p95_ms": round(_p95(b_latencies) * 1000, 1),
         "elapsed_s": round(elapsed, 2),
         "requests_per_s": round(served / elapsed, 2),
-        # The slot's busy share: the backend's own service time over the wall time.
-        "slot_busy": round(min(1.0, served * SERVICE_SECONDS / elapsed), 3),
+        # The slot's busy share: the time the backend had a request running (its
+        # own count: from taking a request to the last byte of its answer) over
+        # the wall time of the run, all of which had work queued.
+        "slot_busy": round(min(1.0, busy / elapsed), 3),
+        "backend_ms_per_request": round(busy / served * 1000, 1),
         "statuses": statuses,
     }
 
@@ -184,7 +196,7 @@ def run(requests: int, redis_url: str | None) -> dict[str, Any]:
                 redis_lib.Redis.from_url(redis).flushdb()
             with gateways(env, processes) as urls:
                 print(f"  {name} ...", file=sys.stderr, flush=True)
-                results[name] = asyncio.run(flood(urls, key_a, key_b, requests))
+                results[name] = asyncio.run(flood(urls, key_a, key_b, requests, backend))
     return results
 
 

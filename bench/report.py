@@ -323,7 +323,74 @@ def target_rows(r: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
                 verdict,
             )
         )
+    rows += _engine_rows(r.get("engine") or {}, t)
+    rows += _flood_rows(r.get("flood") or {}, t)
+    routing = r.get("routing") or {}
+    if routing:
+        added = routing["added_us"]
+        rows.append(
+            (
+                "routing cost per request, 3 backends against 1",
+                f"≤ {t['routing_added_us']:g} µs",
+                f"{added:+.1f} µs ({routing['three_us']:.1f} µs)",
+                f"{routing['one_us']:.1f} µs (1 backend)",
+                _verdict(added <= t["routing_added_us"]),
+            )
+        )
     return rows
+
+
+FLOOD_SCHEDULED = "with the scheduler"
+FLOOD_FIFO = "without the scheduler (backend FIFO)"
+
+
+def _engine_rows(engine: dict[str, Any], t: dict[str, float]) -> list[tuple[str, ...]]:
+    if "direct" not in engine:
+        return []
+    ratio, added = engine["tokens_per_s_ratio"], engine["ttft_added_ms"]
+    direct, gateway = engine["direct"], engine["gateway"]
+    return [
+        (
+            "embedded engine, decode speed through the gateway (streamed, greedy)",
+            f"≥ {t['engine_tokens_ratio']:g} of direct",
+            f"{gateway['tokens_per_s']:.1f} tokens/s; {ratio:.3f} of direct",
+            f"{direct['tokens_per_s']:.1f} tokens/s (llama.cpp called in-process)",
+            _verdict(ratio >= t["engine_tokens_ratio"]),
+        ),
+        (
+            "embedded engine, added time to first token",
+            f"≤ {t['engine_ttft_added_ms']:g} ms",
+            f"{added:+.1f} ms ({gateway['ttft_ms']:.1f} ms)",
+            f"{direct['ttft_ms']:.1f} ms",
+            _verdict(added <= t["engine_ttft_added_ms"]),
+        ),
+    ]
+
+
+def _flood_rows(flood: dict[str, Any], t: dict[str, float]) -> list[tuple[str, ...]]:
+    fair, fifo = flood.get(FLOOD_SCHEDULED), flood.get(FLOOD_FIFO)
+    if not fair or not fifo:
+        return []
+    goal_ms = t["flood_b_p95_service_times"] * flood["service_ms"]
+    return [
+        (
+            "fair scheduler: B's p95 while A floods one slot (200 requests at concurrency 50)",
+            f"≤ {goal_ms:g} ms ({t['flood_b_p95_service_times']:g} service times)",
+            f"{fair['b_p95_ms']:,.0f} ms",
+            f"{fifo['b_p95_ms']:,.0f} ms without the scheduler (backend FIFO)",
+            _verdict(fair["b_p95_ms"] <= goal_ms),
+        ),
+        (
+            "fair scheduler: the slot's busy share while work is queued; throughput",
+            f"≥ {t['flood_slot_busy']:.0%}; not lower than FIFO",
+            f"{fair['slot_busy']:.0%}; {fair['requests_per_s']} req/s",
+            f"{fifo['slot_busy']:.0%}; {fifo['requests_per_s']} req/s",
+            _verdict(
+                fair["slot_busy"] >= t["flood_slot_busy"]
+                and fair["requests_per_s"] >= fifo["requests_per_s"]
+            ),
+        ),
+    ]
 
 
 def _table(header: list[str], rows: list[list[str]] | list[tuple[str, ...]]) -> str:
@@ -607,6 +674,54 @@ def render(results: dict[str, Any], meta: dict[str, Any], analysis: str) -> str:
                 f"MB: {sockets['kb_each']:.1f} KB per connection."
             )
         out.append("")
+    engine = r.get("engine") or {}
+    if engine:
+        out += ["## Embedded engine", ""]
+        if "direct" in engine:
+            mib = 1024 * 1024
+            out += [
+                f"`python -m bench.engine`: SmolLM2-135M, {engine['rounds']} rounds of a "
+                f"{engine['max_tokens']}-token streamed answer, greedy, {engine['threads']} "
+                "threads, alternating llama.cpp called in this process (direct) and "
+                "`POST /v1/chat/completions` through a `make run`-style gateway (unpinned, "
+                "no Ollama); medians.",
+                "",
+                _table(
+                    ["path", "time to first token", "tokens/s", "tokens"],
+                    [
+                        [
+                            name,
+                            f"{engine[name]['ttft_ms']:.1f} ms",
+                            f"{engine[name]['tokens_per_s']:.1f}",
+                            f"{engine[name]['tokens']:.0f}",
+                        ]
+                        for name in ("direct", "gateway")
+                    ],
+                ),
+                "",
+                f"Gateway server RSS: {engine['server_rss_idle_bytes'] / mib:.0f} MiB idle, "
+                f"{engine['server_rss_loaded_bytes'] / mib:.0f} MiB with both models loaded "
+                "(after one chat and one embedding).",
+                "",
+            ]
+        else:
+            out += [engine.get("note", ""), ""]
+    flood = r.get("flood") or {}
+    if flood:
+        from bench.flood import table as flood_table
+
+        out += [
+            "## Fair scheduler: the flood",
+            "",
+            "`python -m bench.flood`: one backend slot (the fake Ollama with "
+            f"`--max-concurrent 1`, {flood['service_ms']:g} ms a request). Key A sends "
+            f"{flood['a_requests']} non-streamed chats at concurrency {flood['a_concurrency']}; "
+            "key B sends one every 0.5 s meanwhile. Gateways unpinned, as `make run` serves. "
+            "Slot busy: the backend's service time over the run's wall time.",
+            "",
+            flood_table(flood),
+            "",
+        ]
     prof = r.get("profile") or {}
     if prof.get("inclusive"):
         out += [

@@ -75,6 +75,9 @@ SECTIONS = (
     "held",
     "disconnect",
     "profile",
+    "engine",
+    "flood",
+    "routing",
 )
 
 
@@ -117,6 +120,13 @@ TARGETS = {
     "disconnect_ms": 100.0,
     # The full gateway unpinned, as a share of the bare adrf proxy's rate.
     "unpinned_of_ceiling": 0.8,
+    # The embedded engine through the gateway, against llama.cpp called directly.
+    "engine_tokens_ratio": 0.95,
+    "engine_ttft_added_ms": 5.0,
+    # The fair scheduler's flood: B's p95 within 3 service times; the slot busy.
+    "flood_b_p95_service_times": 3.0,
+    "flood_slot_busy": 0.95,
+    "routing_added_us": 100.0,
 }
 
 
@@ -1072,6 +1082,45 @@ class Bench:
             for name, values in times.items()
         }
 
+    def bench_engine(self) -> None:
+        """The embedded engine (bench/engine.py): tokens/s and time to first token
+        through an unpinned gateway against llama.cpp called directly, ABAB; the
+        server's memory with both models loaded."""
+        try:
+            import llama_cpp  # noqa: F401
+        except ImportError:
+            self.results["engine"] = {"note": "not measured: the engine is not installed"}
+            return
+        from bench import engine
+
+        with unpinned():
+            self.results["engine"] = engine.measure(
+                rounds=max(5, 3 * self.profile.repeats), max_tokens=128
+            )
+
+    def bench_flood(self) -> None:
+        """The fair scheduler's flood (bench/flood.py), unpinned: B's latency with the
+        scheduler, without it, and over two processes on Redis; the slot's busy share."""
+        from bench import flood
+
+        redis_url = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/13")
+        try:
+            import redis
+
+            redis.Redis.from_url(redis_url, socket_connect_timeout=2).ping()
+        except Exception:
+            redis_url = ""
+        with unpinned():
+            self.results["flood"] = flood.run(
+                200 if self.profile is not SMOKE else 40, redis_url or None
+            )
+
+    def bench_routing(self) -> None:
+        """The routing cost per request (bench/routing.py): one backend against three."""
+        from bench import routing
+
+        self.results["routing"] = routing.measure()
+
     def bench_profile(self) -> None:
         """py-spy over the main gateway during the chat throughput load."""
         spy = BIN / "py-spy"
@@ -1338,6 +1387,17 @@ def versions() -> dict[str, str]:
         out = subprocess.run(["wrk", "-v"], capture_output=True, text=True)
         found["wrk"] = (out.stdout + out.stderr).split()[1] if (out.stdout + out.stderr) else "?"
     return found
+
+
+@contextlib.contextmanager
+def unpinned() -> Any:
+    """This driver (and what it starts) on every core for a while, as users run things."""
+    before = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, range(os.cpu_count() or 1))
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, before)
 
 
 def git_commit() -> str:

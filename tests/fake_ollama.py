@@ -1050,6 +1050,10 @@ class FakeOllama:
         self._active = 0
         # The most inference requests it ran at once (since the last reset).
         self.peak_in_flight = 0
+        # Seconds with at least one inference request running (the slot busy),
+        # and when the current busy spell began (benchmarks read both).
+        self.busy_seconds = 0.0
+        self._busy_since: float | None = None
         self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
         self._in_flight: dict[asyncio.Task[Any], web.Request] = {}
         self._call_counter = 0
@@ -1066,6 +1070,8 @@ class FakeOllama:
             "/api/generate": {"POST": self._generate},
             "/api/embed": {"POST": self._embed},
             "/api/embeddings": {"POST": self._embeddings},
+            # Not Ollama's: the fake's own counters, for benchmarks in another process.
+            "/_fake/stats": {"GET": self._stats},
         }
 
     # ----------------------------------------------------------------- lifecycle
@@ -1337,9 +1343,25 @@ class FakeOllama:
             raise _ApiError(404, not_found)
         return model
 
+    def busy_now(self) -> float:
+        """Seconds the backend has had a request running, the current spell included."""
+        spell = time.monotonic() - self._busy_since if self._busy_since is not None else 0.0
+        return self.busy_seconds + spell
+
+    async def _stats(self, call: _Call) -> web.Response:
+        return web.json_response(
+            {
+                "busy_seconds": self.busy_now(),
+                "peak_in_flight": self.peak_in_flight,
+                "requests": len(self._requests),
+            }
+        )
+
     async def _acquire_slot(self) -> None:
         limit = self.max_concurrent
         if limit is None or (self._active < limit and not self._waiters):
+            if self._active == 0:
+                self._busy_since = time.monotonic()
             self._active += 1
             self.peak_in_flight = max(self.peak_in_flight, self._active)
             return
@@ -1366,6 +1388,9 @@ class FakeOllama:
                 self._active += 1
                 self.peak_in_flight = max(self.peak_in_flight, self._active)
                 waiter.set_result(None)
+        if self._active == 0 and self._busy_since is not None:
+            self.busy_seconds += time.monotonic() - self._busy_since
+            self._busy_since = None
         # A released slot is what `wait_until(lambda f: f.in_flight == 0)` waits
         # for: it lands after the client has read the last byte of the answer.
         with self._cond:
