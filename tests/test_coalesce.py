@@ -111,7 +111,8 @@ def test_64_waiting_requests_share_two_backend_calls_each_with_its_own_vectors_a
     backend_tokens = one_slot.embed_tokens
     assert one_slot.peak_in_flight == 1
     calls = [r.json["input"] for r in one_slot.requests_to("/api/embed")]
-    assert calls == [texts[:1], texts[1:]]
+    # (The 63 reached the gateway in whatever order their connections made.)
+    assert calls[0] == texts[:1] and sorted(calls[1]) == sorted(texts[1:])
     vectors = [a.json()["embeddings"][0] for a in answers]
     tokens = [a.json()["usage"]["prompt_tokens"] for a in answers]
     assert vectors == _alone(one_slot, texts)
@@ -195,7 +196,10 @@ def test_every_surface_rides_in_the_same_batch_and_keeps_its_own_order(
     native_answer, openai_answer, ollama_answer = asyncio.run(run())
 
     assert one_slot.embed_calls == 2
-    assert one_slot.requests_to("/api/embed")[1].json["input"] == native + openai_ + ollama_
+    # One call: each request's inputs together and in their order (requests in arrival order).
+    sent = one_slot.requests_to("/api/embed")[1].json["input"]
+    assert sorted(sent) == sorted(native + openai_ + ollama_)
+    assert all(_contains(sent, part) for part in (native, openai_, ollama_))
     assert native_answer.json()["embeddings"] == _alone(one_slot, native)
     assert [d["embedding"] for d in openai_answer.json()["data"]] == _alone(one_slot, openai_)
     assert [d["index"] for d in openai_answer.json()["data"]] == [0, 1]
@@ -268,7 +272,7 @@ def test_a_client_that_leaves_its_batch_costs_nothing_and_the_others_are_served(
 
     kept = [t for t in texts if t != "three"]
     assert [a.status_code for a in answers] == [200] * 4
-    assert one_slot.requests_to("/api/embed")[1].json["input"] == kept
+    assert sorted(one_slot.requests_to("/api/embed")[1].json["input"]) == sorted(kept)
     assert [a.json()["embeddings"][0] for a in answers] == _alone(one_slot, kept)
 
 
@@ -308,6 +312,10 @@ def test_a_batch_everyone_left_never_reaches_the_backend(
     assert one_slot.embed_calls == 1  # the backend never saw the ten
 
 
+def _contains(sequence: list[str], part: list[str]) -> bool:
+    return any(sequence[i : i + len(part)] == part for i in range(len(sequence)))
+
+
 def _scheduler_waiting() -> int:
     return sum(sum(s.waiting.values()) for s in service.scheduler_get().stats())
 
@@ -345,7 +353,8 @@ def test_a_bad_input_fails_only_its_own_request(
     assert "context length" in bad.json()["error"]
     # The batch was refused, then each member tried alone (in the same slot).
     inputs = [r.json["input"] for r in one_slot.requests_to("/api/embed")]
-    assert inputs[1:] == [["fine", too_long, "also fine"], ["fine"], [too_long], ["also fine"]]
+    assert sorted(inputs[1]) == sorted(["fine", too_long, "also fine"])
+    assert inputs[2:] == [[text] for text in inputs[1]]
     assert fine.json()["embeddings"] == _alone(one_slot, ["fine"])
 
 
@@ -457,7 +466,8 @@ def test_a_batch_whose_backend_fails_goes_whole_to_another(
     assert holder.status_code == 200
     assert [answer.status_code for answer in answers] == [200] * len(texts)
     assert a.embed_calls - calls_before == 1  # the holder's
-    assert [r.json["input"] for r in b.requests_to("/api/embed")] == [texts]
+    [call] = [r.json["input"] for r in b.requests_to("/api/embed")]
+    assert sorted(call) == texts
     assert [answer.json()["embeddings"][0] for answer in answers] == _alone(b, texts)
     records = _records()
     assert [r.backend for r in records].count("b") == len(texts)
