@@ -39,12 +39,14 @@ from gateway.backends.embedded import EmbeddedBackend, EmbeddedModelSpec, model_
 from gateway.backends.ollama import OllamaBackend
 from gateway.backends.pool import BackendHealth, BackendPool, is_member_failure
 from gateway.backends.shared import RedisPoolState
+from gateway.coalesce import Batch, BatchKey, Coalescer, frozen, shares_of
 from gateway.drain import call_drainable, stream_drainable
 from gateway.errors import APIError, ModelNotFoundError
 from gateway.metering import UsageMeter
 from gateway.metrics import backend_error, backend_up_source, in_flight, queue_depth_source
 from gateway.scheduler import (
     Anonymous,
+    CallerQueueFullError,
     Lease,
     LocalScheduler,
     Queued,
@@ -163,6 +165,8 @@ def _backend_reset(*, setting: str, **kwargs: object) -> None:
         backend_get.cache_clear()
     if setting.startswith(("SCHEDULER_", "OLLAMA_NUM_PARALLEL", "REDIS_URL")):
         scheduler_get.cache_clear()
+    if setting.startswith("EMBED_"):
+        embed_coalescer.cache_clear()
 
 
 # --- metrics: calls in flight, backend failures, health and queues ----------------
@@ -237,10 +241,21 @@ async def _acquire(
     Routing comes first, so an unknown model is a 404 and a backend that is
     down a 503 without waiting in any queue.
     """
-    pool = backend_get()
-    name, member = await pool.route(model, exclude=exclude)
+    name, member = await backend_get().route(model, exclude=exclude)
     if meter is not None:
         meter.backend = name
+    return await _acquire_routed(name=name, member=member, model=model, caller=caller, meter=meter)
+
+
+async def _acquire_routed(
+    *,
+    name: str,
+    member: InferenceBackend,
+    model: str,
+    caller: SchedulingCaller | None,
+    meter: UsageMeter | None,
+) -> Acquired:
+    """A slot of backend `name` (routed already) for `model`, in fair order."""
     scheduler = scheduler_get()
     lease = None
     if scheduler is not None:
@@ -251,7 +266,7 @@ async def _acquire(
         )
         if meter is not None:
             meter.queued_ms = round(lease.queued_seconds * 1000)
-    pool.started(name)
+    backend_get().started(name)
     return name, member, lease
 
 
@@ -273,13 +288,20 @@ async def _with_failover(
     caller: SchedulingCaller | None,
     meter: UsageMeter | None,
     call: Any,
+    acquired: Acquired | None = None,
 ) -> Any:
-    """`await call(member)` on the routed backend; again on another once (see `_fails_over`)."""
+    """`await call(member)` on the routed backend; again on another once (see `_fails_over`).
+
+    `acquired`: a slot taken already, for the first attempt (released here).
+    """
     tried: list[str] = []
     while True:
-        name, member, lease = await _acquire(
-            model=model, caller=caller, meter=meter, exclude=tuple(tried)
-        )
+        if acquired is not None:
+            (name, member, lease), acquired = acquired, None
+        else:
+            name, member, lease = await _acquire(
+                model=model, caller=caller, meter=meter, exclude=tuple(tried)
+            )
         try:
             with _backend_call(name):
                 return await call_drainable(call(member))
@@ -526,28 +548,127 @@ async def embeddings_create(
     meter: UsageMeter | None = None,
     caller: SchedulingCaller | None = None,
 ) -> EmbedResult:
-    """One vector per input, in order, from ONE backend call (tokens charged to `meter`).
+    """One vector per input, in order (tokens charged to `meter`).
 
-    `normalize=False` asks for the model's raw vectors (Ollama's legacy
-    embeddings endpoint); the backend may then need one call per input.
+    With EMBED_COALESCE on, requests for the same backend, model and options
+    that wait for a slot together share ONE backend call (`gateway.coalesce`):
+    each gets exactly its own vectors, and its own token count (the backend's
+    per-input counts, or its total split by characters). Otherwise, and for
+    a request with no inputs, one call of its own. `normalize=False` asks for
+    the model's raw vectors (Ollama's legacy embeddings endpoint); the
+    backend may then need one call per input.
     """
+    options = {
+        "dimensions": dimensions,
+        "truncate": truncate,
+        "extra": extra,
+        "keep_alive": keep_alive,
+        "normalize": normalize,
+    }
+    if settings.EMBED_COALESCE and inputs:
+        name, member = await backend_get().route(model)
+        if meter is not None:
+            meter.backend = name
+        key = BatchKey(
+            backend=name,
+            model=normalize_model_name(model),
+            dimensions=dimensions,
+            truncate=truncate,
+            normalize=normalize,
+            keep_alive=frozen(keep_alive),
+            extra=frozen(extra or None),
+        )
+        share = await embed_coalescer().submit(
+            key=key,
+            inputs=inputs,
+            caller=caller or INTERNAL_CALLER,
+            serve=lambda batch: _embed_batch(batch, name, member, model, options),
+        )
+        if share is not None:
+            result = share.result
+            result.model = model
+            if meter is not None:
+                meter.backend = share.backend
+                meter.queued_ms = round(share.queued_seconds * 1000)
+                meter.charge(prompt_tokens=result.prompt_tokens)
+            return result
     result = await _with_failover(
         model=model,
         caller=caller,
         meter=meter,
-        call=lambda member: member.embed(
-            model=model,
-            inputs=inputs,
-            dimensions=dimensions,
-            truncate=truncate,
-            extra=extra,
-            keep_alive=keep_alive,
-            normalize=normalize,
-        ),
+        call=lambda member: member.embed(model=model, inputs=inputs, **options),
     )
     if meter is not None:
         meter.charge(prompt_tokens=result.prompt_tokens)
     return result
+
+
+@cache
+def embed_coalescer() -> Coalescer:
+    """This process's embedding batches (EMBED_BATCH_MAX_INPUTS, EMBED_COALESCE_WINDOW_MS)."""
+    return Coalescer(
+        max_inputs=settings.EMBED_BATCH_MAX_INPUTS,
+        window=settings.EMBED_COALESCE_WINDOW_MS / 1000,
+    )
+
+
+# A batched call that the backend refuses as a bad request may owe it to one
+# member's input (too long, say): each member is then tried alone, in the same
+# slot, so the error reaches only the request that caused it.
+_ALONE_AFTER = frozenset({400, 413, 422})
+
+
+async def _embed_batch(
+    batch: Batch, name: str, member: InferenceBackend, model: str, options: dict[str, Any]
+) -> None:
+    """Serve one batch: a slot in its first member's turn, then one backend call
+    (with failover, as any request), each member answered with its own share."""
+    acquired: Acquired | None = None
+    while acquired is None:
+        leader = batch.leader()
+        if leader is None:
+            return  # everyone left while it waited
+        try:
+            acquired = await _acquire_routed(
+                name=name, member=member, model=model, caller=leader.caller, meter=None
+            )
+        except CallerQueueFullError as exc:
+            batch.fail([leader], exc)  # that caller's cap, not the others'
+            batch.remove(leader)
+    try:
+        await batch.gathered(embed_coalescer().window)
+        members = batch.launch()
+    except BaseException:
+        await _release(acquired[0], acquired[2])
+        raise
+    if not members:
+        await _release(acquired[0], acquired[2])
+        return
+    served: list[InferenceBackend] = []
+
+    async def call(backend: InferenceBackend) -> list[EmbedResult | APIError]:
+        served.append(backend)
+        inputs = [text for m in members for text in m.inputs]
+        try:
+            return list(
+                shares_of(await backend.embed(model=model, inputs=inputs, **options), members)
+            )
+        except APIError as exc:
+            if len(members) == 1 or exc.status not in _ALONE_AFTER:
+                raise
+        outcomes: list[EmbedResult | APIError] = []
+        for one in members:
+            try:
+                outcomes.append(await backend.embed(model=model, inputs=one.inputs, **options))
+            except APIError as exc:
+                outcomes.append(exc)
+        return outcomes
+
+    outcomes = await _with_failover(
+        model=model, caller=members[0].caller, meter=None, call=call, acquired=acquired
+    )
+    backend = next(n for n, b in backend_get().members.items() if b is served[-1])
+    batch.deliver(members, outcomes, backend=backend)
 
 
 async def models_running() -> list[RunningModel]:

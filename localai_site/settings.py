@@ -281,6 +281,13 @@ SCHEDULER_LEASE_SECONDS = env.float("SCHEDULER_LEASE_SECONDS", default=15.0)
 # backend's slots limit them), requests waiting for a slot (more get 429).
 KEY_MAX_CONCURRENT_DEFAULT = env.int("KEY_MAX_CONCURRENT_DEFAULT", default=0)
 KEY_MAX_QUEUED_DEFAULT = env.int("KEY_MAX_QUEUED_DEFAULT", default=256)
+# Embedding coalescing (gateway/coalesce.py): requests for the same backend,
+# model and options that wait for a slot together go as one backend call of
+# at most EMBED_BATCH_MAX_INPUTS inputs. EMBED_COALESCE_WINDOW_MS: how long a
+# batch that got its slot may still wait for company (0: it leaves at once).
+EMBED_COALESCE = env.bool("EMBED_COALESCE", default=True)
+EMBED_BATCH_MAX_INPUTS = max(1, env.int("EMBED_BATCH_MAX_INPUTS", default=64))
+EMBED_COALESCE_WINDOW_MS = max(0.0, env.float("EMBED_COALESCE_WINDOW_MS", default=0.0))
 # When the configured defaults are not served (no Ollama, or not pulled), the
 # embedded models answer in their place (gateway.service.default_model).
 DEFAULT_CHAT_MODEL = env.str("DEFAULT_CHAT_MODEL", default="qwen2.5:14b")

@@ -939,6 +939,8 @@ _KNOBS = (
     "thinking_reply",
     "tool_call",
     "embedding_dim",
+    "embed_call_delay",
+    "embed_input_delay",
     "version",
 )
 
@@ -985,6 +987,15 @@ class FakeOllama:
       message. Without it, a user message containing "weather" triggers a call to the
       first tool named like "weather" (else the first tool).
     * ``embedding_dim`` (int, default 8): length of embedding vectors.
+    * ``embed_call_delay`` and ``embed_input_delay`` (float s, default 0): an
+      ``/api/embed`` call holds its slot ``embed_call_delay + embed_input_delay * inputs``
+      (a GPU's fixed cost per call and its cost per input).
+    * ``hold_embeds()`` / ``release_embeds()``: ``/api/embed`` calls wait (holding their
+      slot) until released, so a test can line up requests behind them.
+
+    Counters (always kept, even with ``record=False``; cleared by ``reset()``):
+    ``embed_calls`` (``/api/embed`` calls that computed vectors), ``embed_inputs`` (their
+    inputs) and ``embed_tokens`` (the ``prompt_eval_count`` they reported).
     * ``version`` (str): reported by /api/version.
     * ``models`` (list[FakeModel]): the catalogue (see :func:`default_models`).
 
@@ -1013,6 +1024,8 @@ class FakeOllama:
         thinking_reply: list[str] | None = None,
         tool_call: dict[str, Any] | list[dict[str, Any]] | None = None,
         embedding_dim: int = 8,
+        embed_call_delay: float = 0.0,
+        embed_input_delay: float = 0.0,
         version: str = DEFAULT_VERSION,
     ) -> None:
         self.host = host
@@ -1033,7 +1046,13 @@ class FakeOllama:
         self.thinking_reply = thinking_reply
         self.tool_call = tool_call
         self.embedding_dim = embedding_dim
+        self.embed_call_delay = embed_call_delay
+        self.embed_input_delay = embed_input_delay
         self.version = version
+        self.embed_calls = 0
+        self.embed_inputs = 0
+        self.embed_tokens = 0
+        self._embed_gate: asyncio.Event | None = None
         self._baseline = {name: copy.deepcopy(getattr(self, name)) for name in _KNOBS}
         self._baseline_models = list(models) if models is not None else default_models()
         self._index: dict[str, FakeModel] = {}
@@ -1208,7 +1227,9 @@ class FakeOllama:
             self._generation += 1
             self._loaded.clear()
             self.peak_in_flight = 0
+            self.embed_calls = self.embed_inputs = self.embed_tokens = 0
             self._cond.notify_all()
+        self.release_embeds()
 
     async def _abort_in_flight(self) -> None:
         tasks = list(self._in_flight)
@@ -1217,6 +1238,18 @@ class FakeOllama:
                 request.transport.abort()
         if tasks:
             await asyncio.wait(tasks, timeout=5)
+
+    def hold_embeds(self) -> None:
+        """From now on, ``/api/embed`` calls wait (in their slot) for ``release_embeds()``."""
+        if self._embed_gate is None:
+            self._embed_gate = asyncio.Event()
+
+    def release_embeds(self) -> None:
+        """Let every held ``/api/embed`` call go on (and later ones run at once)."""
+        gate, self._embed_gate = self._embed_gate, None
+        loop = self._loop
+        if gate is not None and loop is not None:
+            loop.call_soon_threadsafe(gate.set)
 
     @property
     def in_flight(self) -> int:
@@ -2016,6 +2049,12 @@ class FakeOllama:
                 _words(text) > model.context_length for text in inputs
             ):
                 raise _ApiError(400, "the input length exceeds the context length")
+            gate = self._embed_gate
+            if gate is not None:
+                await gate.wait()
+            cost = self.embed_call_delay + self.embed_input_delay * len(inputs)
+            if cost > 0:
+                await asyncio.sleep(cost)
             dim = max(1, int(self.embedding_dim))
             dimensions = int(req.get("dimensions") or 0)
             vectors = []
@@ -2035,6 +2074,11 @@ class FakeOllama:
             prompt_count = sum(_words(text) for text in inputs)
             if prompt_count:
                 body["prompt_eval_count"] = prompt_count
+            with self._cond:
+                self.embed_calls += 1
+                self.embed_inputs += len(inputs)
+                self.embed_tokens += prompt_count
+                self._cond.notify_all()
             return _json_response(200, body)
 
     async def _embeddings(self, call: _Call) -> web.Response:
@@ -2108,10 +2152,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--tokens", type=int, default=None, help="reply with exactly N tokens (default: echo)"
     )
     parser.add_argument("--embedding-dim", type=int, default=8)
+    parser.add_argument(
+        "--embed-call-ms", type=float, default=0.0, help="ms each /api/embed call costs"
+    )
+    parser.add_argument(
+        "--embed-input-ms", type=float, default=0.0, help="ms each input of a call adds"
+    )
     parser.add_argument("--max-concurrent", type=int, default=None)
     parser.add_argument("--max-queue", type=int, default=512)
     parser.add_argument(
         "--record", action="store_true", help="keep request recordings (grows without bound)"
+    )
+    parser.add_argument(
+        "--stats",
+        action="store_true",
+        help="on exit, print one JSON line of counters (embed_calls, embed_inputs, ...)",
     )
     args = parser.parse_args(argv)
 
@@ -2123,6 +2178,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         first_token_delay=args.first_token_delay,
         reply=numbered_reply(args.tokens) if args.tokens is not None else None,
         embedding_dim=args.embedding_dim,
+        embed_call_delay=args.embed_call_ms / 1000,
+        embed_input_delay=args.embed_input_ms / 1000,
         max_concurrent=args.max_concurrent,
         max_queue=args.max_queue,
     )
@@ -2135,6 +2192,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         done.wait()
     finally:
         fake.stop()
+    if args.stats:
+        counters = {
+            "embed_calls": fake.embed_calls,
+            "embed_inputs": fake.embed_inputs,
+            "embed_tokens": fake.embed_tokens,
+            "peak_in_flight": fake.peak_in_flight,
+        }
+        print(json.dumps(counters), flush=True)
     return 0
 
 

@@ -188,12 +188,18 @@ class GenerateResult:
 
 @dataclass(slots=True)
 class EmbedResult:
-    """One vector per input, in input order."""
+    """One vector per input, in input order.
+
+    `input_tokens`: each input's own token count, when the backend can tell
+    (the embedded engine's tokenizer); they sum to `prompt_tokens`. None when
+    the backend reports only the call's total (Ollama's /api/embed).
+    """
 
     model: str
     embeddings: list[list[float]]
     prompt_tokens: int = 0
     timings: Timings = field(default_factory=Timings)
+    input_tokens: list[int] | None = None
 
 
 @dataclass(slots=True)

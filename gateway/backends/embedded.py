@@ -529,7 +529,9 @@ class EngineModel:
 
     def embed(
         self, inputs: list[str], dimensions: int | None, truncate: bool | None, normalize: bool
-    ) -> tuple[list[list[float]], int]:
+    ) -> tuple[list[list[float]], int, list[int] | None]:
+        """The vectors, the call's token count and each input's own count
+        (None if they do not add up to llama.cpp's total)."""
         import numpy as np
 
         llama = self._llama
@@ -538,15 +540,18 @@ class EngineModel:
                 f"dimensions must be between 1 and {self.n_embd} for {self.name}.",
                 param="dimensions",
             )
-        for index, text in enumerate(inputs):
-            if truncate is False:
-                count = len(llama.tokenize(text.encode("utf-8")))
-                if count > self.n_ctx:
-                    raise BadRequestError(
-                        f"Input {index} is {count} tokens, over {self.name}'s context of "
-                        f"{self.n_ctx}; send truncate=true to cut it.",
-                        param="input",
-                    )
+        # Each input's tokens as llama.cpp's embed counts them (the same
+        # tokenize call, cut at its batch size): coalesced requests are each
+        # charged their own.
+        counts = [len(llama.tokenize(text.encode("utf-8"))) for text in inputs]
+        for index, count in enumerate(counts):
+            if truncate is False and count > self.n_ctx:
+                raise BadRequestError(
+                    f"Input {index} is {count} tokens, over {self.name}'s context of "
+                    f"{self.n_ctx}; send truncate=true to cut it.",
+                    param="input",
+                )
+        counts = [min(count, llama.n_batch) for count in counts]
         vectors, count = llama.embed(inputs, normalize=False, truncate=True, return_count=True)
         result = []
         for vector in vectors:
@@ -556,7 +561,7 @@ class EngineModel:
                 if norm > 0:
                     array = array / norm
             result.append(array.tolist())
-        return result, int(count)
+        return result, int(count), counts if sum(counts) == count else None
 
 
 def _held_back(text: str, stops: list[str], longest: int) -> int:
@@ -704,19 +709,20 @@ class EmbeddedBackend:
                     f"The embedded backend cannot honour the option '{key}'.", param=key
                 )
 
-        def work() -> tuple[list[list[float]], int, int, int]:
+        def work() -> tuple[list[list[float]], int, list[int] | None, int, int]:
             load_ns = engine.load()
             engine._refuse_kind("embedding", "embeddings")
             started = time.perf_counter_ns()
-            vectors, count = engine.embed(inputs, dimensions, truncate, normalize)
-            return vectors, count, load_ns, time.perf_counter_ns() - started
+            vectors, count, counts = engine.embed(inputs, dimensions, truncate, normalize)
+            return vectors, count, counts, load_ns, time.perf_counter_ns() - started
 
-        vectors, count, load_ns, took = await engine.call(work)
+        vectors, count, counts, load_ns, took = await engine.call(work)
         return EmbedResult(
             model=model,
             embeddings=vectors,
             prompt_tokens=count,
             timings=Timings(total_ns=took + load_ns, load_ns=load_ns, prompt_ns=took),
+            input_tokens=counts,
         )
 
     async def running_models(self) -> list[RunningModel]:
