@@ -722,6 +722,20 @@ def render(results: dict[str, Any], meta: dict[str, Any], analysis: str) -> str:
             flood_table(flood),
             "",
         ]
+    coalesce = r.get("coalesce") or {}
+    if coalesce:
+        from bench.coalesce import table as coalesce_table
+
+        out += [
+            "## Embedding coalescing",
+            "",
+            "`python -m bench.coalesce`: a gateway as `make run` serves it (unpinned) in "
+            "front of one slot of the fake Ollama whose embed call costs more per call than "
+            "per input, as a GPU's does; coalescing on and off in the same run.",
+            "",
+            coalesce_table(coalesce),
+            "",
+        ]
     prof = r.get("profile") or {}
     if prof.get("inclusive"):
         out += [

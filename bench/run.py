@@ -77,6 +77,7 @@ SECTIONS = (
     "profile",
     "engine",
     "flood",
+    "coalesce",
     "routing",
 )
 
@@ -1113,6 +1114,16 @@ class Bench:
         with unpinned():
             self.results["flood"] = flood.run(
                 200 if self.profile is not SMOKE else 40, redis_url or None
+            )
+
+    def bench_coalesce(self) -> None:
+        """Embedding coalescing (bench/coalesce.py), unpinned: 64 concurrent single-input
+        requests against one slot costing more per call than per input, on and off."""
+        from bench import coalesce
+
+        with unpinned():
+            self.results["coalesce"] = coalesce.run(
+                1 if self.profile is SMOKE else self.profile.repeats, 40.0, 1.0
             )
 
     def bench_routing(self) -> None:

@@ -506,3 +506,51 @@ def test_the_chat_page_offers_only_chat_models(http: httpx.Client) -> None:
 
     assert response.status_code == 200
     assert response.json() == {"models": [CHAT_MODEL], "default": CHAT_MODEL}
+
+
+def test_the_engine_serves_another_keys_request_ahead_of_a_backlog(
+    engine_gateway: str,
+) -> None:
+    """The fair scheduler in front of the engine's one context, with real tokens:
+    A queues ten chats, then B's one is served next (or right after the chat
+    already running), not after A's backlog."""
+    import time
+
+    from gateway import service
+    from keys.services import api_key_create
+
+    _, flooder = api_key_create(name="flood", rate_limit=10_000)
+    _, person = api_key_create(name="person", rate_limit=10_000)
+    body = {"model": CHAT_MODEL, "messages": QUESTION, "max_tokens": 8, "temperature": 0}
+    finished: list[str] = []
+    at_arrival: list[int] = []
+
+    def waiting() -> int:
+        return sum(sum(s.waiting.values()) for s in service.scheduler_get().stats())
+
+    async def run() -> None:
+        async with httpx.AsyncClient(base_url=engine_gateway, timeout=TIMEOUT * 4) as client:
+
+            async def call(raw_key: str, who: str) -> None:
+                answer = await client.post(
+                    "/v1/chat/completions",
+                    headers={"Authorization": f"Bearer {raw_key}"},
+                    json=body,
+                )
+                assert answer.status_code == 200, answer.text
+                assert answer.json()["usage"]["completion_tokens"] > 0  # real tokens
+                finished.append(who)
+
+            flood = [asyncio.create_task(call(flooder, "a")) for _ in range(10)]
+            deadline = time.monotonic() + TIMEOUT
+            while waiting() < 5:  # A's backlog is in the gateway's queue
+                assert time.monotonic() < deadline, "A's requests never queued"
+                await asyncio.sleep(0.01)
+            at_arrival.append(len(finished))
+            await asyncio.gather(*flood, call(person, "b"))
+
+    asyncio.run(run())
+
+    served_before_b = finished.index("b") - at_arrival[0]
+    assert served_before_b <= 2, finished
+    assert finished.count("a") == 10
