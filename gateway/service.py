@@ -259,10 +259,14 @@ async def _acquire_routed(
     scheduler = scheduler_get()
     lease = None
     if scheduler is not None:
-        lease = await scheduler.acquire(
-            resource=f"{name}/{normalize_model_name(model)}",
-            slots=getattr(member, "parallel", 1),
-            caller=caller or INTERNAL_CALLER,
+        # A wait the end of the drain window cuts short, as it does a backend
+        # call: the slot may be held where this drain cannot interrupt it.
+        lease = await call_drainable(
+            scheduler.acquire(
+                resource=f"{name}/{normalize_model_name(model)}",
+                slots=getattr(member, "parallel", 1),
+                caller=caller or INTERNAL_CALLER,
+            )
         )
         if meter is not None:
             meter.queued_ms = round(lease.queued_seconds * 1000)

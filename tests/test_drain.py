@@ -377,3 +377,43 @@ async def test_a_whole_answer_still_awaited_at_the_end_of_the_window_is_refused(
         await answering
     with pytest.raises(ServerShuttingDownError):
         fresh_drain.admit()
+
+
+@pytest.mark.asyncio
+@pytest.mark.django_db(transaction=True)
+async def test_a_request_still_queued_for_a_slot_at_the_end_of_the_window_is_refused(
+    fresh_drain: Any, fake_ollama: Any, settings: Any
+) -> None:
+    """The backend's one slot is held by work this drain cannot interrupt (as
+    another process's request holds a slot shared through Redis); a request
+    waits for it in the gateway's queue. At the end of the window it gets
+    `server_shutting_down` instead of waiting on until the server drops it."""
+    from gateway import service
+    from gateway.backends import ChatRequest
+    from gateway.errors import ServerShuttingDownError
+
+    settings.OLLAMA_NUM_PARALLEL = 1
+    hello = ChatRequest(model="qwen2.5:14b", messages=[{"role": "user", "content": "Hi"}])
+    name, _ = await service.backend_get().route(hello.model)
+    scheduler = service.scheduler_get()
+    holder = await scheduler.acquire(
+        resource=f"{name}/qwen2.5:14b", slots=1, caller=service.INTERNAL_CALLER
+    )
+
+    def waiting() -> int:
+        return sum(sum(s.waiting.values()) for s in scheduler.stats())
+
+    queued = asyncio.create_task(service.chat_complete(request=hello))
+    fresh_drain.task_track(queued)
+    deadline = asyncio.get_running_loop().time() + TIMEOUT
+    while waiting() != 1:
+        assert asyncio.get_running_loop().time() < deadline, "the request never queued"
+        await asyncio.sleep(0.01)
+
+    await fresh_drain.drain_run(window=0)
+
+    with pytest.raises(ServerShuttingDownError):
+        await asyncio.wait_for(queued, TIMEOUT)
+    assert waiting() == 0
+    assert not [r for r in fake_ollama.requests if r.path == "/api/chat"]
+    await holder.release()
