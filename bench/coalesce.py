@@ -16,56 +16,29 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-from tests.processes import ROOT, manage, server_env, start_server
+from tests.processes import ROOT, fake_ollama_process, manage, server_env, start_server
 
 MODEL = "mxbai-embed-large"
 CONCURRENT = 64
 KEYS = 4
 
 
-@contextlib.contextmanager
-def fake_backend(call_ms: float, input_ms: float, counters: dict[str, int]) -> Iterator[str]:
+def fake_backend(call_ms: float, input_ms: float, counters: dict[str, int]) -> Any:
     """The fake Ollama in its own process; its counters land in `counters` when it ends."""
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "tests.fake_ollama",
-            "--port",
-            "0",
-            "--max-concurrent",
-            "1",
-            "--embed-call-ms",
-            str(call_ms),
-            "--embed-input-ms",
-            str(input_ms),
-            "--stats",
-        ],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-    )
-    assert process.stdout is not None
-    url = process.stdout.readline().decode().strip()
-    try:
-        yield url
-    finally:
-        process.terminate()
-        counters.update(json.loads(process.stdout.readline() or b"{}"))
-        process.wait(timeout=10)
+    return fake_ollama_process(
+        "--max-concurrent", "1", "--embed-call-ms", str(call_ms),
+        "--embed-input-ms", str(input_ms), counters=counters,
+    )  # fmt: skip
 
 
 def _text(n: int) -> str:

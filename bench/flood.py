@@ -20,7 +20,6 @@ import contextlib
 import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -30,39 +29,17 @@ from typing import Any
 
 import httpx
 
-from tests.processes import ROOT, manage, server_env, start_server
+from tests.processes import ROOT, fake_ollama_process, manage, server_env, start_server
 
 SERVICE_SECONDS = 0.05
 BODY = {"model": "qwen2.5:14b", "messages": [{"role": "user", "content": "Hi"}]}
 
 
-@contextlib.contextmanager
-def fake_backend() -> Iterator[str]:
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "tests.fake_ollama",
-            "--port",
-            "0",
-            "--max-concurrent",
-            "1",
-            "--first-token-delay",
-            str(SERVICE_SECONDS),
-            "--tokens",
-            "1",
-        ],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
+def fake_backend() -> Any:
+    """The fake Ollama in its own process: one slot, SERVICE_SECONDS a request."""
+    return fake_ollama_process(
+        "--max-concurrent", "1", "--first-token-delay", str(SERVICE_SECONDS), "--tokens", "1"
     )
-    assert process.stdout is not None
-    url = process.stdout.readline().decode().strip()
-    try:
-        yield url
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
 
 
 @contextlib.contextmanager

@@ -8,12 +8,14 @@ queues them until the server accepts, so there is no wait-until-ready loop.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import socket
 import subprocess
 import sys
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -93,6 +95,30 @@ def server_process(
         sock.close()
         if process.returncode not in (0, -15, 143) and stderr:
             sys.stderr.write(stderr.decode(errors="replace")[-4000:])
+
+
+@contextlib.contextmanager
+def fake_ollama_process(*args: str, counters: dict[str, Any] | None = None) -> Iterator[str]:
+    """The fake Ollama in a process of its own (`python -m tests.fake_ollama ARGS`): its URL.
+
+    With `counters`, the fake runs with `--stats` and its exit counters land there.
+    """
+    stats = ["--stats"] if counters is not None else []
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tests.fake_ollama", "--port", "0", *args, *stats],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+    )
+    assert process.stdout is not None
+    url = process.stdout.readline().decode().strip()
+    try:
+        yield url
+    finally:
+        process.terminate()
+        if counters is not None:
+            counters.update(json.loads(process.stdout.readline() or b"{}"))
+        process.wait(timeout=10)
 
 
 def server_env(**overrides: str) -> dict[str, str]:

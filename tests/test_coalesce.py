@@ -77,6 +77,13 @@ def _words(text: str) -> int:
     return len(text.split())
 
 
+def _embed_task(client: httpx.AsyncClient, key: str, text: str) -> asyncio.Task[httpx.Response]:
+    """A native embedding request of one text, sent now, answered later."""
+    return asyncio.create_task(
+        client.post(NATIVE, headers=bearer(key), json={"model": MODEL, "input": text})
+    )
+
+
 def test_64_waiting_requests_share_two_backend_calls_each_with_its_own_vectors_and_usage(
     gateway: str, one_slot: FakeOllama, keys: list[tuple[object, str]]
 ) -> None:
@@ -252,11 +259,7 @@ def test_a_client_that_leaves_its_batch_costs_nothing_and_the_others_are_served(
         async with httpx.AsyncClient(base_url=gateway, timeout=60) as client:
 
             def send(text: str) -> asyncio.Task[httpx.Response]:
-                return asyncio.create_task(
-                    client.post(
-                        NATIVE, headers=bearer(keys[0][1]), json={"model": MODEL, "input": text}
-                    )
-                )
+                return _embed_task(client, keys[0][1], text)
 
             holder = send("holder")
             await _until(lambda: one_slot.requests_to("/api/embed"))
@@ -367,11 +370,7 @@ def test_a_failed_batch_call_fails_every_member_with_the_same_error(
         async with httpx.AsyncClient(base_url=gateway, timeout=60) as client:
 
             def send(text: str) -> asyncio.Task[httpx.Response]:
-                return asyncio.create_task(
-                    client.post(
-                        NATIVE, headers=bearer(keys[1][1]), json={"model": MODEL, "input": text}
-                    )
-                )
+                return _embed_task(client, keys[1][1], text)
 
             holder = send("holder")
             await _until(lambda: one_slot.requests_to("/api/embed"))
@@ -447,11 +446,7 @@ def test_a_batch_whose_backend_fails_goes_whole_to_another(
             await _until_loaded(client, "a")
 
             def send(text: str) -> asyncio.Task[httpx.Response]:
-                return asyncio.create_task(
-                    client.post(
-                        NATIVE, headers=bearer(keys[0][1]), json={"model": MODEL, "input": text}
-                    )
-                )
+                return _embed_task(client, keys[0][1], text)
 
             holder = send("holder")
             await _until(lambda: len(a.requests_to("/api/embed")) == 2)
