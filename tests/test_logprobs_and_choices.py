@@ -106,6 +106,16 @@ def test_the_ollama_v1_mirror_answers_logprobs_too(
     assert "".join(item.token for item in content) == completion.choices[0].message.content
 
 
+def test_the_ollama_v1_mirror_serves_n_choices_too(
+    gateway: str, api_key: str, fake_ollama: FakeOllama
+) -> None:
+    with openai.OpenAI(base_url=f"{gateway}/ollama/v1", api_key=api_key, max_retries=0) as sdk:
+        completion = sdk.completions.create(model=MODEL, prompt="Hi there", n=2)
+
+    assert [choice.index for choice in completion.choices] == [0, 1]
+    assert len(fake_ollama.requests_to("/api/generate")) == 2
+
+
 # --- logprobs: OpenAI completions (legacy) ----------------------------------------
 
 
