@@ -149,7 +149,7 @@ class ChoicesFieldSchema(OpenApiSerializerFieldExtension):
 
     def map_serializer_field(self, auto_schema: Any, direction: Any) -> dict[str, Any]:
         return {
-            "type": ["integer", "null"],
+            "type": "integer",
             "minimum": 1,
             "maximum": settings.GATEWAY_MAX_CHOICES,
             "description": "How many choices to generate (default 1). Each is a generation "
