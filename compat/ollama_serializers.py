@@ -228,14 +228,7 @@ class OllamaToolsField(serializers.ListField):
         return tools
 
 
-@extend_schema_field(
-    {"anyOf": [{"const": False}], "description": "Log probabilities are not supported."}
-)
-class NoLogprobsField(serializers.BooleanField):
-    def to_internal_value(self, data: Any) -> bool:
-        if super().to_internal_value(data):
-            raise serializers.ValidationError("logprobs are not supported by this gateway.")
-        return False
+TOP_LOGPROBS_RANGE = "top_logprobs must be between 0 and 20"  # Ollama's words
 
 
 class OllamaMessageSerializer(serializers.Serializer):
@@ -261,7 +254,19 @@ class _InferenceSerializer(StrictJSONMixin, serializers.Serializer):
     options = OllamaOptionsField(required=False, allow_null=True)
     think = ThinkField(required=False, allow_null=True)
     keep_alive = KeepAliveField(required=False, allow_null=True)
-    logprobs = NoLogprobsField(required=False, allow_null=True)
+    logprobs = serializers.BooleanField(
+        required=False,
+        allow_null=True,
+        help_text="Return each generated token's log probability (`logprobs` of the answer).",
+    )
+    top_logprobs = serializers.IntegerField(
+        min_value=0,
+        max_value=20,
+        required=False,
+        allow_null=True,
+        error_messages={"min_value": TOP_LOGPROBS_RANGE, "max_value": TOP_LOGPROBS_RANGE},
+        help_text="With `logprobs`: how many most likely alternatives per token.",
+    )
 
 
 @example(

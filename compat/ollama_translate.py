@@ -79,15 +79,37 @@ def _metrics(prompt_tokens: int, completion_tokens: int, timings: Timings) -> di
 # --- requests -------------------------------------------------------------------
 
 
-def params_from_options(options: dict[str, Any] | None) -> GenerationParams:
-    """Ollama's `options`: the ones with a typed field go there, the rest in `extra`."""
+def params_from_options(
+    options: dict[str, Any] | None, data: dict[str, Any] | None = None
+) -> GenerationParams:
+    """Ollama's `options`: the ones with a typed field go there, the rest in `extra`;
+    `logprobs` / `top_logprobs` from the body `data`."""
     remaining = dict(options or {})
     typed = {
         field_name: remaining.pop(option)
         for field_name, option in OLLAMA_OPTION_NAMES.items()
         if option in remaining
     }
-    return GenerationParams(**typed, extra=remaining)
+    logprobs = bool((data or {}).get("logprobs"))
+    return GenerationParams(
+        **typed,
+        logprobs=logprobs,
+        top_logprobs=(data or {}).get("top_logprobs") if logprobs else None,
+        extra=remaining,
+    )
+
+
+def logprobs_list(logprobs: Any) -> list[dict[str, Any]]:
+    """Ollama's `logprobs`: `[{"token", "logprob", "bytes", "top_logprobs"?}]`."""
+    entries = []
+    for item in logprobs:
+        entry: dict[str, Any] = {"token": item.token, "logprob": item.logprob, "bytes": item.bytes}
+        if item.top:
+            entry["top_logprobs"] = [
+                {"token": top.token, "logprob": top.logprob, "bytes": top.bytes} for top in item.top
+            ]
+        entries.append(entry)
+    return entries
 
 
 def chat_request_from(data: dict[str, Any]) -> ChatRequest:
@@ -101,7 +123,7 @@ def chat_request_from(data: dict[str, Any]) -> ChatRequest:
     return ChatRequest(
         model=data["model"],
         messages=messages,
-        params=params_from_options(data.get("options")),
+        params=params_from_options(data.get("options"), data),
         format=data.get("format"),
         tools=data.get("tools") or None,
         think=data.get("think"),
@@ -120,7 +142,7 @@ def generate_request_from(data: dict[str, Any]) -> GenerateRequest:
         context=data.get("context") or None,
         raw=data.get("raw"),
         images=list(data.get("images") or []),
-        params=params_from_options(data.get("options")),
+        params=params_from_options(data.get("options"), data),
         format=data.get("format"),
         think=data.get("think"),
         keep_alive=data.get("keep_alive"),
@@ -246,6 +268,7 @@ def chat_body(result: ChatResult, *, model: str) -> dict[str, Any]:
         "done": True,
         "done_reason": result.done_reason or "stop",
         **_metrics(result.prompt_tokens, result.completion_tokens, result.timings),
+        **({"logprobs": logprobs_list(result.logprobs)} if result.logprobs else {}),
     }
 
 
@@ -259,6 +282,8 @@ def generate_body(result: GenerateResult, *, model: str) -> dict[str, Any]:
     if result.context is not None:
         body["context"] = result.context
     body.update(_metrics(result.prompt_tokens, result.completion_tokens, result.timings))
+    if result.logprobs:
+        body["logprobs"] = logprobs_list(result.logprobs)
     return body
 
 
@@ -283,7 +308,7 @@ class ChatLinesEncoder(_LinesEncoder):
         self.tools = 0
 
     def piece(self, chunk: ChatChunk) -> bytes:
-        if not (chunk.done or chunk.thinking or chunk.tool_calls):
+        if not (chunk.done or chunk.thinking or chunk.tool_calls or chunk.logprobs):
             return (
                 f'{self.start}{rfc3339()}","message":{{"role":"assistant","content":'
                 f'{json_string(chunk.content)}}},"done":false}}\n'
@@ -298,6 +323,8 @@ class ChatLinesEncoder(_LinesEncoder):
         if chunk.done:
             line["done_reason"] = chunk.done_reason or "stop"
             line.update(_metrics(chunk.prompt_tokens, chunk.completion_tokens, chunk.timings))
+        if chunk.logprobs:
+            line["logprobs"] = logprobs_list(chunk.logprobs)
         return ndjson_line(line)
 
 
@@ -311,7 +338,7 @@ class GenerateLinesEncoder(_LinesEncoder):
         self.start = json_object_head({"model": model}) + ',"created_at":"'
 
     def piece(self, chunk: GenerateChunk) -> bytes:
-        if not (chunk.done or chunk.thinking):
+        if not (chunk.done or chunk.thinking or chunk.logprobs):
             return (
                 f'{self.start}{rfc3339()}","response":{json_string(chunk.text)},"done":false}}\n'
             ).encode()
@@ -328,6 +355,8 @@ class GenerateLinesEncoder(_LinesEncoder):
             if chunk.context is not None:
                 line["context"] = chunk.context
             line.update(_metrics(chunk.prompt_tokens, chunk.completion_tokens, chunk.timings))
+        if chunk.logprobs:
+            line["logprobs"] = logprobs_list(chunk.logprobs)
         return ndjson_line(line)
 
 

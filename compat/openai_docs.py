@@ -84,8 +84,12 @@ chat_create = extend_schema(
         "OpenAI's chat completions over the local backend. Passed through: `temperature`, "
         "`top_p`, `max_tokens`/`max_completion_tokens`, `stop`, `seed`, penalties, "
         "`response_format` (`json_object`, `json_schema`), `tools`/`tool_choice`, image parts "
-        "(base64 data URLs), `reasoning_effort`. Refused with `400` naming `param`: what the "
-        "backend cannot do (`n` > 1, `logprobs`, `logit_bias`, audio).\n\n"
+        "(base64 data URLs), `reasoning_effort`. Served: `logprobs`/`top_logprobs` (each "
+        "token's log probability, streamed with its chunk) and `n` (n generations, each "
+        "counted against the key's limits like a request, interleaved by `index` when "
+        "streamed; with `seed`, choice i uses seed + i; `usage` sums them). Refused with "
+        "`400` naming `param`: `n` over GATEWAY_MAX_CHOICES, `top_logprobs` without "
+        "`logprobs: true`, and what the backend cannot do (`logit_bias`, audio).\n\n"
         "### Streaming\n\n" + STREAM_NOTE
     ),
     request=ChatCompletionInputSerializer,
@@ -113,8 +117,9 @@ completions_create = extend_schema(
     summary="Create a (legacy) text completion (OpenAI)",
     description=(
         "OpenAI's legacy completions: one prompt string (or a list holding one), optional "
-        "`suffix`. Refused with `400`: batches, token arrays, `n`/`best_of` > 1, `echo`, "
-        "`logprobs`.\n\n### Streaming\n\n" + STREAM_NOTE
+        "`suffix`. Served: `n` (as for chat) and `logprobs` (0 to 5, in the legacy shape). "
+        "Refused with `400`: batches, token arrays, `n` over GATEWAY_MAX_CHOICES, "
+        "`best_of` > 1, `echo`.\n\n### Streaming\n\n" + STREAM_NOTE
     ),
     request=CompletionInputSerializer,
     responses={

@@ -125,6 +125,47 @@ class OnlyOneField(serializers.IntegerField):
         return value
 
 
+class ChoicesField(serializers.IntegerField):
+    """`n`: how many choices, 1 to GATEWAY_MAX_CHOICES; more is a 400 naming `n`.
+
+    Each choice is one generation, counted against the key's limits like a
+    request (see `keys.policy.choices_count`).
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(min_value=1, required=False, allow_null=True, **kwargs)
+
+    def to_internal_value(self, data: Any) -> int:
+        value = super().to_internal_value(data)
+        if value > settings.GATEWAY_MAX_CHOICES:
+            refuse(f"n must be at most {settings.GATEWAY_MAX_CHOICES} (GATEWAY_MAX_CHOICES).")
+        return value
+
+
+class ChoicesFieldSchema(OpenApiSerializerFieldExtension):
+    """The maximum as configured when the document is made."""
+
+    target_class = ChoicesField
+
+    def map_serializer_field(self, auto_schema: Any, direction: Any) -> dict[str, Any]:
+        return {
+            "type": "integer",
+            "minimum": 1,
+            "maximum": settings.GATEWAY_MAX_CHOICES,
+            "description": "How many choices to generate (default 1). Each is a generation "
+            "of its own, counted against the key's request limit and charged its tokens; "
+            "with `seed`, choice i uses seed + i. At most GATEWAY_MAX_CHOICES.",
+        }
+
+
+# `top_logprobs` only with `logprobs: true` (as OpenAI answers, else a 400).
+TOP_LOGPROBS_NEEDS_LOGPROBS = {
+    "x-any-of": [
+        {"properties": {"top_logprobs": {"type": "null"}}},
+        {"required": ["logprobs"], "properties": {"logprobs": {"const": True}}},
+    ]
+}
+
 REASONING_EFFORTS = ("none", "minimal", "low", "medium", "high")
 
 
@@ -507,9 +548,63 @@ EXAMPLE_MODEL_OBJECT = {
 }
 
 
-@extend_schema_field({"type": "null", "description": "Always null: no log probabilities."})
-class NoLogprobsField(serializers.JSONField):
-    """`logprobs` of an answer: the backend gives none."""
+_TOKEN_LOGPROB = {
+    "type": "object",
+    "required": ["token", "logprob", "bytes"],
+    "properties": {
+        "token": {"type": "string"},
+        "logprob": {"type": "number", "maximum": 0},
+        "bytes": {"type": ["array", "null"], "items": {"type": "integer"}},
+    },
+}
+
+
+@extend_schema_field(
+    {
+        "type": ["object", "null"],
+        "required": ["content", "refusal"],
+        "properties": {
+            "content": {
+                "type": ["array", "null"],
+                "items": {
+                    **_TOKEN_LOGPROB,
+                    "required": [*_TOKEN_LOGPROB["required"], "top_logprobs"],
+                    "properties": {
+                        **_TOKEN_LOGPROB["properties"],
+                        "top_logprobs": {"type": "array", "items": _TOKEN_LOGPROB},
+                    },
+                },
+            },
+            "refusal": {"type": "null"},
+        },
+        "description": "With `logprobs: true`: each generated token's log probability "
+        "(and its `top_logprobs` most likely alternatives); else null.",
+    }
+)
+class ChatLogprobsField(serializers.JSONField):
+    """`logprobs` of a chat choice (or of a streamed chunk's tokens)."""
+
+
+@extend_schema_field(
+    {
+        "type": ["object", "null"],
+        "required": ["tokens", "token_logprobs", "top_logprobs", "text_offset"],
+        "properties": {
+            "tokens": {"type": "array", "items": {"type": "string"}},
+            "token_logprobs": {"type": "array", "items": {"type": "number", "maximum": 0}},
+            "top_logprobs": {
+                "type": "array",
+                "items": {"type": "object", "additionalProperties": {"type": "number"}},
+            },
+            "text_offset": {"type": "array", "items": {"type": "integer"}},
+        },
+        "description": "With `logprobs` (0 to 5): each generated token, its log "
+        "probability, the most likely tokens at that step (the chosen one too) and "
+        "its offset in the generated text; else null.",
+    }
+)
+class CompletionLogprobsField(serializers.JSONField):
+    """`logprobs` of a (legacy) completion choice."""
 
 
 class OpenAIUsageSerializer(serializers.Serializer):
@@ -572,7 +667,8 @@ class OpenAIMessageSerializer(serializers.Serializer):
             },
             summary="A streamed answer with usage",
         ),
-    ]
+    ],
+    extensions=TOP_LOGPROBS_NEEDS_LOGPROBS,
 )
 class ChatCompletionInputSerializer(StrictJSONMixin, serializers.Serializer):
     """`POST /openai/v1/chat/completions` body (OpenAI's field names)."""
@@ -599,11 +695,21 @@ class ChatCompletionInputSerializer(StrictJSONMixin, serializers.Serializer):
     tools = ToolsField(required=False, allow_null=True)
     tool_choice = ToolChoiceField(required=False, allow_null=True)
     reasoning_effort = ReasoningEffortField(required=False, allow_null=True)
+    n = ChoicesField()
+    logprobs = serializers.BooleanField(
+        required=False,
+        allow_null=True,
+        help_text="Return each generated token's log probability (`choices[].logprobs`).",
+    )
+    top_logprobs = serializers.IntegerField(
+        min_value=0,
+        max_value=20,
+        required=False,
+        allow_null=True,
+        help_text="How many most likely alternatives to return per token; needs `logprobs: true`.",
+    )
     # What the backend cannot do: accepted unset, refused by name (400) when set.
-    n = OnlyOneField("Only n=1 is supported: the backend makes one choice.")
     logit_bias = RefusedObjectField("logit_bias is not supported by the backend.")
-    logprobs = RefusedBooleanField("logprobs are not supported by this gateway.")
-    top_logprobs = RefusedIntegerField("top_logprobs is not supported by this gateway.")
     modalities = ModalitiesField(child=serializers.CharField(), required=False, allow_null=True)
     audio = RefusedJSONField(AUDIO)
 
@@ -617,6 +723,8 @@ class ChatCompletionInputSerializer(StrictJSONMixin, serializers.Serializer):
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         if "audio" in (attrs.get("modalities") or ()):
             raise BadRequestError(AUDIO, param="audio")
+        if attrs.get("top_logprobs") is not None and not attrs.get("logprobs"):
+            raise BadRequestError("top_logprobs needs logprobs: true.", param="top_logprobs")
         return attrs
 
 
@@ -644,7 +752,7 @@ class OpenAIAssistantMessageSerializer(serializers.Serializer):
 class ChatChoiceSerializer(serializers.Serializer):
     index = serializers.IntegerField()
     message = OpenAIAssistantMessageSerializer()
-    logprobs = NoLogprobsField()
+    logprobs = ChatLogprobsField()
     finish_reason = serializers.ChoiceField(choices=["stop", "length", "tool_calls"])
 
 
@@ -716,17 +824,24 @@ class CompletionInputSerializer(StrictJSONMixin, serializers.Serializer):
     )
     stream = serializers.BooleanField(required=False, allow_null=True, default=False)
     stream_options = serializers.DictField(required=False, allow_null=True)
-    n = OnlyOneField("Only n=1 is supported: the backend makes one choice.")
+    n = ChoicesField()
+    logprobs = serializers.IntegerField(
+        min_value=0,
+        max_value=5,
+        required=False,
+        allow_null=True,
+        help_text="Return each generated token's log probability, with this many most "
+        "likely alternatives (0 to 5).",
+    )
     best_of = OnlyOneField("Only best_of=1 is supported.")
     echo = RefusedBooleanField("echo is not supported by the backend.")
     logit_bias = RefusedObjectField("logit_bias is not supported by the backend.")
-    logprobs = RefusedIntegerField("logprobs are not supported by this gateway.")
 
 
 class CompletionChoiceSerializer(serializers.Serializer):
     index = serializers.IntegerField()
     text = serializers.CharField()
-    logprobs = NoLogprobsField()
+    logprobs = CompletionLogprobsField()
     finish_reason = serializers.ChoiceField(choices=["stop", "length"])
 
 
@@ -851,7 +966,7 @@ class ChunkDeltaSerializer(serializers.Serializer):
 class ChunkChoiceSerializer(serializers.Serializer):
     index = serializers.IntegerField()
     delta = ChunkDeltaSerializer()
-    logprobs = NoLogprobsField()
+    logprobs = ChatLogprobsField()
     finish_reason = serializers.ChoiceField(
         choices=["stop", "length", "tool_calls"], allow_null=True
     )
@@ -872,7 +987,8 @@ class ChatCompletionChunkSerializer(_ChunkSerializer):
 
     object = serializers.ChoiceField(choices=["chat.completion.chunk"])
     choices = ChunkChoiceSerializer(
-        many=True, help_text="One choice; empty in the final usage chunk."
+        many=True,
+        help_text="One choice (its `index` says which, with `n`); empty in the final usage chunk.",
     )
     usage = OpenAIUsageSerializer(
         required=False,
@@ -884,7 +1000,7 @@ class ChatCompletionChunkSerializer(_ChunkSerializer):
 class CompletionChunkChoiceSerializer(serializers.Serializer):
     index = serializers.IntegerField()
     text = serializers.CharField(allow_blank=True)
-    logprobs = NoLogprobsField()
+    logprobs = CompletionLogprobsField()
     finish_reason = serializers.ChoiceField(choices=["stop", "length"], allow_null=True)
 
 

@@ -17,6 +17,7 @@ import string
 import struct
 import time
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 from gateway.backends import (
@@ -28,6 +29,7 @@ from gateway.backends import (
     GenerateResult,
     GenerationParams,
     ModelInfo,
+    TokenLogprob,
     ToolCall,
 )
 from gateway.errors import BadRequestError
@@ -88,7 +90,7 @@ def model_object(model: ModelInfo, *, model_id: str | None = None) -> dict[str, 
 # --- requests -------------------------------------------------------------------
 
 
-def _params(data: dict[str, Any]) -> GenerationParams:
+def _params(data: dict[str, Any], *, logprobs: bool, top_logprobs: int | None) -> GenerationParams:
     return GenerationParams(
         max_tokens=data.get("max_completion_tokens") or data.get("max_tokens"),
         temperature=data.get("temperature"),
@@ -97,7 +99,23 @@ def _params(data: dict[str, Any]) -> GenerationParams:
         frequency_penalty=data.get("frequency_penalty"),
         presence_penalty=data.get("presence_penalty"),
         stop=data.get("stop") or None,
+        logprobs=logprobs,
+        top_logprobs=top_logprobs if logprobs else None,
     )
+
+
+def choices_wanted(data: dict[str, Any]) -> int:
+    """OpenAI's `n` (checked against GATEWAY_MAX_CHOICES by the serializer)."""
+    return data.get("n") or 1
+
+
+def chat_logprobs_wanted(data: dict[str, Any]) -> bool:
+    return bool(data.get("logprobs"))
+
+
+def completion_logprobs_wanted(data: dict[str, Any]) -> bool:
+    """The legacy `logprobs` is a number of alternatives: 0 asks for the chosen tokens'."""
+    return data.get("logprobs") is not None
 
 
 def _content(content: Any) -> tuple[str, list[str]]:
@@ -171,7 +189,9 @@ def chat_request_from(data: dict[str, Any]) -> ChatRequest:
     return ChatRequest(
         model=data["model"],
         messages=_messages(data["messages"]),
-        params=_params(data),
+        params=_params(
+            data, logprobs=chat_logprobs_wanted(data), top_logprobs=data.get("top_logprobs")
+        ),
         format=data.get("response_format"),
         tools=_tools(data.get("tools"), data.get("tool_choice")),
         think=None if effort is None else _THINK[effort],
@@ -184,7 +204,9 @@ def completion_request_from(data: dict[str, Any]) -> GenerateRequest:
         model=data["model"],
         prompt=data["prompt"],
         suffix=data.get("suffix") or None,
-        params=_params(data),
+        params=_params(
+            data, logprobs=completion_logprobs_wanted(data), top_logprobs=data.get("logprobs")
+        ),
     )
 
 
@@ -208,10 +230,53 @@ def tool_call_object(call: ToolCall, index: int | None = None) -> dict[str, Any]
     return item
 
 
-def chat_completion(
-    result: ChatResult, *, completion_id: str, created: int, model: str
-) -> dict[str, Any]:
-    """A whole `chat.completion` object."""
+def chat_logprobs(logprobs: Sequence[TokenLogprob]) -> dict[str, Any]:
+    """A chat choice's `logprobs`: `{"content": [...], "refusal": null}`."""
+    return {
+        "content": [
+            {
+                "token": item.token,
+                "logprob": item.logprob,
+                "bytes": item.bytes,
+                "top_logprobs": [
+                    {"token": top.token, "logprob": top.logprob, "bytes": top.bytes}
+                    for top in item.top
+                ],
+            }
+            for item in logprobs
+        ],
+        "refusal": None,
+    }
+
+
+def completion_logprobs(logprobs: Sequence[TokenLogprob], offset: int = 0) -> dict[str, Any]:
+    """A (legacy) completion choice's `logprobs`; offsets into the generated text
+    start at `offset` (where the previous chunk of a stream ended)."""
+    offsets = []
+    for item in logprobs:
+        offsets.append(offset)
+        offset += len(item.token)
+    return {
+        "tokens": [item.token for item in logprobs],
+        "token_logprobs": [item.logprob for item in logprobs],
+        # The most likely tokens, and the chosen one (OpenAI: up to logprobs + 1).
+        "top_logprobs": [
+            {**{top.token: top.logprob for top in item.top}, item.token: item.logprob}
+            for item in logprobs
+        ],
+        "text_offset": offsets,
+    }
+
+
+def _summed_usage(results: Sequence[ChatResult | GenerateResult]) -> dict[str, int]:
+    """One usage for all choices: their prompt and completion tokens summed."""
+    return usage(
+        sum(result.prompt_tokens for result in results),
+        sum(result.completion_tokens for result in results),
+    )
+
+
+def _chat_choice(index: int, result: ChatResult, logprobs: bool) -> dict[str, Any]:
     message: dict[str, Any] = {
         "role": "assistant",
         "content": result.content or (None if result.tool_calls else ""),
@@ -222,31 +287,46 @@ def chat_completion(
     if result.thinking:
         message["reasoning"] = result.thinking
     return {
+        "index": index,
+        "message": message,
+        "logprobs": chat_logprobs(result.logprobs) if logprobs else None,
+        "finish_reason": finish_reason(result.done_reason, tool_calls=bool(result.tool_calls)),
+    }
+
+
+def chat_completion(
+    results: Sequence[ChatResult],
+    *,
+    completion_id: str,
+    created: int,
+    model: str,
+    logprobs: bool = False,
+) -> dict[str, Any]:
+    """A whole `chat.completion` object: one choice per result (OpenAI's `n`)."""
+    return {
         "id": completion_id,
         "object": "chat.completion",
         "created": created,
         "model": model,
         "system_fingerprint": None,
-        "choices": [
-            {
-                "index": 0,
-                "message": message,
-                "logprobs": None,
-                "finish_reason": finish_reason(
-                    result.done_reason, tool_calls=bool(result.tool_calls)
-                ),
-            }
-        ],
-        "usage": usage(result.prompt_tokens, result.completion_tokens),
+        "choices": [_chat_choice(index, result, logprobs) for index, result in enumerate(results)],
+        "usage": _summed_usage(results),
     }
 
 
-def _event_frame(
-    completion_id: str, kind: str, created: int, model: str, include_usage: bool, field: str
-) -> tuple[str, str]:
-    """The constant start (up to the choice's `field`) and end of a stream's events.
+def _event_frames(
+    completion_id: str,
+    kind: str,
+    created: int,
+    model: str,
+    include_usage: bool,
+    field: str,
+    choices: int,
+) -> tuple[list[str], str]:
+    """The constant start (up to the choice's `field`) of each choice's events, and
+    the end every event shares.
 
-    `prefix + <field's JSON> + ',"logprobs":null,"finish_reason":...}]' + end`
+    `prefixes[i] + <field's JSON> + ',"logprobs":null,"finish_reason":...}]' + end`
     is the `data:` event `sse_event` would write for the whole object, byte for byte.
     """
     head = json_object_head(
@@ -259,65 +339,147 @@ def _event_frame(
         }
     )
     end = ',"usage":null}\n\n' if include_usage else "}\n\n"
-    return f'data: {head},"choices":[{{"index":0,{field}', end
+    prefixes = [f'data: {head},"choices":[{{"index":{index},{field}' for index in range(choices)]
+    return prefixes, end
 
 
-class ChatCompletionEncoder(SSEEncoder[ChatChunk]):
-    """`chat.completion.chunk` SSE events in OpenAI's order, then `[DONE]`.
+class _ChoicesEncoder(SSEEncoder[Any]):
+    """What the OpenAI stream encoders share: n choices, usage summed over them."""
 
-    Role chunk first, content (and tool-call, reasoning) deltas as the backend
-    produces them, a finish chunk, the usage chunk when asked for, `[DONE]`.
-    A failure after the first byte ends the stream with `data: {"error": ...}`
-    and no `[DONE]` (the relay's rule), which the openai SDK raises as `APIError`.
-    """
-
-    __slots__ = ("created", "end", "id", "include_usage", "model", "prefix", "text_end", "tools")
+    __slots__ = (
+        "completion_tokens",
+        "created",
+        "end",
+        "finished",
+        "id",
+        "include_usage",
+        "logprobs",
+        "model",
+        "prefixes",
+        "prompt_tokens",
+    )  # fmt: skip
 
     def __init__(
-        self, *, completion_id: str, created: int, model: str, include_usage: bool
+        self,
+        *,
+        completion_id: str,
+        created: int,
+        model: str,
+        include_usage: bool,
+        kind: str,
+        field: str,
+        choices: int,
+        logprobs: bool,
     ) -> None:
         self.id, self.created, self.model = completion_id, created, model
-        self.include_usage = include_usage
-        # The events differ only in their delta and finish reason: the rest is
-        # encoded once per stream.
-        self.prefix, self.end = _event_frame(
-            completion_id, "chat.completion.chunk", created, model, include_usage, '"delta":'
+        self.include_usage, self.logprobs = include_usage, logprobs
+        # The events differ only in their choice, delta and finish reason: the
+        # rest is encoded once per stream.
+        self.prefixes, self.end = _event_frames(
+            completion_id, kind, created, model, include_usage, field, choices
+        )
+        self.finished = 0
+        self.prompt_tokens = self.completion_tokens = 0
+
+    def _finished(self, chunk: ChatChunk | GenerateChunk, kind: str) -> list[bytes]:
+        """After a choice's final chunk: the usage chunk once the last choice has ended."""
+        self.finished += 1
+        self.prompt_tokens += chunk.prompt_tokens
+        self.completion_tokens += chunk.completion_tokens
+        if not self.include_usage or self.finished < len(self.prefixes):
+            return []
+        return [
+            sse_event(
+                {
+                    "id": self.id,
+                    "object": kind,
+                    "created": self.created,
+                    "model": self.model,
+                    "system_fingerprint": None,
+                    "choices": [],
+                    "usage": usage(self.prompt_tokens, self.completion_tokens),
+                }
+            )
+        ]
+
+
+class ChatCompletionEncoder(_ChoicesEncoder):
+    """`chat.completion.chunk` SSE events in OpenAI's order, then `[DONE]`.
+
+    Role chunk first (one per choice), content (and tool-call, reasoning)
+    deltas as the backend produces them, a finish chunk per choice, the usage
+    chunk when asked for, `[DONE]`. With `n`, every event names its choice's
+    `index`. A failure after the first byte ends the stream with `data:
+    {"error": ...}` and no `[DONE]` (the relay's rule), which the openai SDK
+    raises as `APIError`.
+    """
+
+    __slots__ = ("text_end", "tools")
+
+    def __init__(
+        self,
+        *,
+        completion_id: str,
+        created: int,
+        model: str,
+        include_usage: bool,
+        choices: int = 1,
+        logprobs: bool = False,
+    ) -> None:
+        super().__init__(
+            completion_id=completion_id,
+            created=created,
+            model=model,
+            include_usage=include_usage,
+            kind="chat.completion.chunk",
+            field='"delta":',
+            choices=choices,
+            logprobs=logprobs,
         )
         self.text_end = f',"logprobs":null,"finish_reason":null}}]{self.end}'
-        self.tools = 0
+        self.tools = [0] * choices
 
-    def _event(self, delta: dict[str, Any], finish: str | None = None) -> bytes:
+    def _event(
+        self,
+        index: int,
+        delta: dict[str, Any],
+        finish: str | None = None,
+        logprobs: Sequence[TokenLogprob] = (),
+    ) -> bytes:
+        logprobs_json = compact_json(chat_logprobs(logprobs)) if logprobs else "null"
         return (
-            f'{self.prefix}{compact_json(delta)},"logprobs":null,'
+            f'{self.prefixes[index]}{compact_json(delta)},"logprobs":{logprobs_json},'
             f'"finish_reason":{compact_json(finish)}}}]{self.end}'
         ).encode()
 
-    def opening(self) -> tuple[bytes]:
-        return (self._event({"role": "assistant", "content": ""}),)
+    def opening(self) -> list[bytes]:
+        return [
+            self._event(index, {"role": "assistant", "content": ""})
+            for index in range(len(self.prefixes))
+        ]
 
     def piece(self, chunk: ChatChunk) -> bytes | None:
-        if not (chunk.thinking or chunk.tool_calls):
+        index = chunk.index
+        if not (chunk.thinking or chunk.tool_calls or (self.logprobs and chunk.logprobs)):
             if not chunk.content:
                 return None
             return (
-                f'{self.prefix}{{"content":{json_string(chunk.content)}}}{self.text_end}'.encode()
-            )
+                f'{self.prefixes[index]}{{"content":{json_string(chunk.content)}}}{self.text_end}'
+            ).encode()
         events = []
         if chunk.thinking:
-            events.append(
-                f'{self.prefix}{{"reasoning":{json_string(chunk.thinking)}}}{self.text_end}'.encode()
-            )
-        if chunk.content:
-            events.append(
-                f'{self.prefix}{{"content":{json_string(chunk.content)}}}{self.text_end}'.encode()
-            )
+            events.append(self._event(index, {"reasoning": chunk.thinking}))
+        if chunk.content or (self.logprobs and chunk.logprobs):
+            logprobs = chunk.logprobs if self.logprobs else ()
+            events.append(self._event(index, {"content": chunk.content}, logprobs=logprobs))
         if chunk.tool_calls:
+            first = self.tools[index]
             calls = [
-                tool_call_object(call, self.tools + offset)
+                tool_call_object(call, first + offset)
                 for offset, call in enumerate(chunk.tool_calls)
             ]
-            self.tools += len(calls)
-            events.append(self._event({"tool_calls": calls}))
+            self.tools[index] += len(calls)
+            events.append(self._event(index, {"tool_calls": calls}))
         return b"".join(events)
 
     def closing(self, chunk: ChatChunk) -> list[bytes]:
@@ -325,33 +487,21 @@ class ChatCompletionEncoder(SSEEncoder[ChatChunk]):
         last_piece = self.piece(chunk)
         if last_piece is not None:
             events.append(last_piece)
-        events.append(self._event({}, finish_reason(chunk.done_reason, tool_calls=self.tools > 0)))
-        if self.include_usage:
-            events.append(_usage_event(self, "chat.completion.chunk", chunk))
+        reason = finish_reason(chunk.done_reason, tool_calls=self.tools[chunk.index] > 0)
+        events.append(self._event(chunk.index, {}, reason))
+        events.extend(self._finished(chunk, "chat.completion.chunk"))
         return events
 
 
-def _usage_event(
-    encoder: ChatCompletionEncoder | CompletionEncoder, kind: str, chunk: ChatChunk | GenerateChunk
-) -> bytes:
-    """The extra usage chunk of `stream_options.include_usage`."""
-    return sse_event(
-        {
-            "id": encoder.id,
-            "object": kind,
-            "created": encoder.created,
-            "model": encoder.model,
-            "system_fingerprint": None,
-            "choices": [],
-            "usage": usage(chunk.prompt_tokens, chunk.completion_tokens),
-        }
-    )
-
-
 def completion_object(
-    result: GenerateResult, *, completion_id: str, created: int, model: str
+    results: Sequence[GenerateResult],
+    *,
+    completion_id: str,
+    created: int,
+    model: str,
+    logprobs: bool = False,
 ) -> dict[str, Any]:
-    """A whole `text_completion` object."""
+    """A whole `text_completion` object: one choice per result (OpenAI's `n`)."""
     return {
         "id": completion_id,
         "object": "text_completion",
@@ -360,43 +510,64 @@ def completion_object(
         "system_fingerprint": None,
         "choices": [
             {
-                "index": 0,
+                "index": index,
                 "text": result.text,
-                "logprobs": None,
+                "logprobs": completion_logprobs(result.logprobs) if logprobs else None,
                 "finish_reason": finish_reason(result.done_reason, tool_calls=False),
             }
+            for index, result in enumerate(results)
         ],
-        "usage": usage(result.prompt_tokens, result.completion_tokens),
+        "usage": _summed_usage(results),
     }
 
 
-class CompletionEncoder(SSEEncoder[GenerateChunk]):
-    """`text_completion` SSE events, the finish reason on the last, then `[DONE]`."""
+class CompletionEncoder(_ChoicesEncoder):
+    """`text_completion` SSE events, the finish reason on each choice's last, then `[DONE]`."""
 
-    __slots__ = ("created", "end", "id", "include_usage", "model", "prefix")
+    __slots__ = ("offsets",)
 
     def __init__(
-        self, *, completion_id: str, created: int, model: str, include_usage: bool
+        self,
+        *,
+        completion_id: str,
+        created: int,
+        model: str,
+        include_usage: bool,
+        choices: int = 1,
+        logprobs: bool = False,
     ) -> None:
-        self.id, self.created, self.model = completion_id, created, model
-        self.include_usage = include_usage
-        self.prefix, self.end = _event_frame(
-            completion_id, "text_completion", created, model, include_usage, '"text":'
+        super().__init__(
+            completion_id=completion_id,
+            created=created,
+            model=model,
+            include_usage=include_usage,
+            kind="text_completion",
+            field='"text":',
+            choices=choices,
+            logprobs=logprobs,
         )
+        # Where each choice's next token starts in its generated text.
+        self.offsets = [0] * choices
 
-    def _event(self, text: str, finish: str | None = None) -> bytes:
+    def _event(self, chunk: GenerateChunk, finish: str | None = None) -> bytes:
+        logprobs_json = "null"
+        if self.logprobs and chunk.logprobs:
+            logprobs = completion_logprobs(chunk.logprobs, self.offsets[chunk.index])
+            self.offsets[chunk.index] += sum(len(item.token) for item in chunk.logprobs)
+            logprobs_json = compact_json(logprobs)
         return (
-            f'{self.prefix}{json_string(text)},"logprobs":null,'
+            f'{self.prefixes[chunk.index]}{json_string(chunk.text)},"logprobs":{logprobs_json},'
             f'"finish_reason":{compact_json(finish)}}}]{self.end}'
         ).encode()
 
     def piece(self, chunk: GenerateChunk) -> bytes | None:
-        return self._event(chunk.text) if chunk.text else None
+        if chunk.text or (self.logprobs and chunk.logprobs):
+            return self._event(chunk)
+        return None
 
     def closing(self, chunk: GenerateChunk) -> list[bytes]:
-        events = [self._event(chunk.text, finish_reason(chunk.done_reason, tool_calls=False))]
-        if self.include_usage:
-            events.append(_usage_event(self, "text_completion", chunk))
+        events = [self._event(chunk, finish_reason(chunk.done_reason, tool_calls=False))]
+        events.extend(self._finished(chunk, "text_completion"))
         return events
 
 

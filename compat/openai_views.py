@@ -66,25 +66,39 @@ class OpenAIChatCompletionViewSet(ViewSet):
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
         chat = translate.chat_request_from(data)
-        meter = model_authorize(request, endpoint_group=self.endpoint_group, model=chat.model)
+        n = translate.choices_wanted(data)
+        meter = model_authorize(
+            request, endpoint_group=self.endpoint_group, model=chat.model, choices=n
+        )
         completion_id, created = translate.new_id("chatcmpl"), translate.unix_now()
+        logprobs = translate.chat_logprobs_wanted(data)
 
         if data.get("stream"):
             chunks = await stream_primed(
-                service.chat_stream(request=chat, meter=meter, caller=request.auth, notices=True)
+                service.chat_stream(
+                    request=chat, meter=meter, caller=request.auth, notices=True, n=n
+                )
             )
             encoder = translate.ChatCompletionEncoder(
                 completion_id=completion_id,
                 created=created,
                 model=chat.model,
                 include_usage=_include_usage(data),
+                choices=n,
+                logprobs=logprobs,
             )
-            return sse_response(relay(chunks, encoder, meter))
+            return sse_response(relay(chunks, encoder, meter, choices=n))
 
-        result = await service.chat_complete(request=chat, meter=meter, caller=request.auth)
+        results = await service.chat_complete_choices(
+            request=chat, n=n, meter=meter, caller=request.auth
+        )
         return Response(
             translate.chat_completion(
-                result, completion_id=completion_id, created=created, model=chat.model
+                results,
+                completion_id=completion_id,
+                created=created,
+                model=chat.model,
+                logprobs=logprobs,
             )
         )
 
@@ -100,13 +114,17 @@ class OpenAICompletionViewSet(ViewSet):
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
         generate = translate.completion_request_from(data)
-        meter = model_authorize(request, endpoint_group=self.endpoint_group, model=generate.model)
+        n = translate.choices_wanted(data)
+        meter = model_authorize(
+            request, endpoint_group=self.endpoint_group, model=generate.model, choices=n
+        )
         completion_id, created = translate.new_id("cmpl"), translate.unix_now()
+        logprobs = translate.completion_logprobs_wanted(data)
 
         if data.get("stream"):
             chunks = await stream_primed(
                 service.generate_stream(
-                    request=generate, meter=meter, caller=request.auth, notices=True
+                    request=generate, meter=meter, caller=request.auth, notices=True, n=n
                 )
             )
             encoder = translate.CompletionEncoder(
@@ -114,13 +132,21 @@ class OpenAICompletionViewSet(ViewSet):
                 created=created,
                 model=generate.model,
                 include_usage=_include_usage(data),
+                choices=n,
+                logprobs=logprobs,
             )
-            return sse_response(relay(chunks, encoder, meter))
+            return sse_response(relay(chunks, encoder, meter, choices=n))
 
-        result = await service.generate_complete(request=generate, meter=meter, caller=request.auth)
+        results = await service.generate_complete_choices(
+            request=generate, n=n, meter=meter, caller=request.auth
+        )
         return Response(
             translate.completion_object(
-                result, completion_id=completion_id, created=created, model=generate.model
+                results,
+                completion_id=completion_id,
+                created=created,
+                model=generate.model,
+                logprobs=logprobs,
             )
         )
 

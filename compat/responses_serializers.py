@@ -10,8 +10,13 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
-from compat.openai_serializers import AnyJSONField
-from gateway.validation import ModelNameField, StrictJSONMixin
+from compat.openai_serializers import AnyJSONField, RefusedIntegerField
+from gateway.validation import ModelNameField, StrictJSONMixin, refuse
+
+LOGPROBS_REFUSED = (
+    "Log probabilities are not served on the Responses API: use /openai/v1/chat/completions "
+    "with logprobs: true."
+)
 
 
 class ResponseCreateInputSerializer(StrictJSONMixin, serializers.Serializer):
@@ -42,9 +47,20 @@ class ResponseCreateInputSerializer(StrictJSONMixin, serializers.Serializer):
     parallel_tool_calls = serializers.BooleanField(required=False, allow_null=True)
     metadata = serializers.DictField(required=False, allow_null=True)
     user = serializers.CharField(required=False, allow_null=True, allow_blank=True)
-    include = serializers.ListField(child=serializers.CharField(), required=False, allow_null=True)
+    include = serializers.ListField(
+        child=serializers.CharField(),
+        required=False,
+        allow_null=True,
+        help_text="Accepted and ignored, except `message.output_text.logprobs`: refused (400).",
+    )
+    top_logprobs = RefusedIntegerField(LOGPROBS_REFUSED)
     truncation = serializers.CharField(required=False, allow_null=True)
     stream_options = serializers.DictField(required=False, allow_null=True)
+
+    def validate_include(self, value: list[str] | None) -> list[str] | None:
+        if value and "message.output_text.logprobs" in value:
+            refuse(LOGPROBS_REFUSED)
+        return value
 
 
 class ResponseUsageSerializer(serializers.Serializer):

@@ -38,9 +38,13 @@ class UsageMeter:
         return self.prompt_tokens + self.completion_tokens
 
     def charge(self, *, prompt_tokens: int, completion_tokens: int = 0) -> None:
-        """The backend's own counts for the whole call."""
-        self.prompt_tokens = prompt_tokens
-        self.completion_tokens = completion_tokens
+        """The backend's own counts for one whole generation.
+
+        A request asking for `n` choices runs n generations: each is charged
+        here, so the meter holds their sum (one usage record per request).
+        """
+        self.prompt_tokens += prompt_tokens
+        self.completion_tokens += completion_tokens
 
     def cut(self, *, error_code: str) -> None:
         """The call ended early: count what was delivered, and say why (unless said)."""

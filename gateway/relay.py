@@ -16,7 +16,11 @@ the same way everywhere:
   scheduler's queue), and the meter says `client_disconnected`;
 - while a stream waits for a backend slot, the encoder may say so
   (`queued`: an SSE comment, a WebSocket frame; nothing where the format
-  has no such thing).
+  has no such thing);
+- a request for `n` choices is ONE stream of n interleaved generations
+  (`gateway.service` marks each chunk with its choice's `index`): it is
+  complete once every choice has sent its final chunk, each charged as it
+  arrives; a failure of any ends them all with the one error event.
 """
 
 from __future__ import annotations
@@ -46,7 +50,8 @@ class StreamEncoder(Protocol[C, F]):
         ...
 
     def closing(self, chunk: C) -> Iterable[F]:
-        """The frames of the final chunk, which carries the backend's counts."""
+        """The frames of the final chunk, which carries the backend's counts
+        (with `n` choices: once per choice, in the order they finish)."""
         ...
 
     def failure(self, error: APIError) -> F:
@@ -112,13 +117,16 @@ async def relay(
     meter: UsageMeter,
     *,
     tokens: bool = True,
+    choices: int = 1,
 ) -> AsyncIterator[F]:
     """The surface's frames for `chunks`, charging `meter` (see the module docstring).
 
     `tokens=False` relays a stream that has no final chunk and no token
-    counts (Ollama's pull/push/create progress).
+    counts (Ollama's pull/push/create progress). `choices`: how many final
+    chunks make the stream complete (one per choice of a request's `n`).
     """
     complete = not tokens
+    unfinished = choices
     failed = False
     try:
         for frame in encoder.opening():
@@ -132,7 +140,8 @@ async def relay(
             if tokens and meter.first_token_at is None:
                 meter.first_token_at = time.monotonic()  # the time to first token
             if tokens and chunk.done:
-                complete = True
+                unfinished -= 1
+                complete = unfinished <= 0
                 meter.charge(
                     prompt_tokens=chunk.prompt_tokens, completion_tokens=chunk.completion_tokens
                 )

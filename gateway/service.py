@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from functools import cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from django.conf import settings
 from django.core.signals import setting_changed
@@ -54,6 +55,9 @@ from gateway.scheduler import (
     SchedulerSettings,
     SchedulingCaller,
 )
+
+R = TypeVar("R", ChatRequest, GenerateRequest)
+T = TypeVar("T")
 
 # Requests the gateway makes for itself (no caller): one share like anyone.
 INTERNAL_CALLER = Anonymous()
@@ -438,12 +442,31 @@ async def chat_complete(
     return result
 
 
+async def chat_complete_choices(
+    *,
+    request: ChatRequest,
+    n: int,
+    meter: UsageMeter | None = None,
+    caller: SchedulingCaller | None = None,
+) -> list[ChatResult]:
+    """`n` whole answers (choice i with seed + i, see `choice_requests`), generated at
+    once, each waiting for its own slot; `meter` is charged their summed tokens.
+    The first failure fails the call (and stops the other generations)."""
+    return await _choices(
+        [
+            lambda choice=choice: chat_complete(request=choice, meter=meter, caller=caller)
+            for choice in choice_requests(request, n)
+        ]
+    )
+
+
 def chat_stream(
     *,
     request: ChatRequest,
     meter: UsageMeter | None = None,
     caller: SchedulingCaller | None = None,
     notices: bool = False,
+    n: int = 1,
 ) -> AsyncIterator[ChatChunk | Queued]:
     """Chunks as the backend produces them; the last has `done=True`.
 
@@ -452,9 +475,14 @@ def chat_stream(
     Closing the iterator (`aclose`) leaves the queue or closes the backend
     request, and gives the slot back. `notices=True`: while the stream waits
     for a slot it yields `Queued` now and then (the surface can say so).
+    `n` > 1: n generations (see `choice_requests`), their chunks interleaved
+    as they come, each marked with its choice's `index`; n final chunks.
     """
-    return _scheduled_stream(
-        request, lambda member: member.chat_stream(request), meter, caller, notices
+    return _choice_streams(
+        [
+            _scheduled_stream(choice, _open_chat, meter, caller, notices)
+            for choice in choice_requests(request, n)
+        ]
     )
 
 
@@ -464,11 +492,112 @@ def generate_stream(
     meter: UsageMeter | None = None,
     caller: SchedulingCaller | None = None,
     notices: bool = False,
+    n: int = 1,
 ) -> AsyncIterator[GenerateChunk | Queued]:
     """A raw prompt completion as it is produced; same contract as `chat_stream`."""
-    return _scheduled_stream(
-        request, lambda member: member.generate_stream(request), meter, caller, notices
+    return _choice_streams(
+        [
+            _scheduled_stream(choice, _open_generate, meter, caller, notices)
+            for choice in choice_requests(request, n)
+        ]
     )
+
+
+# --- n choices: n generations of one request ---------------------------------------
+
+
+def choice_requests(request: R, n: int) -> list[R]:
+    """The requests of `n` choices: choice i with seed + i when a seed is given.
+
+    So a seeded request is repeatable, and its choices still differ from one
+    another. Each is generated, scheduled and charged like a request of its own.
+    """
+    if n <= 1:
+        return [request]
+    seed = request.params.seed
+    return [
+        dataclasses.replace(
+            request,
+            params=dataclasses.replace(request.params, seed=None if seed is None else seed + i),
+        )
+        for i in range(n)
+    ]
+
+
+async def _choices(calls: list[Callable[[], Awaitable[T]]]) -> list[T]:
+    """Run whole generations at once; the first failure cancels the others."""
+    if len(calls) == 1:
+        return [await calls[0]()]
+    tasks = [asyncio.ensure_future(call()) for call in calls]
+    try:
+        return list(await asyncio.gather(*tasks))
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+_ENDED: Any = object()
+
+
+async def _next_or_end(stream: AsyncIterator[Any]) -> Any:
+    try:
+        return await anext(stream)
+    except StopAsyncIteration:
+        return _ENDED
+
+
+def _choice_streams(streams: list[AsyncIterator[Any]]) -> AsyncIterator[Any]:
+    """One stream; n choices' streams interleaved as their chunks come (see `chat_stream`)."""
+    if len(streams) == 1:
+        return streams[0]  # the common case: not a step more per token
+    return _interleaved(streams)
+
+
+async def _interleaved(streams: list[AsyncIterator[Any]]) -> AsyncIterator[Any]:
+    """Each stream's chunks, marked with the stream's index, as they arrive.
+
+    One step of each stream is awaited at a time: a slow client slows every
+    generation, as it slows one. A failure of any stream is raised at once
+    (and the others closed); closing this closes all of them, so every
+    backend stops generating and every slot is given back.
+    """
+    pending: dict[asyncio.Future[Any], int] = {}
+
+    def step(index: int) -> None:
+        pending[asyncio.ensure_future(_next_or_end(streams[index]))] = index
+
+    for index in range(len(streams)):
+        step(index)
+    try:
+        while pending:
+            done, _ = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+            for task in sorted(done, key=pending.__getitem__):
+                index = pending.pop(task)
+                item = task.result()
+                if item is _ENDED:
+                    continue
+                if item.__class__ is not Queued:
+                    item.index = index
+                step(index)
+                yield item
+    finally:
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+        for stream in streams:
+            with contextlib.suppress(Exception):
+                await stream.aclose()  # type: ignore[attr-defined]
+
+
+def _open_chat(member: InferenceBackend, request: ChatRequest) -> AsyncIterator[ChatChunk]:
+    return member.chat_stream(request)
+
+
+def _open_generate(
+    member: InferenceBackend, request: GenerateRequest
+) -> AsyncIterator[GenerateChunk]:
+    return member.generate_stream(request)
 
 
 async def _scheduled_stream(
@@ -500,7 +629,7 @@ async def _scheduled_stream(
                 model=request.model, caller=caller, meter=meter, exclude=tuple(tried)
             )
         try:
-            stream = stream_drainable(open_stream(member))
+            stream = stream_drainable(open_stream(member, request))
             try:
                 with _backend_call(name):
                     try:
@@ -538,6 +667,22 @@ async def generate_complete(
     if meter is not None:
         meter.charge(prompt_tokens=result.prompt_tokens, completion_tokens=result.completion_tokens)
     return result
+
+
+async def generate_complete_choices(
+    *,
+    request: GenerateRequest,
+    n: int,
+    meter: UsageMeter | None = None,
+    caller: SchedulingCaller | None = None,
+) -> list[GenerateResult]:
+    """`n` whole completions; same contract as `chat_complete_choices`."""
+    return await _choices(
+        [
+            lambda choice=choice: generate_complete(request=choice, meter=meter, caller=caller)
+            for choice in choice_requests(request, n)
+        ]
+    )
 
 
 async def embeddings_create(

@@ -98,10 +98,12 @@ class GatewayJSONParser(JSONParser):
 
 
 # Ollama's name parts (types/model/name.go): first character a letter, digit
-# or `_`; the host may carry a port.
+# or `_`; the host may carry a port. Ollama reads a name from the right (tag,
+# model, namespace, then host), so a host comes only with a namespace:
+# `host:port/model` is a namespace with a colon, which Ollama refuses.
 _PART = r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,79}"
 _HOST = r"[A-Za-z0-9_][A-Za-z0-9_.:-]{0,349}"
-MODEL_NAME_PATTERN = rf"^(?:{_HOST}/)?(?:{_PART}/)?{_PART}(?::{_PART})?$"
+MODEL_NAME_PATTERN = rf"^(?:(?:{_HOST}/)?{_PART}/)?{_PART}(?::{_PART})?$"
 _MODEL_NAME_RE = re.compile(MODEL_NAME_PATTERN.replace("$", r"\Z"))
 
 

@@ -40,6 +40,11 @@ def endpoint_group_of(view: Any) -> str:
     return getattr(view, "endpoint_group", None) or DEFAULT_ENDPOINT_GROUP
 
 
+def limit_group(caller: policy.Caller, endpoint_group: str) -> str:
+    """The limit group a request counts in: its endpoint group for a key."""
+    return endpoint_group if caller.api_key is not None else "unauthenticated"
+
+
 def django_request(request: HttpRequest | Request) -> HttpRequest:
     return getattr(request, "_request", request)
 
@@ -100,7 +105,7 @@ class CallerAdmitted(BasePermission):
         caller = getattr(django_request(request), "caller", None)
         if caller is None:  # a view with its own authentication (staff API, docs)
             return True
-        group = endpoint_group_of(view) if caller.api_key is not None else "unauthenticated"
+        group = limit_group(caller, endpoint_group_of(view))
         try:
             _keep_status(request, policy.request_admit(caller=caller, endpoint_group=group))
         except (RateLimitedError, PermissionDeniedError) as exc:
@@ -109,17 +114,29 @@ class CallerAdmitted(BasePermission):
         return True
 
 
-def model_authorize(request: Request, *, endpoint_group: str, model: str) -> UsageMeter:
+def model_authorize(
+    request: Request, *, endpoint_group: str, model: str, choices: int = 1
+) -> UsageMeter:
     """The policy's model check for an HTTP request; returns its usage meter.
 
     The model is only known once the body is read, so every HTTP surface
     calls this after validating it; the meter names the model first, so a
     refused call's usage record still says which model was asked for.
+    `choices`: the request asks for n generations (OpenAI's `n`); the n - 1
+    beyond the one `CallerAdmitted` counted are counted now (429 when over).
     """
     meter = meter_for(request)
-    policy.caller_authorize(
-        caller=request_caller(request), endpoint_group=endpoint_group, model=model, meter=meter
-    )
+    caller = request_caller(request)
+    policy.caller_authorize(caller=caller, endpoint_group=endpoint_group, model=model, meter=meter)
+    if choices > 1:
+        group = limit_group(caller, endpoint_group)
+        try:
+            status = policy.choices_count(caller=caller, group=group, n=choices)
+        except RateLimitedError as exc:
+            _keep_status(request, exc.rate_limit_status)  # type: ignore[attr-defined]
+            raise
+        if status is not None:
+            _keep_status(request, status)
     return meter
 
 

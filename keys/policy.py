@@ -12,7 +12,7 @@ page's model list) goes through these functions, the same way:
 3. `request_admit` counts one request against the caller's limit and token
    budget (`request_count`: the one place a request is counted), then
    authorizes it; HTTP calls it from one DRF permission, the WebSocket once
-   per chat message.
+   per chat message. A request for `n` choices counts n (`choices_count`).
 4. `models_visible` filters every model list down to what the caller may use.
 5. `usage_record` writes the one usage record of a call and charges its
    tokens to the caller's budget: the one place usage is recorded (HTTP:
@@ -223,8 +223,9 @@ def models_visible(*, caller: Caller, models: Iterable[T], model_id: Callable[[T
 # --- how much -----------------------------------------------------------------
 
 
-def request_count(*, caller: Caller, group: str) -> RateLimitStatus | None:
-    """Count one request; `RateLimitedError` (with `Retry-After`) when over the limit.
+def request_count(*, caller: Caller, group: str, cost: int = 1) -> RateLimitStatus | None:
+    """Count one request (`cost` requests); `RateLimitedError` (with `Retry-After`)
+    when over the limit, and then none is counted.
 
     Keys: the key's `rate_limit`, else the group's default (chat 60,
     embeddings 120, others 100 per minute), per key and group; a key with
@@ -249,7 +250,7 @@ def request_count(*, caller: Caller, group: str) -> RateLimitStatus | None:
         limit = settings.RATE_LIMIT_UNAUTHENTICATED
         identity = ("addr", caller.client_addr)
         what = "requests per minute without a valid API key."
-    allowed, status = ratelimit.requests_hit(identity=identity, limit=limit)
+    allowed, status = ratelimit.requests_hit(identity=identity, limit=limit, cost=cost)
     if not allowed:
         metrics.rate_limited(limit="requests")
         raise _limited(status, status.reset_seconds, f"Rate limit exceeded: {limit} {what}")
@@ -302,6 +303,20 @@ def request_admit(
         exc.rate_limit_status = status  # type: ignore[attr-defined]
         raise
     return status
+
+
+def choices_count(*, caller: Caller, group: str, n: int) -> RateLimitStatus | None:
+    """Count the further n - 1 generations of a request asking for `n` choices.
+
+    `request_admit` counted the request itself; each further choice is a
+    generation like a request's, so it counts as one, before any is made:
+    over the limit, the call is refused (429) and nothing is generated. The
+    token budget is checked again with it (the tokens of all n are charged
+    to it afterwards, in `usage_record`).
+    """
+    if n <= 1:
+        return None
+    return request_count(caller=caller, group=group, cost=n - 1)
 
 
 # --- what it used -------------------------------------------------------------

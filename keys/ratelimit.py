@@ -106,8 +106,10 @@ def group_limit(group: str) -> int:
     return int(settings.RATE_LIMITS.get(group, settings.RATE_LIMIT_DEFAULT))
 
 
-def requests_hit(*, identity: tuple[str, ...], limit: int) -> tuple[bool, RateLimitStatus]:
-    """Count one request against `identity`; False when over `limit`.
+def requests_hit(
+    *, identity: tuple[str, ...], limit: int, cost: int = 1
+) -> tuple[bool, RateLimitStatus]:
+    """Count `cost` requests against `identity`; False (none counted) when over `limit`.
 
     A store that cannot be reached lets the request through (and logs): the
     limits protect fairness, and an outage of Redis should not become an
@@ -116,7 +118,7 @@ def requests_hit(*, identity: tuple[str, ...], limit: int) -> tuple[bool, RateLi
     item = RateLimitItemPerMinute(limit)
     state = limiters()
     try:
-        allowed = state.requests.hit(item, *identity)
+        allowed = state.requests.hit(item, *identity, cost=cost)
         stats = state.requests.get_window_stats(item, *identity)
     except StorageError as exc:
         logger.warning("Rate-limit store unavailable, not limiting: %s", exc.storage_error)

@@ -355,6 +355,9 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = MAX_REQUEST_BYTES
 MAX_EMBEDDING_INPUTS = env.int("MAX_EMBEDDING_INPUTS", default=512)
 MAX_EMBEDDING_INPUT_CHARS = env.int("MAX_EMBEDDING_INPUT_CHARS", default=100_000)
 MAX_CHAT_MESSAGES = env.int("MAX_CHAT_MESSAGES", default=1000)
+# Most choices (OpenAI's `n`) one request may ask for; each is one generation,
+# counted, limited and scheduled like a request of its own.
+GATEWAY_MAX_CHOICES = env.int("GATEWAY_MAX_CHOICES", default=4)
 # Deepest nesting of arrays and objects in a JSON body or WebSocket frame
 # (apis/validation.py): Python's JSON decoder and the serializers recurse
 # once per level, so without a limit a deep body is a 500 and a traceback.

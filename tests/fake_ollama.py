@@ -60,6 +60,7 @@ __all__ = [
     "RecordedRequest",
     "StreamRecord",
     "default_models",
+    "fake_logprobs",
     "free_port",
     "main",
     "numbered_reply",
@@ -845,6 +846,8 @@ class _Plan:
     done_reason: str
     prompt_eval_count: int
     eval_count: int
+    # `logprobs` asked for: how many alternatives per token (`top_logprobs`), else None.
+    top_logprobs: int | None = None
 
 
 @dataclass
@@ -888,6 +891,37 @@ def _check_top_logprobs(req: Mapping[str, Any]) -> None:
     top = req.get("top_logprobs") or 0
     if top < 0 or top > 20:
         raise _ApiError(400, "top_logprobs must be between 0 and 20")
+
+
+def _wanted_logprobs(req: Mapping[str, Any]) -> int | None:
+    """How many alternatives per token, when the request asked for logprobs; else None."""
+    return int(req.get("top_logprobs") or 0) if req.get("logprobs") else None
+
+
+def _token_logprob(token: str, logprob: float) -> dict[str, Any]:
+    return {"token": token, "logprob": logprob, "bytes": list(token.encode("utf-8"))}
+
+
+def fake_logprobs(tokens: Sequence[str], top: int) -> list[dict[str, Any]]:
+    """Ollama's `logprobs` for generated `tokens`, deterministic per token text.
+
+    The chosen token's log probability is in [-1.0, -0.2] (a hash of its
+    text); with `top` > 0 it leads its alternatives (`<token>#1`, ...), each
+    e^-2 times less likely than the one before, so their probabilities sum
+    below 1 as a real distribution's would.
+    """
+    entries = []
+    for token in tokens:
+        digest = hashlib.sha1(token.encode("utf-8")).digest()
+        chosen = -0.2 - (digest[0] / 255) * 0.8
+        entry = _token_logprob(token, round(chosen, 6))
+        if top:
+            entry["top_logprobs"] = [entry.copy()] + [
+                _token_logprob(f"{token}#{rank}", round(chosen - 2.0 * rank, 6))
+                for rank in range(1, top)
+            ]
+        entries.append(entry)
+    return entries
 
 
 def _format_error(fmt: Any) -> str | None:
@@ -1664,6 +1698,7 @@ class FakeOllama:
                 tools=tools if wants_tool else None,
                 tool_text=user_text,
             )
+            plan.top_logprobs = _wanted_logprobs(req)
             return await self._run_generation(
                 call, model_name, stream, plan, t_loaded, chat=True, context=False
             )
@@ -1702,6 +1737,7 @@ class FakeOllama:
                 tools=None,
                 tool_text=prompt,
             )
+            plan.top_logprobs = _wanted_logprobs(req)
             return await self._run_generation(
                 call, model_name, stream, plan, t_loaded, chat=False, context=not req.get("raw")
             )
@@ -1960,6 +1996,8 @@ class FakeOllama:
             if index < len(events):
                 kind, value = events[index]
                 line = self._line(model_name, kind, value, chat)
+                if plan.top_logprobs is not None and kind == "content":
+                    line["logprobs"] = fake_logprobs([value], plan.top_logprobs)
             else:
                 line = self._final(call, model_name, plan, t_loaded, t_first, chat, context)
             if response is None:
@@ -2003,6 +2041,10 @@ class FakeOllama:
         body = self._final(
             call, model_name, plan, t_loaded, t_first, chat, context, content, thinking, tool_calls
         )
+        if plan.top_logprobs is not None:
+            body["logprobs"] = fake_logprobs(
+                [v for k, v in events if k == "content"], plan.top_logprobs
+            )
         response = web.Response(body=_go_json(body), headers={"Content-Type": _JSON_CT})
         await response.prepare(request)
         self._first_byte(record)

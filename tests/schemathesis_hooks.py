@@ -63,15 +63,18 @@ def map_case(context: HookContext, case: Case) -> Case:
             body[field] = EMBEDDING_MODEL if path.endswith(EMBEDDING_PATHS) else CHAT_MODEL
     tools = body.get("tools")
     choice = body.get("tool_choice")
+    # Replaced, not changed in place: the coverage phase shares one `tool_choice`
+    # object between the cases it builds, so an in-place change of one case's
+    # name is overwritten by the next case's before the first is sent.
     if isinstance(choice, dict) and isinstance(choice.get("function"), dict):
         names = [tool["function"]["name"] for tool in tools or () if isinstance(tool, dict)]
         if names:
-            choice["function"]["name"] = names[0]
+            body["tool_choice"] = {**choice, "function": {**choice["function"], "name": names[0]}}
     # Anthropic's {"type": "tool", "name"} and the Responses API's {"type": "function", "name"}.
     if isinstance(choice, dict) and isinstance(choice.get("name"), str):
         names = [tool.get("name") for tool in tools or () if isinstance(tool, dict)]
         if names:
-            choice["name"] = names[0]
+            body["tool_choice"] = {**choice, "name": names[0]}
     items = body.get("input") if isinstance(body.get("input"), list) else ()
     for item in items:
         if isinstance(item, dict) and isinstance(item.get("arguments"), str):

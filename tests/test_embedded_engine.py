@@ -554,3 +554,67 @@ def test_the_engine_serves_another_keys_request_ahead_of_a_backlog(
     served_before_b = finished.index("b") - at_arrival[0]
     assert served_before_b <= 2, finished
     assert finished.count("a") == 10
+
+
+# --- log probabilities and n choices ---------------------------------------------------
+
+
+def test_greedy_logprobs_rank_the_chosen_token_first(ollama_client: ollama.Client) -> None:
+    # Greedy and no repeat penalty: each token is the raw distribution's most likely.
+    options = {"temperature": 0, "repeat_penalty": 1.0, "num_predict": MAX_TOKENS}
+
+    chat = ollama_client.chat(
+        model=CHAT_MODEL, messages=QUESTION, options=options, logprobs=True, top_logprobs=5
+    )
+
+    assert len(chat.logprobs) == chat.eval_count
+    assert "".join(item.token for item in chat.logprobs) == chat.message.content
+    for item in chat.logprobs:
+        top = item.top_logprobs
+        assert len(top) == 5
+        assert top[0].token == item.token
+        assert top[0].logprob == pytest.approx(item.logprob)
+        assert item.logprob <= 0
+        assert [t.logprob for t in top] == sorted((t.logprob for t in top), reverse=True)
+        assert sum(math.exp(t.logprob) for t in top) <= 1 + 1e-9
+
+
+def test_streamed_openai_logprobs_come_with_their_tokens(sdk: openai.OpenAI) -> None:
+    stream = sdk.chat.completions.create(
+        model=CHAT_MODEL,
+        messages=QUESTION,
+        temperature=0,
+        max_tokens=MAX_TOKENS,
+        logprobs=True,
+        top_logprobs=3,
+        stream=True,
+    )
+
+    text, tokens = "", []
+    for chunk in stream:
+        for choice in chunk.choices:
+            text += choice.delta.content or ""
+            if choice.logprobs is not None:
+                tokens.extend(choice.logprobs.content)
+    assert text
+    assert "".join(item.token for item in tokens) == text
+    for item in tokens:
+        assert item.logprob <= 0
+        assert len(item.top_logprobs) == 3
+        assert bytes(item.bytes).decode("utf-8", errors="replace") == item.token
+        assert sum(math.exp(t.logprob) for t in item.top_logprobs) <= 1 + 1e-9
+
+
+def test_n_choices_are_n_generations_of_the_engine(sdk: openai.OpenAI) -> None:
+    one = sdk.chat.completions.create(
+        model=CHAT_MODEL, messages=QUESTION, temperature=0, max_tokens=MAX_TOKENS
+    )
+    answer = sdk.chat.completions.create(
+        model=CHAT_MODEL, messages=QUESTION, temperature=0, max_tokens=MAX_TOKENS, n=2
+    )
+
+    assert [choice.index for choice in answer.choices] == [0, 1]
+    # Greedy: every choice is the single answer.
+    assert {choice.message.content for choice in answer.choices} == {one.choices[0].message.content}
+    assert answer.usage.completion_tokens == 2 * one.usage.completion_tokens
+    assert answer.usage.prompt_tokens == 2 * one.usage.prompt_tokens

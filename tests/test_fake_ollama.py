@@ -720,3 +720,39 @@ def test_cli_runs_standalone() -> None:
     finally:
         process.terminate()
         assert process.wait(timeout=5) == 0
+
+
+# --- logprobs (A.5: "only if requested") -------------------------------------------
+
+
+def test_logprobs_come_only_when_asked_one_per_content_token(
+    client: ollama.Client, http: httpx.Client
+) -> None:
+    assert client.chat(model="llama3.2", messages=HI).logprobs is None
+
+    whole = client.chat(model="llama3.2", messages=HI, logprobs=True, top_logprobs=3)
+    parts = list(client.generate(model="llama3.2", prompt="hi", logprobs=True, stream=True))
+    raw = http.post(
+        "/api/chat",
+        json={"model": "llama3.2", "messages": HI, "stream": False, "logprobs": True},
+    ).json()
+
+    assert "".join(item.token for item in whole.logprobs) == whole.message.content
+    for item in whole.logprobs:
+        assert -1.0 <= item.logprob <= -0.2
+        assert item.top_logprobs[0].token == item.token
+        assert len(item.top_logprobs) == 3
+        assert sum(math.exp(t.logprob) for t in item.top_logprobs) < 1
+    for part in parts[:-1]:
+        assert [item.token for item in part.logprobs] == [part.response]
+    assert parts[-1].logprobs is None
+    assert raw["logprobs"][0]["bytes"] == list(raw["logprobs"][0]["token"].encode())
+    assert "top_logprobs" not in raw["logprobs"][0]
+
+
+def test_top_logprobs_out_of_range_is_a_400(client: ollama.Client) -> None:
+    with pytest.raises(ollama.ResponseError) as caught:
+        client.chat(model="llama3.2", messages=HI, logprobs=True, top_logprobs=21)
+
+    assert caught.value.status_code == 400
+    assert caught.value.error == "top_logprobs must be between 0 and 20"

@@ -135,9 +135,9 @@ def test_invalid_fields_are_unprocessable_and_name_the_field(client: openai.Open
 @pytest.mark.parametrize(
     ("extra", "param"),
     [
-        ({"n": 2}, "n"),
+        ({"n": 5}, "n"),  # over GATEWAY_MAX_CHOICES (4)
         ({"logit_bias": {"50256": -100}}, "logit_bias"),
-        ({"logprobs": True}, "logprobs"),
+        ({"top_logprobs": 2}, "top_logprobs"),  # without logprobs: true
         ({"response_format": {"type": "xml"}}, "response_format.type"),
         (
             {
@@ -367,7 +367,7 @@ async def test_the_async_client_maps_errors_too(gateway: str, api_key: str) -> N
         with pytest.raises(openai.NotFoundError):
             await client.models.retrieve("missing:1b")
         with pytest.raises(openai.BadRequestError) as caught:
-            await client.chat.completions.create(model="qwen2.5:14b", messages=USER, n=3)
+            await client.chat.completions.create(model="qwen2.5:14b", messages=USER, n=9)
     async with openai.AsyncOpenAI(
         base_url=f"{gateway}/openai/v1", api_key="wrong", max_retries=0
     ) as client:

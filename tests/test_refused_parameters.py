@@ -29,7 +29,7 @@ def test_it_refuses_what_the_backend_cannot_do_with_a_400_naming_the_nested_para
 def test_an_invalid_field_is_answered_before_a_refused_one(
     http: httpx.Client, auth_headers: dict
 ) -> None:
-    body = {**CHAT, "n": 2, "temperature": 7}
+    body = {**CHAT, "n": 99, "temperature": 7}
 
     response = http.post("/openai/v1/chat/completions", json=body, headers=auth_headers)
 

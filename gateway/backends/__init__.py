@@ -21,6 +21,7 @@ from gateway.backends.base import (
     ProgressUpdate,
     RunningModel,
     Timings,
+    TokenLogprob,
     ToolCall,
     normalize_model_name,
 )
@@ -41,6 +42,7 @@ __all__ = [
     "ProgressUpdate",
     "RunningModel",
     "Timings",
+    "TokenLogprob",
     "ToolCall",
     "normalize_model_name",
 ]

@@ -58,6 +58,22 @@ class ToolCall:
     id: str | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class TokenLogprob:
+    """One generated token and how likely the model found it.
+
+    `logprob` is the natural log of its probability under the model's raw
+    distribution (before sampling settings reshape it); `bytes` are the
+    token's UTF-8 bytes (a token may hold part of a character); `top` are the
+    most likely tokens at that step, most likely first (empty unless asked).
+    """
+
+    token: str
+    logprob: float
+    bytes: list[int] | None = None
+    top: tuple[TokenLogprob, ...] = ()
+
+
 @dataclass(slots=True)
 class GenerationParams:
     """How to generate, in no backend's terms; `None` leaves the backend's default.
@@ -80,6 +96,9 @@ class GenerationParams:
     frequency_penalty: float | None = None
     repeat_penalty: float | None = None
     context_length: int | None = None
+    # Log probabilities of the generated tokens; `top_logprobs` alternatives per token.
+    logprobs: bool = False
+    top_logprobs: int | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -119,6 +138,10 @@ class ChatChunk:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     timings: Timings = NO_TIMINGS
+    # The log probabilities of this chunk's tokens (only when asked for).
+    logprobs: Sequence[TokenLogprob] = ()
+    # Which of a request's `n` choices this chunk belongs to (set by the service).
+    index: int = 0
 
 
 @dataclass(slots=True)
@@ -133,6 +156,7 @@ class ChatResult:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     timings: Timings = field(default_factory=Timings)
+    logprobs: Sequence[TokenLogprob] = ()
 
 
 @dataclass(slots=True)
@@ -170,6 +194,8 @@ class GenerateChunk:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     timings: Timings = NO_TIMINGS
+    logprobs: Sequence[TokenLogprob] = ()
+    index: int = 0  # as `ChatChunk.index`
 
 
 @dataclass(slots=True)
@@ -184,6 +210,7 @@ class GenerateResult:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     timings: Timings = field(default_factory=Timings)
+    logprobs: Sequence[TokenLogprob] = ()
 
 
 @dataclass(slots=True)

@@ -47,6 +47,7 @@ from gateway.backends.base import (
     ModelInfo,
     RunningModel,
     Timings,
+    TokenLogprob,
     normalize_model_name,
 )
 from gateway.errors import (
@@ -169,6 +170,16 @@ class _Outcome:
     completion_tokens: int
     timings: Timings
     context: list[int] | None = None
+    logprobs: tuple[TokenLogprob, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class _Piece:
+    """Streamed text with its tokens' log probabilities (only when they were asked for;
+    otherwise the thread hands over plain strings)."""
+
+    text: str
+    logprobs: tuple[TokenLogprob, ...]
 
 
 @dataclass(slots=True)
@@ -182,6 +193,8 @@ class _Prepared:
     stop: list[str]
     grammar: Any = None
     repeat_last_n: int | None = None
+    # Alternatives per token when log probabilities were asked for; None: not asked.
+    top_logprobs: int | None = None
 
 
 class EngineModel:
@@ -425,6 +438,7 @@ class EngineModel:
             stop=[s for s in params.stop or () if s],
             grammar=self._grammar(format),
             repeat_last_n=repeat_last_n,
+            top_logprobs=(params.top_logprobs or 0) if params.logprobs else None,
         )
 
     def _grammar(self, format: str | dict[str, Any] | None) -> Any:
@@ -477,6 +491,20 @@ class EngineModel:
         done_reason = "length"
         first_token_ns = 0
         generated: list[int] = []
+        # Log probabilities of the tokens whose text is not handed over yet.
+        top_logprobs = prepared.top_logprobs
+        held: list[TokenLogprob] = []
+        all_logprobs: list[TokenLogprob] = []
+
+        def hand_over(text: str) -> None:
+            pieces.append(text)
+            if top_logprobs is None:
+                job.emit(text)
+                return
+            all_logprobs.extend(held)
+            job.emit(_Piece(text, tuple(held)))
+            held.clear()
+
         if prepared.max_tokens == 0:
             tokens_iter: Any = iter(())
         else:
@@ -495,12 +523,17 @@ class EngineModel:
                     break
                 count += 1
                 generated.append(token)
-                pending += decoder.decode(llama.detokenize([token]))
+                token_bytes = llama.detokenize([token])
+                if top_logprobs is not None:
+                    held.append(_token_logprob(llama, token, token_bytes, top_logprobs))
+                pending += decoder.decode(token_bytes)
                 if stops:
                     cut = min((i for i in (pending.find(s) for s in stops) if i >= 0), default=-1)
                     if cut >= 0:
                         pending = pending[:cut]
                         done_reason = "stop"
+                        if not pending:
+                            held.clear()  # their text was the stop sequence
                         break
                     # Hold back what could still become a stop sequence.
                     keep = _held_back(pending, stops, longest_stop)
@@ -508,8 +541,7 @@ class EngineModel:
                 else:
                     ready, pending = pending, ""
                 if ready:
-                    pieces.append(ready)
-                    job.emit(ready)
+                    hand_over(ready)
                 if count >= prepared.max_tokens:
                     break
         finally:
@@ -518,8 +550,7 @@ class EngineModel:
                 close()
         pending += decoder.decode(b"", final=True)
         if pending:
-            pieces.append(pending)
-            job.emit(pending)
+            hand_over(pending)
         ended = time.perf_counter_ns()
         first = first_token_ns or ended
         return _Outcome(
@@ -534,6 +565,7 @@ class EngineModel:
                 completion_ns=ended - first,
             ),
             context=prepared.tokens + generated,
+            logprobs=tuple(all_logprobs),
         )
 
     def embed(
@@ -571,6 +603,46 @@ class EngineModel:
                     array = array / norm
             result.append(array.tolist())
         return result, int(count), counts if sum(counts) == count else None
+
+
+def _token_logprob(llama: Any, token: int, token_bytes: bytes, top: int) -> TokenLogprob:
+    """`token`'s log probability, from the logits it was sampled from.
+
+    While `Llama.generate` waits at a yielded token, the context's last
+    logits row (`llama_get_logits_ith(ctx, -1)`, llama.cpp's public API) is
+    the one the sampler drew that token from: the next decode runs only when
+    the generator resumes. These are the model's raw logits (before
+    temperature, penalties and top-k/p reshape them), as Ollama reports them:
+    so under greedy decoding without penalties the chosen token is the top one.
+    """
+    import llama_cpp
+    import numpy as np
+
+    n_vocab = llama.n_vocab()
+    row = np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(llama.ctx, -1), shape=(n_vocab,))
+    logits = row.astype(np.float64)
+    logits -= logits.max()
+    logprobs = logits - np.log(np.exp(logits).sum())
+    alternatives: tuple[TokenLogprob, ...] = ()
+    if top > 0:
+        top = min(top, n_vocab)
+        best = np.argpartition(-logprobs, top - 1)[:top]
+        best = best[np.argsort(-logprobs[best], kind="stable")]
+        alternatives = tuple(
+            _logprob_entry(llama.detokenize([int(index)]), float(logprobs[index])) for index in best
+        )
+    return _logprob_entry(token_bytes, float(logprobs[token]), alternatives)
+
+
+def _logprob_entry(
+    token_bytes: bytes, logprob: float, top: tuple[TokenLogprob, ...] = ()
+) -> TokenLogprob:
+    return TokenLogprob(
+        token=token_bytes.decode("utf-8", errors="replace"),
+        logprob=logprob,
+        bytes=list(token_bytes),
+        top=top,
+    )
 
 
 def _held_back(text: str, stops: list[str], longest: int) -> int:
@@ -655,6 +727,7 @@ class EmbeddedBackend:
         return ChatResult(
             model=request.model,
             content=outcome.text,
+            logprobs=outcome.logprobs,
             done_reason=outcome.done_reason,
             prompt_tokens=outcome.prompt_tokens,
             completion_tokens=outcome.completion_tokens,
@@ -665,6 +738,8 @@ class EmbeddedBackend:
         async for item in self._stream(request.model, self._chat_prepare, request):
             if isinstance(item, str):
                 yield ChatChunk(item)
+            elif isinstance(item, _Piece):
+                yield ChatChunk(item.text, logprobs=item.logprobs)
             else:
                 yield ChatChunk(
                     done=True,
@@ -679,6 +754,7 @@ class EmbeddedBackend:
         return GenerateResult(
             model=request.model,
             text=outcome.text,
+            logprobs=outcome.logprobs,
             done_reason=outcome.done_reason,
             context=outcome.context,
             prompt_tokens=outcome.prompt_tokens,
@@ -690,6 +766,8 @@ class EmbeddedBackend:
         async for item in self._stream(request.model, self._generate_prepare, request):
             if isinstance(item, str):
                 yield GenerateChunk(item)
+            elif isinstance(item, _Piece):
+                yield GenerateChunk(item.text, logprobs=item.logprobs)
             else:
                 yield GenerateChunk(
                     done=True,
@@ -819,7 +897,7 @@ class EmbeddedBackend:
 
     async def _stream(
         self, model: str, prepare: Callable[..., _Prepared], request: Any
-    ) -> AsyncIterator[str | _Outcome]:
+    ) -> AsyncIterator[str | _Piece | _Outcome]:
         engine = self.engine(model)
         queue: asyncio.Queue[Any] = asyncio.Queue()
         job = _Job(loop=asyncio.get_running_loop(), queue=queue)

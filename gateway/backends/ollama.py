@@ -38,6 +38,7 @@ from gateway.backends.base import (
     ProgressUpdate,
     RunningModel,
     Timings,
+    TokenLogprob,
     ToolCall,
 )
 from gateway.errors import (
@@ -211,6 +212,7 @@ class OllamaBackend:
             thinking=message.thinking,
             tool_calls=_tool_calls(message.tool_calls),
             done_reason=response.done_reason,
+            logprobs=_logprobs(response.logprobs),
             prompt_tokens=response.prompt_eval_count or 0,
             completion_tokens=response.eval_count or 0,
             timings=_timings(response),
@@ -249,6 +251,7 @@ class OllamaBackend:
             thinking=response.thinking,
             done_reason=response.done_reason,
             context=list(response.context) if response.context is not None else None,
+            logprobs=_logprobs(response.logprobs),
             prompt_tokens=response.prompt_eval_count or 0,
             completion_tokens=response.eval_count or 0,
             timings=_timings(response),
@@ -544,6 +547,8 @@ def _chat_chunk(part: ollama.ChatResponse) -> ChatChunk:
     message = part.message
     calls = message.tool_calls
     chunk = ChatChunk(message.content or "", message.thinking, _tool_calls(calls) if calls else ())
+    if part.logprobs:
+        chunk.logprobs = _logprobs(part.logprobs)
     if part.done:  # only the last line carries the reason, counts and timings
         _finish(chunk, part)
     return chunk
@@ -551,6 +556,8 @@ def _chat_chunk(part: ollama.ChatResponse) -> ChatChunk:
 
 def _generate_chunk(part: ollama.GenerateResponse) -> GenerateChunk:
     chunk = GenerateChunk(part.response or "", part.thinking)
+    if part.logprobs:
+        chunk.logprobs = _logprobs(part.logprobs)
     if part.done:
         _finish(chunk, part)
         chunk.context = list(part.context) if part.context is not None else None
@@ -564,6 +571,38 @@ def _finish(chunk: ChatChunk | GenerateChunk, part: Any) -> None:
     chunk.prompt_tokens = part.prompt_eval_count or 0
     chunk.completion_tokens = part.eval_count or 0
     chunk.timings = _timings(part)
+
+
+def _token_logprob(item: Any) -> TokenLogprob:
+    token = item.token
+    # ollama-python's model has no `bytes` (Ollama sends them): the token's own.
+    return TokenLogprob(token=token, logprob=item.logprob, bytes=list(token.encode("utf-8")))
+
+
+def _logprobs(items: Any) -> tuple[TokenLogprob, ...]:
+    """Ollama's `logprobs` (one per generated token) in the core's terms."""
+    if not items:
+        return ()
+    converted = []
+    for item in items:
+        entry = _token_logprob(item)
+        top = item.top_logprobs
+        if top:
+            entry = TokenLogprob(
+                token=entry.token,
+                logprob=entry.logprob,
+                bytes=entry.bytes,
+                top=tuple(_token_logprob(alternative) for alternative in top),
+            )
+        converted.append(entry)
+    return tuple(converted)
+
+
+def _logprob_kwargs(params: GenerationParams) -> dict[str, Any]:
+    """`logprobs` / `top_logprobs` for the client, only when asked for."""
+    if not params.logprobs:
+        return {}
+    return {"logprobs": True, "top_logprobs": params.top_logprobs or None}
 
 
 def _decoded_images(images: list[Any]) -> list[bytes]:
@@ -631,6 +670,7 @@ def _chat_kwargs(request: ChatRequest) -> dict[str, Any]:
         "tools": request.tools,
         "think": request.think,
         "keep_alive": request.keep_alive,
+        **_logprob_kwargs(request.params),
     }
     return {key: value for key, value in kwargs.items() if value is not None}
 
@@ -649,6 +689,7 @@ def _generate_kwargs(request: GenerateRequest) -> dict[str, Any]:
         "format": request.format,
         "think": request.think,
         "keep_alive": request.keep_alive,
+        **_logprob_kwargs(request.params),
     }
     return {key: value for key, value in kwargs.items() if value is not None}
 
