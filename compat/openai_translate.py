@@ -359,6 +359,10 @@ class _ChoicesEncoder(SSEEncoder[Any]):
         "prompt_tokens",
     )  # fmt: skip
 
+    # Each subclass's object type and the field its text goes in.
+    kind = ""
+    field = ""
+
     def __init__(
         self,
         *,
@@ -366,22 +370,20 @@ class _ChoicesEncoder(SSEEncoder[Any]):
         created: int,
         model: str,
         include_usage: bool,
-        kind: str,
-        field: str,
-        choices: int,
-        logprobs: bool,
+        choices: int = 1,
+        logprobs: bool = False,
     ) -> None:
         self.id, self.created, self.model = completion_id, created, model
         self.include_usage, self.logprobs = include_usage, logprobs
         # The events differ only in their choice, delta and finish reason: the
         # rest is encoded once per stream.
         self.prefixes, self.end = _event_frames(
-            completion_id, kind, created, model, include_usage, field, choices
+            completion_id, self.kind, created, model, include_usage, self.field, choices
         )
         self.finished = 0
         self.prompt_tokens = self.completion_tokens = 0
 
-    def _finished(self, chunk: ChatChunk | GenerateChunk, kind: str) -> list[bytes]:
+    def _finished(self, chunk: ChatChunk | GenerateChunk) -> list[bytes]:
         """After a choice's final chunk: the usage chunk once the last choice has ended."""
         self.finished += 1
         self.prompt_tokens += chunk.prompt_tokens
@@ -392,7 +394,7 @@ class _ChoicesEncoder(SSEEncoder[Any]):
             sse_event(
                 {
                     "id": self.id,
-                    "object": kind,
+                    "object": self.kind,
                     "created": self.created,
                     "model": self.model,
                     "system_fingerprint": None,
@@ -415,27 +417,11 @@ class ChatCompletionEncoder(_ChoicesEncoder):
     """
 
     __slots__ = ("text_end", "tools")
+    kind = "chat.completion.chunk"
+    field = '"delta":'
 
-    def __init__(
-        self,
-        *,
-        completion_id: str,
-        created: int,
-        model: str,
-        include_usage: bool,
-        choices: int = 1,
-        logprobs: bool = False,
-    ) -> None:
-        super().__init__(
-            completion_id=completion_id,
-            created=created,
-            model=model,
-            include_usage=include_usage,
-            kind="chat.completion.chunk",
-            field='"delta":',
-            choices=choices,
-            logprobs=logprobs,
-        )
+    def __init__(self, *, choices: int = 1, **frame: Any) -> None:
+        super().__init__(choices=choices, **frame)
         self.text_end = f',"logprobs":null,"finish_reason":null}}]{self.end}'
         self.tools = [0] * choices
 
@@ -489,7 +475,7 @@ class ChatCompletionEncoder(_ChoicesEncoder):
             events.append(last_piece)
         reason = finish_reason(chunk.done_reason, tool_calls=self.tools[chunk.index] > 0)
         events.append(self._event(chunk.index, {}, reason))
-        events.extend(self._finished(chunk, "chat.completion.chunk"))
+        events.extend(self._finished(chunk))
         return events
 
 
@@ -525,27 +511,11 @@ class CompletionEncoder(_ChoicesEncoder):
     """`text_completion` SSE events, the finish reason on each choice's last, then `[DONE]`."""
 
     __slots__ = ("offsets",)
+    kind = "text_completion"
+    field = '"text":'
 
-    def __init__(
-        self,
-        *,
-        completion_id: str,
-        created: int,
-        model: str,
-        include_usage: bool,
-        choices: int = 1,
-        logprobs: bool = False,
-    ) -> None:
-        super().__init__(
-            completion_id=completion_id,
-            created=created,
-            model=model,
-            include_usage=include_usage,
-            kind="text_completion",
-            field='"text":',
-            choices=choices,
-            logprobs=logprobs,
-        )
+    def __init__(self, *, choices: int = 1, **frame: Any) -> None:
+        super().__init__(choices=choices, **frame)
         # Where each choice's next token starts in its generated text.
         self.offsets = [0] * choices
 
@@ -567,7 +537,7 @@ class CompletionEncoder(_ChoicesEncoder):
 
     def closing(self, chunk: GenerateChunk) -> list[bytes]:
         events = [self._event(chunk, finish_reason(chunk.done_reason, tool_calls=False))]
-        events.extend(self._finished(chunk, "text_completion"))
+        events.extend(self._finished(chunk))
         return events
 
 
