@@ -125,9 +125,6 @@ def _manage(env: dict[str, str], *args: str) -> str:
 
 def measure(*, rounds: int = 5, max_tokens: int = 128) -> dict[str, Any]:
     """Run the comparison; figures in seconds, tokens/s and bytes."""
-    # The gateway's engine threads wait passively (gateway/backends/embedded.py);
-    # the direct path gets the same setting, before libgomp loads.
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     import llama_cpp
 
     chat_path, _, threads = _settings()

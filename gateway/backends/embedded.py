@@ -23,7 +23,6 @@ import codecs
 import hashlib
 import json
 import logging
-import os
 import random
 import threading
 import time
@@ -57,14 +56,6 @@ from gateway.errors import (
     BadRequestError,
     ModelNotFoundError,
 )
-
-# llama.cpp's OpenMP threads wait for each other at every step of a token. By
-# default they spin while they wait, which on a machine whose cores are busy
-# (the gateway's own event loop, other processes) starves the thread they wait
-# for: measured here with both cores loaded, 2 threads made 0.5-3.3 tokens/s
-# spinning and 12-21 passive. Set before llama_cpp loads libgomp, which reads it
-# once; an operator's own OMP_WAIT_POLICY wins.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 logger = logging.getLogger(__name__)
 
