@@ -107,12 +107,19 @@ class Lease:
         self.released = False
 
     async def release(self) -> None:
-        if self.released:
-            return
-        self.released = True
-        outcome = self._release()
+        outcome = self.release_now()
         if outcome is not None:
             await outcome
+
+    def release_now(self) -> Awaitable[None] | None:
+        """Give the slot back now; what is left to await (with Redis), or None.
+
+        In one process the next waiter gets the slot before this returns.
+        """
+        if self.released:
+            return None
+        self.released = True
+        return self._release()
 
 
 # --- in one process ------------------------------------------------------------------
@@ -206,7 +213,12 @@ class LocalScheduler:
         # concurrency cap) may be this caller's at once.
         self._dispatch(r)
         try:
-            await asyncio.wait_for(asyncio.shield(waiter.future), self.settings.queue_timeout)
+            # The future itself, awaited directly: a granted slot wakes this
+            # task in one step of the loop (a shield inside wait_for took three,
+            # and the backend's slot stood idle meanwhile). A cancel cancels the
+            # future too, which `_dispatch` then skips.
+            async with asyncio.timeout(self.settings.queue_timeout):
+                await waiter.future
         except BaseException as exc:
             if waiter.future.done() and not waiter.future.cancelled():
                 # Granted just as we gave up: hand the slot on.

@@ -359,7 +359,10 @@ async def _acquire_with_notices(
 async def _release(name: str, lease: Lease | None) -> None:
     backend_get().finished(name)
     if lease is not None:
-        await asyncio.shield(lease.release())
+        # At once, not in a task of its own: the next waiter's turn starts now.
+        pending = lease.release_now()
+        if pending is not None:
+            await asyncio.shield(pending)
 
 
 async def default_model(*, kind: ModelKind) -> str:
