@@ -532,6 +532,10 @@ class Bench:
             "GATEWAY_USAGE_ENABLED": "true",
             # The fake Ollama alone (bench/engine.py measures the embedded engine).
             "EMBEDDED_BACKEND": "off",
+            # The fake serves any number of requests at once: the scheduler still
+            # takes and gives back a slot per request, but never makes one wait
+            # (bench/flood.py measures the waiting, with one slot).
+            "OLLAMA_NUM_PARALLEL": "10000",
         }
         env.update(overrides)
         return env

@@ -66,6 +66,7 @@ from localai_site.asgi import application  # noqa: E402
 if UNDO == "asgi_handler":
     from django.core.handlers.asgi import ASGIHandler
 
-    application.application_mapping["http"] = ASGIHandler()
+    # The drain's guard (localai_site/shutdown.py) wraps the protocol router.
+    application.app.application_mapping["http"] = ASGIHandler()
 
 __all__ = ["application"]
