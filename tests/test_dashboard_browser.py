@@ -30,6 +30,18 @@ def orm(query: Callable[[], T]) -> T:
         return pool.submit(query).result()
 
 
+def _until_recorded(count: int) -> None:
+    """Wait (up to 60 s) until `count` usage records are in the database."""
+    import time
+
+    from keys.models import UsageRecord
+
+    deadline = time.monotonic() + 60
+    while orm(UsageRecord.objects.count) < count:
+        assert time.monotonic() < deadline, "the usage records were never written"
+        time.sleep(0.05)
+
+
 def usage_totals() -> dict[str, Any]:
     from keys.models import UsageRecord
 
@@ -76,12 +88,14 @@ def test_the_dashboard_renders_charts_whose_numbers_match_the_usage_records(
             assert client.post(CHAT, headers=headers, json=missing).status_code == 404
 
         traffic(5)
+        # The usage flusher writes in the background: wait until it has written
+        # all six records, then the page's first render shows every one.
+        _until_recorded(6)
         page.goto("/admin/login/?next=/admin/ops/dashboard/")
         page.fill("#id_username", "olive")
         page.fill("#id_password", "a-long-passphrase-8")
         page.click("input[type=submit]")
 
-        # The usage flusher writes within a second: the page shows every record.
         expect(page.locator("#tile-requests strong")).to_have_text("6")
         totals = orm(usage_totals)
         assert totals["requests"] == 6
@@ -105,6 +119,7 @@ def test_the_dashboard_renders_charts_whose_numbers_match_the_usage_records(
         # Without a reload, the page catches up with new traffic.
         page.evaluate("document.getElementById('dashboard-live').dataset.marker = 'same page'")
         traffic(2)
+        _until_recorded(9)
         expect(page.locator("#tile-requests strong")).to_have_text("9", timeout=20_000)
         assert page.evaluate("document.getElementById('dashboard-live').dataset.marker") == (
             "same page"
