@@ -725,20 +725,8 @@ class EmbeddedBackend:
             timings=outcome.timings,
         )
 
-    async def chat_stream(self, request: ChatRequest) -> AsyncIterator[ChatChunk]:
-        async for item in self._stream(request.model, self._chat_prepare, request):
-            if isinstance(item, str):
-                yield ChatChunk(item)
-            elif isinstance(item, _Piece):
-                yield ChatChunk(item.text, logprobs=item.logprobs)
-            else:
-                yield ChatChunk(
-                    done=True,
-                    done_reason=item.done_reason,
-                    prompt_tokens=item.prompt_tokens,
-                    completion_tokens=item.completion_tokens,
-                    timings=item.timings,
-                )
+    def chat_stream(self, request: ChatRequest) -> AsyncIterator[ChatChunk]:
+        return self._chunks(request, self._chat_prepare, ChatChunk)
 
     async def generate(self, request: GenerateRequest) -> GenerateResult:
         outcome = await self._whole(request.model, self._generate_prepare, request)
@@ -753,20 +741,31 @@ class EmbeddedBackend:
             timings=outcome.timings,
         )
 
-    async def generate_stream(self, request: GenerateRequest) -> AsyncIterator[GenerateChunk]:
-        async for item in self._stream(request.model, self._generate_prepare, request):
+    def generate_stream(self, request: GenerateRequest) -> AsyncIterator[GenerateChunk]:
+        return self._chunks(request, self._generate_prepare, GenerateChunk, with_context=True)
+
+    async def _chunks(
+        self,
+        request: Any,
+        prepare: Callable[..., _Prepared],
+        chunk: Any,
+        *,
+        with_context: bool = False,
+    ) -> AsyncIterator[Any]:
+        """`_stream`'s items as `chunk`s (ChatChunk or GenerateChunk); the last counts."""
+        async for item in self._stream(request.model, prepare, request):
             if isinstance(item, str):
-                yield GenerateChunk(item)
+                yield chunk(item)
             elif isinstance(item, _Piece):
-                yield GenerateChunk(item.text, logprobs=item.logprobs)
+                yield chunk(item.text, logprobs=item.logprobs)
             else:
-                yield GenerateChunk(
+                yield chunk(
                     done=True,
                     done_reason=item.done_reason,
-                    context=item.context,
                     prompt_tokens=item.prompt_tokens,
                     completion_tokens=item.completion_tokens,
                     timings=item.timings,
+                    **({"context": item.context} if with_context else {}),
                 )
 
     async def embed(
