@@ -111,7 +111,12 @@ class OllamaBackend:
         if client is None:
             client = ollama.AsyncClient(
                 host=self.host,
-                timeout=httpx.Timeout(self.read_timeout, connect=self.connect_timeout),
+                # The whole connect phase (aiohttp's `connect`, which the
+                # transport takes from httpx's `pool`) gets the connect timeout,
+                # not the read timeout httpx would give it.
+                timeout=httpx.Timeout(
+                    self.read_timeout, connect=self.connect_timeout, pool=self.connect_timeout
+                ),
                 # httpx's API over aiohttp's connection pool: httpcore's pool
                 # scans every open connection on each request, which made it
                 # the largest cost per call at 50 concurrent requests.
