@@ -56,27 +56,6 @@ TAGS = ["ollama"]
 MODEL_BODY_ERRORS = (*MODEL_ERRORS, 400, 413)
 RUN_ERRORS = (*MODEL_BODY_ERRORS, 507)
 
-# --- requests: `model` is required ----------------------------------------------------
-# It is optional for the serializers, so that its absence gets Ollama's own
-# answer (400 or 404, by endpoint); a request without one is refused all the same.
-
-
-class OllamaChat(OllamaChatSerializer):
-    model = ModelNameField()
-
-
-class OllamaGenerate(OllamaGenerateSerializer):
-    model = ModelNameField()
-
-
-class OllamaEmbed(OllamaEmbedSerializer):
-    model = ModelNameField()
-
-
-class OllamaEmbeddings(OllamaEmbeddingsSerializer):
-    model = ModelNameField()
-
-
 # --- operations ---------------------------------------------------------------------
 
 STREAM_NOTE = (
@@ -89,6 +68,14 @@ ADMIN_NOTE = (
     "Changes the backend for everyone, so the key must list `ollama_admin` in its allowed "
     "endpoints explicitly (an empty allow-list does not grant it): otherwise `403`."
 )
+
+
+def _model_required(serializer: type[serializers.Serializer]) -> type[serializers.Serializer]:
+    """`serializer` as documented, `model` required. It is optional for the serializers, so
+    that its absence gets Ollama's own answer (400 or 404, by endpoint); a request without
+    one is refused all the same."""
+    name = serializer.__name__.removesuffix("Serializer")
+    return type(name, (serializer,), {"model": ModelNameField()})
 
 
 def _operation(
@@ -112,7 +99,10 @@ def _operation(
 
 
 def _answer_or_lines(
-    serializer: type[serializers.Serializer], description: str, name: str, lines: list[Any]
+    serializer: type[serializers.Serializer],
+    lines: list[Any],
+    description: str = "The answer, or (by default) its NDJSON lines.",
+    name: str = "lines",
 ) -> dict[Any, OpenApiResponse]:
     """A JSON answer (`stream: false`) and, by default, its NDJSON lines (an array of them,
     each a `serializer` or a last error)."""
@@ -128,45 +118,32 @@ def _answer_or_lines(
     )
 
 
-ANSWER = "The answer, or (by default) its NDJSON lines."
-
-chat = _operation(
-    "Chat (Ollama)",
-    "Ollama's `/api/chat` through the gateway.\n\n" + STREAM_NOTE,
-    _answer_or_lines(
-        OllamaChatResponseSerializer,
-        ANSWER,
-        "lines",
-        [chat_line("Rayleigh"), chat_line(" scattering."), chat_line("", **DONE)],
-    ),
-    RUN_ERRORS,
-    OllamaChat,
-)
-generate = _operation(
-    "Generate (Ollama)",
-    "Ollama's `/api/generate` through the gateway.\n\n" + STREAM_NOTE,
-    _answer_or_lines(
-        OllamaGenerateResponseSerializer,
-        ANSWER,
-        "lines",
-        [generate_line("Rayleigh"), generate_line(" scattering."), generate_line("", **DONE)],
-    ),
-    RUN_ERRORS,
-    OllamaGenerate,
+chat, generate = (
+    _operation(
+        f"{name} (Ollama)",
+        f"Ollama's `/api/{name.lower()}` through the gateway.\n\n" + STREAM_NOTE,
+        _answer_or_lines(answer, [line("Rayleigh"), line(" scattering."), line("", **DONE)]),
+        RUN_ERRORS,
+        _model_required(request),
+    )
+    for name, request, answer, line in (
+        ("Chat", OllamaChatSerializer, OllamaChatResponseSerializer, chat_line),
+        ("Generate", OllamaGenerateSerializer, OllamaGenerateResponseSerializer, generate_line),
+    )
 )
 embed = _operation(
     "Embed (Ollama)",
     "Ollama's `/api/embed`: one vector per input, every input in one backend call.",
     OpenApiResponse(OllamaEmbedResponseSerializer, "The vectors, in input order."),
     RUN_ERRORS,
-    OllamaEmbed,
+    _model_required(OllamaEmbedSerializer),
 )
 embeddings = _operation(
     "Embeddings (Ollama, legacy)",
     "Ollama's legacy `/api/embeddings`: one raw (not normalized) vector for `prompt`.",
     OpenApiResponse(OllamaEmbeddingResponseSerializer, "The vector (empty for an empty prompt)."),
     RUN_ERRORS,
-    OllamaEmbeddings,
+    _model_required(OllamaEmbeddingsSerializer),
 )
 tags = _operation(
     "List models (Ollama)",
@@ -221,7 +198,7 @@ pull, push, create = (
     _operation(
         f"{verb} a model (Ollama; needs ollama_admin)",
         f"Ollama's `/api/{route}`: {what}" + PROGRESS_NOTE,
-        _answer_or_lines(OllamaProgressSerializer, PROGRESS_ANSWER, "progress", PROGRESS),
+        _answer_or_lines(OllamaProgressSerializer, PROGRESS, PROGRESS_ANSWER, "progress"),
         RUN_ERRORS,
         request,
         [BACKEND_HEADER],
