@@ -32,7 +32,6 @@ from drf_spectacular.extensions import (
     OpenApiSerializerFieldExtension,
 )
 from drf_spectacular.openapi import AutoSchema
-from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
     OpenApiExample,
     OpenApiParameter,
@@ -147,20 +146,31 @@ BODY_ERRORS = (400, 413, 415, 422)
 LIST_ERRORS = (*KEY_ERRORS, *BACKEND_ERRORS)
 MODEL_ERRORS = (*LIST_ERRORS, 404)
 INFERENCE_ERRORS = (*MODEL_ERRORS, *BODY_ERRORS, 507)
+BAD_INPUT = "Malformed JSON, or a field with a wrong type or value."
 
 
 def error_responses(
-    statuses: Iterable[int], named: dict[str, APIError], body: Any, serializer: Any, **doc: str
+    statuses: Iterable[int],
+    body: Any,
+    serializer: Any,
+    bad_input_400: bool = False,
+    **named: APIError,
 ) -> dict[int, OpenApiResponse]:
+    """Documented error responses for `statuses`: `serializer`, and as examples `body(exc)`
+    of the `named` errors of a status, or else of the gateway's usual ones (`ERROR_EXAMPLES`),
+    described by their classes' docstrings. With `bad_input_400` a field error is a 400
+    (as Ollama and Anthropic answer it), documented as such."""
+    if bad_input_400:
+        statuses = {400 if status == 422 else status for status in statuses}
     responses: dict[int, OpenApiResponse] = {}
     for status in sorted(set(statuses)):
         chosen = {name: exc for name, exc in named.items() if exc.status == status} or {
             name: exc for name, exc in ERROR_EXAMPLES.items() if exc.status == status
         }
+        classes = " ".join(dict.fromkeys(str(type(exc).__doc__) for exc in chosen.values()))
         responses[status] = OpenApiResponse(
             serializer,
-            description=doc.get(f"s{status}")
-            or " ".join(dict.fromkeys(str(type(exc).__doc__) for exc in chosen.values())),
+            description=BAD_INPUT if bad_input_400 and status == 400 else classes,
             examples=[
                 OpenApiExample(name, value=body(exc), response_only=True, status_codes=[status])
                 for name, exc in chosen.items()
@@ -175,10 +185,6 @@ def _example_timestamp(body: dict[str, Any]) -> dict[str, Any]:
     return body
 
 
-def _envelope(exc: APIError) -> dict[str, Any]:
-    return _example_timestamp(error_body(exc))
-
-
 def schema_field(schema: dict[str, Any], **kwargs: Any) -> serializers.Field:
     """A documentation-only field whose JSON schema is `schema` (say `null` in it if allowed).
 
@@ -190,19 +196,16 @@ def schema_field(schema: dict[str, Any], **kwargs: Any) -> serializers.Field:
 
 
 def errors(*statuses: int, **named: APIError) -> dict[int, OpenApiResponse]:
-    """Documented error responses for `statuses`: the envelope, and as examples the
-    `named` errors of a status, or else the gateway's usual ones (`ERROR_EXAMPLES`)."""
-    return error_responses(statuses, named, _envelope, ErrorEnvelopeSerializer)
+    """An operation's documented errors in the gateway's envelope (see `error_responses`)."""
+    return error_responses(
+        statuses, lambda exc: _example_timestamp(error_body(exc)), ErrorEnvelopeSerializer, **named
+    )
 
 
 def ollama_errors(*statuses: int) -> dict[int, OpenApiResponse]:
     """The same in Ollama's shape (`{"error": "..."}`), bad input being a 400."""
     return error_responses(
-        statuses,
-        {},
-        lambda exc: {"error": exc.message},
-        OllamaErrorSerializer,
-        s400="Malformed JSON, or a field with a wrong type or value.",
+        statuses, lambda exc: {"error": exc.message}, OllamaErrorSerializer, bad_input_400=True
     )
 
 
@@ -249,10 +252,8 @@ def example(name: str, value: Any) -> Any:
 # --- headers --------------------------------------------------------------------
 
 
-def response_header(
-    name: str, kind: OpenApiTypes, status: int, description: str
-) -> OpenApiParameter:
-    """A header the gateway always sends with `status` answers."""
+def response_header(name: str, kind: type, status: int, description: str) -> OpenApiParameter:
+    """A header the gateway always sends with `status` answers (`kind`: `int` or `str`)."""
     return OpenApiParameter(
         name,
         kind,
@@ -264,44 +265,29 @@ def response_header(
 
 
 KEY_HEADERS = [
-    response_header(name, kind, status, description)
-    for name, kind, status, description in (
+    response_header(*header)
+    for header in (
         (
             "x-ratelimit-limit-requests",
-            OpenApiTypes.INT,
+            int,
             200,
             "Requests per minute this key may make to this endpoint group.",
         ),
-        (
-            "x-ratelimit-remaining-requests",
-            OpenApiTypes.INT,
-            200,
-            "Requests left in the current window.",
-        ),
+        ("x-ratelimit-remaining-requests", int, 200, "Requests left in the current window."),
         (
             "x-ratelimit-reset-requests",
-            OpenApiTypes.STR,
+            str,
             200,
             'Time until the budget is whole again, e.g. "17s".',
         ),
-        (
-            "Retry-After",
-            OpenApiTypes.INT,
-            429,
-            "Whole seconds to wait before retrying (at least 1).",
-        ),
-        (
-            "WWW-Authenticate",
-            OpenApiTypes.STR,
-            401,
-            'The scheme to authenticate with: `Bearer realm="api"`.',
-        ),
+        ("Retry-After", int, 429, "Whole seconds to wait before retrying (at least 1)."),
+        ("WWW-Authenticate", str, 401, 'The scheme to authenticate with: `Bearer realm="api"`.'),
     )
 ]
 
 MODEL_ID = OpenApiParameter(
     "model_id",
-    OpenApiTypes.STR,
+    str,
     OpenApiParameter.PATH,
     description="The model's id, as the backend names it. Ids may hold `:`, `.`, `/` and `-` "
     "(`hf.co/org/name:Q4_K_M`).",
@@ -380,16 +366,15 @@ class GatewayAutoSchema(AutoSchema):
 
     def _get_request_body(self, direction: Any = "request") -> Any:
         # Every body the gateway takes is required (Ollama's views refuse an empty one).
-        if self.method == "DELETE" and self.get_request_serializer() is not None:
+        method = self.method
+        if method == "DELETE" and self.get_request_serializer() is not None:
             # Ollama's DELETE /api/delete takes a JSON body (OpenAPI 3.1 allows it);
             # drf-spectacular documents bodies for POST, PUT and PATCH only.
             self.method = "POST"
-            try:
-                body = super()._get_request_body(direction)
-            finally:
-                self.method = "DELETE"
-        else:
+        try:
             body = super()._get_request_body(direction)
+        finally:
+            self.method = method
         if body:
             body["required"] = True
         return body
@@ -644,31 +629,6 @@ def local_only(view: Any) -> Any:
 # --- the finished document --------------------------------------------------------
 
 
-def benchmark_table(path: Path) -> str:
-    """A markdown performance table from the project's own benchmark results, or "".
-
-    The file is JSON: `{"results": [{"model", "endpoint", "concurrency",
-    "requests_per_second", "tokens_per_second", "ttft_p50_ms", "ttft_p99_ms",
-    "latency_p50_ms", "latency_p95_ms", "latency_p99_ms"}, ...], "backend": "...",
-    "date": "..."}` (bench/report.py writes it); unknown keys are ignored, a
-    column shows when some row has it, "-" where a row has not.
-    """
-    try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError:
-        return ""
-    except (OSError, ValueError) as exc:
-        logger.warning("Ignoring unreadable benchmark results %s: %s", path, exc)
-        return ""
-    if not isinstance(data, dict) or not isinstance(data.get("results"), list):
-        return ""
-    rows = [row for row in data["results"] if isinstance(row, dict)]
-    if not rows:
-        return ""
-    parts = [str(data[key]) for key in ("backend", "date") if isinstance(data.get(key), str)]
-    return render_benchmark_table(rows, source=f" ({', '.join(parts)})" if parts else "")
-
-
 _COLUMNS: tuple[tuple[str, str], ...] = (
     ("model", "Model"),
     ("endpoint", "Endpoint"),
@@ -691,11 +651,33 @@ def _cell(value: Any) -> str:
     return str(value).replace("|", "\\|")
 
 
-def render_benchmark_table(rows: list[dict[str, Any]], *, source: str = "") -> str:
+def benchmark_table(path: Path) -> str:
+    """A markdown performance table from the project's own benchmark results, or "".
+
+    The file is JSON: `{"results": [{"model", "endpoint", "concurrency",
+    "requests_per_second", "tokens_per_second", "ttft_p50_ms", "ttft_p99_ms",
+    "latency_p50_ms", "latency_p95_ms", "latency_p99_ms"}, ...], "backend": "...",
+    "date": "..."}` (bench/report.py writes it); unknown keys are ignored, a
+    column shows when some row has it, "-" where a row has not.
+    """
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        return ""
+    except (OSError, ValueError) as exc:
+        logger.warning("Ignoring unreadable benchmark results %s: %s", path, exc)
+        return ""
+    results = data.get("results") if isinstance(data, dict) else None
+    rows = [row for row in results if isinstance(row, dict)] if isinstance(results, list) else []
+    if not rows:
+        return ""
+    source = ", ".join(
+        str(data[key]) for key in ("backend", "date") if isinstance(data.get(key), str)
+    )
     columns = [(key, title) for key, title in _COLUMNS if any(key in row for row in rows)]
     lines = [
         f"### Performance\n\nMeasured by this project's benchmark suite (`make bench`, "
-        f"BENCHMARKS.md){source}.\n",
+        f"BENCHMARKS.md){f' ({source})' if source else ''}.\n",
         "| " + " | ".join(title for _, title in columns) + " |",
         "|" + "|".join(" --- " for _ in columns) + "|",
     ]
@@ -706,18 +688,20 @@ def render_benchmark_table(rows: list[dict[str, Any]], *, source: str = "") -> s
 CHAT_OPERATIONS = ("v1_chat_completions_create",)
 
 
+def _operations(result: dict[str, Any]) -> Iterable[dict[str, Any]]:
+    for path_item in result.get("paths", {}).values():
+        yield from (operation for operation in path_item.values() if isinstance(operation, dict))
+
+
 def _stream_examples_unwrapped(result: dict[str, Any]) -> None:
     """An NDJSON example is the list of its lines; drf-spectacular wraps it in one more list."""
-    for path_item in result.get("paths", {}).values():
-        for operation in path_item.values():
-            if not isinstance(operation, dict):
-                continue
-            for response in operation.get("responses", {}).values():
-                content = response.get("content", {}).get("application/x-ndjson", {})
-                for example in content.get("examples", {}).values():
-                    value = example.get("value")
-                    if isinstance(value, list) and len(value) == 1 and isinstance(value[0], list):
-                        example["value"] = value[0]
+    for operation in _operations(result):
+        for response in operation.get("responses", {}).values():
+            content = response.get("content", {}).get("application/x-ndjson", {})
+            for example in content.get("examples", {}).values():
+                value = example.get("value")
+                if isinstance(value, list) and len(value) == 1 and isinstance(value[0], list):
+                    example["value"] = value[0]
 
 
 def finish_schema(
@@ -736,9 +720,7 @@ def finish_schema(
         others = [server for server in result.get("servers", []) if server.get("url") != origin]
         result["servers"] = [{"url": origin, "description": "This server"}, *others]
     table = benchmark_table(Path(settings.BENCHMARK_RESULTS_FILE))
-    if table:
-        for path_item in result.get("paths", {}).values():
-            for operation in path_item.values():
-                if isinstance(operation, dict) and operation.get("operationId") in CHAT_OPERATIONS:
-                    operation["description"] = f"{operation.get('description', '')}\n\n{table}"
+    for operation in _operations(result):
+        if table and operation.get("operationId") in CHAT_OPERATIONS:
+            operation["description"] = f"{operation.get('description', '')}\n\n{table}"
     return result
