@@ -1,18 +1,15 @@
 """Reusable pieces of the OpenAPI document (drf-spectacular).
 
-- The error envelope as serializers, and `errors(...)`: the documented error
-  responses of an operation, each with the envelope schema, examples that are
-  real `APIError` instances and the docstrings of their classes as description.
-- `ollama_errors(...)`: the same for Ollama's own error shape.
+- The error envelope as serializers; `errors(...)` and `ollama_errors(...)`: an
+  operation's documented errors in the gateway's or Ollama's shape, the examples
+  real `APIError` instances described by the docstrings of their classes.
 - `example(...)`: a serializer's example, given once for every operation.
-- Security schemes: `BearerAuth` for `keys.authentication.ApiKeyAuthentication`,
-  `BasicAuth` for the staff key-management API.
+- Security schemes: `BearerAuth` (API keys), `BasicAuth` (the staff key-management API).
 - `sse_event_serializer(...)`: a `text/event-stream` event whose `data` is a
   JSON payload (OpenAPI 3.1 `contentSchema`) or the closing `[DONE]`.
-- Hooks: `add_plain_django_views` documents the routes that are plain Django
-  views (probes, `GET /ollama/`); `finish_schema` turns a serializer's
-  `x-any-of` into `anyOf`, lists the serving origin first in `servers` and
-  adds the benchmark table to the chat operation.
+- Hooks: `add_plain_django_views` documents the plain Django views (probes,
+  `GET /ollama/`); `finish_schema` turns a serializer's `x-any-of` into `anyOf`,
+  lists the serving origin first in `servers` and adds the benchmark table to chat.
 """
 
 from __future__ import annotations
@@ -427,19 +424,17 @@ class SSEDataFieldExtension(OpenApiSerializerFieldExtension):
 def sse_event_serializer(
     name: str, payload: type[serializers.Serializer]
 ) -> type[serializers.Serializer]:
-    """A serializer documenting one `text/event-stream` event: `payload` or an error."""
-    return type(
-        name,
-        (serializers.Serializer,),
-        {
-            "__doc__": "One Server-Sent Event: `data: <json>` (the stream ends `data: [DONE]`).",
-            "__module__": __name__,
-            "data": SSEDataField(payload),
-            "event": serializers.CharField(
-                required=False, help_text="Always the default, `message`."
-            ),
-        },
-    )
+    """A serializer, component `name`, documenting one `text/event-stream` event: `payload`
+    or an error."""
+
+    class Event(serializers.Serializer):
+        """One Server-Sent Event: `data: <json>` (the stream ends `data: [DONE]`)."""
+
+        data = SSEDataField(payload)
+        event = serializers.CharField(required=False, help_text="Always the default, `message`.")
+
+    Event.__name__ = Event.__qualname__ = name
+    return Event
 
 
 # --- plain Django views (probes, GET /ollama/) ----------------------------------
@@ -575,14 +570,6 @@ PLAIN_VIEWS: tuple[type[_DocumentedPlainView], ...] = (
 )
 
 
-def _route_name(path: str) -> str | None:
-    try:
-        match = resolve(path)
-    except Resolver404:
-        return None
-    return match.view_name
-
-
 def add_plain_django_views(
     endpoints: list[tuple[Any, ...]], **kwargs: Any
 ) -> list[tuple[Any, ...]]:
@@ -593,7 +580,11 @@ def add_plain_django_views(
     """
     documented = list(endpoints)
     for view in PLAIN_VIEWS:
-        if _route_name(view.route) != view.view_name:
+        try:
+            routed = resolve(view.route).view_name == view.view_name
+        except Resolver404:
+            routed = False
+        if not routed:
             logger.warning(
                 "Not documenting %s: it no longer routes to %s", view.route, view.view_name
             )
