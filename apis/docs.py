@@ -30,7 +30,6 @@ from gateway.schema import (
 )
 
 models_list = extend_schema(
-    operation_id="v1_models_list",
     tags=["models"],
     summary="List models",
     description=(
@@ -44,7 +43,6 @@ models_list = extend_schema(
 )
 
 models_retrieve = extend_schema(
-    operation_id="v1_models_retrieve",
     tags=["models"],
     summary="Get one model",
     description="One model's details; `404 model_not_found` when the backend has no such model.",
@@ -95,7 +93,6 @@ chat_create = extend_schema(
 )
 
 embeddings_create = extend_schema(
-    operation_id="v1_embeddings_create",
     tags=["embeddings"],
     summary="Create embeddings",
     description=(
