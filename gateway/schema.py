@@ -323,26 +323,6 @@ class StaffBasicAuthenticationScheme(OpenApiAuthenticationExtension):
         }
 
 
-class AdminSessionScheme(OpenApiAuthenticationExtension):
-    """A signed-in admin session: accepted by the staff routes, not offered in the docs.
-
-    Swagger's Authorize dialog cannot set a cookie, so a `cookieAuth
-    (sessionid)` entry there only confused people. A browser signed in to
-    `/admin/` sends its session cookie by itself on "Try it out" (changes also
-    need the CSRF token); the `keys` tag says so.
-    """
-
-    target_class = "rest_framework.authentication.SessionAuthentication"
-    name: list[str] = []
-    priority = 1  # over drf-spectacular's own cookieAuth
-
-    def get_security_requirement(self, auto_schema: Any) -> None:
-        return None
-
-    def get_security_definition(self, auto_schema: Any) -> list[dict[str, Any]]:
-        return []
-
-
 # --- request schemas as strict as the validation ----------------------------------
 
 

@@ -2,7 +2,7 @@
 
 Staff only: HTTP basic auth (`BasicAuth`) or a logged-in admin session
 (its cookie, with the CSRF token for changes; not a scheme in the docs, see
-`gateway.schema.AdminSessionScheme`). Not an API key.
+AUTHENTICATION_WHITELIST in SPECTACULAR_SETTINGS). Not an API key.
 """
 
 from __future__ import annotations
