@@ -15,7 +15,6 @@ from drf_spectacular.utils import (
     OpenApiParameter,
     OpenApiResponse,
     PolymorphicProxySerializer,
-    extend_schema,
 )
 from rest_framework import serializers
 
@@ -48,6 +47,7 @@ from gateway.schema import (
     OllamaErrorSerializer,
     answer_or_stream,
     ollama_errors,
+    operation,
 )
 from gateway.validation import ModelNameField
 
@@ -87,14 +87,14 @@ def _operation(
     parameters: list[OpenApiParameter] | None = None,
 ) -> Any:
     """One view's docs: `answer` (its `200`, or the JSON answer and the stream) and `errors`."""
-    responses = answer if isinstance(answer, dict) else {200: answer}
-    return extend_schema(
+    return operation(
         tags=TAGS,
         summary=summary,
         description=description,
         request=request,
-        responses={**responses, **ollama_errors(*errors)},
         parameters=parameters,
+        answer=answer,
+        errors=ollama_errors(*errors),
     )
 
 

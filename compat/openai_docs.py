@@ -9,7 +9,7 @@ carry their JSON schema.
 
 from __future__ import annotations
 
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiResponse
 
 from compat.openai_serializers import (
     ChatCompletionChunkSerializer,
@@ -31,6 +31,7 @@ from gateway.schema import (
     MODEL_ID,
     answer_or_stream,
     errors,
+    operation,
     sse_event_serializer,
 )
 
@@ -57,27 +58,26 @@ def _events(chunk_id: str, kind: str, *events: str) -> str:
     return "".join(f"data: {{{head}{event}}}\n\n" for event in events) + "data: [DONE]\n\n"
 
 
-models_list = extend_schema(
+models_list = operation(
     tags=TAGS,
     summary="List models (OpenAI)",
     description=(
         "The backend's models as OpenAI's `list` object (what `client.models.list()` reads)."
     ),
-    responses={
-        200: OpenApiResponse(OpenAIModelListSerializer, "The models."),
-        **errors(*LIST_ERRORS),
-    },
+    answer=OpenApiResponse(OpenAIModelListSerializer, "The models."),
+    errors=errors(*LIST_ERRORS),
 )
 
-models_retrieve = extend_schema(
+models_retrieve = operation(
     tags=TAGS,
     summary="Retrieve a model (OpenAI)",
     description="One model as OpenAI's `model` object; `404 model_not_found` if there is none.",
     parameters=[MODEL_ID],
-    responses={200: OpenApiResponse(OpenAIModelSerializer, "The model."), **errors(*MODEL_ERRORS)},
+    answer=OpenApiResponse(OpenAIModelSerializer, "The model."),
+    errors=errors(*MODEL_ERRORS),
 )
 
-chat_create = extend_schema(
+chat_create = operation(
     tags=TAGS,
     summary="Create a chat completion (OpenAI)",
     description=(
@@ -93,26 +93,24 @@ chat_create = extend_schema(
         "### Streaming\n\n" + STREAM_NOTE
     ),
     request=ChatCompletionInputSerializer,
-    responses={
-        **answer_or_stream(
-            "A `chat.completion`, or (`stream: true`) its `chat.completion.chunk` events.",
-            ChatCompletionSerializer,
-            sse_event_serializer("ChatCompletionSSEEvent", ChatCompletionChunkSerializer),
-            _events(
-                "chatcmpl-8f2c1e",
-                "chat.completion.chunk",
-                '"choices":[{"index":0,"delta":{"role":"assistant","content":""},'
-                '"logprobs":null,"finish_reason":null}]',
-                '"choices":[{"index":0,"delta":{"content":"Bonjour"},'
-                '"logprobs":null,"finish_reason":null}]',
-                '"choices":[{"index":0,"delta":{},"logprobs":null,"finish_reason":"stop"}]',
-            ),
+    answer=answer_or_stream(
+        "A `chat.completion`, or (`stream: true`) its `chat.completion.chunk` events.",
+        ChatCompletionSerializer,
+        sse_event_serializer("ChatCompletionSSEEvent", ChatCompletionChunkSerializer),
+        _events(
+            "chatcmpl-8f2c1e",
+            "chat.completion.chunk",
+            '"choices":[{"index":0,"delta":{"role":"assistant","content":""},'
+            '"logprobs":null,"finish_reason":null}]',
+            '"choices":[{"index":0,"delta":{"content":"Bonjour"},'
+            '"logprobs":null,"finish_reason":null}]',
+            '"choices":[{"index":0,"delta":{},"logprobs":null,"finish_reason":"stop"}]',
         ),
-        **UNSUPPORTED,
-    },
+    ),
+    errors=UNSUPPORTED,
 )
 
-completions_create = extend_schema(
+completions_create = operation(
     tags=TAGS,
     summary="Create a (legacy) text completion (OpenAI)",
     description=(
@@ -122,24 +120,22 @@ completions_create = extend_schema(
         "`best_of` > 1, `echo`.\n\n### Streaming\n\n" + STREAM_NOTE
     ),
     request=CompletionInputSerializer,
-    responses={
-        **answer_or_stream(
-            "A `text_completion`, or (`stream: true`) its events.",
-            CompletionSerializer,
-            sse_event_serializer("CompletionSSEEvent", CompletionChunkSerializer),
-            _events(
-                "cmpl-3b9a7d",
-                "text_completion",
-                '"choices":[{"index":0,"text":"\\n    if n < 2:","logprobs":null,'
-                '"finish_reason":null}]',
-                '"choices":[{"index":0,"text":"","logprobs":null,"finish_reason":"stop"}]',
-            ),
+    answer=answer_or_stream(
+        "A `text_completion`, or (`stream: true`) its events.",
+        CompletionSerializer,
+        sse_event_serializer("CompletionSSEEvent", CompletionChunkSerializer),
+        _events(
+            "cmpl-3b9a7d",
+            "text_completion",
+            '"choices":[{"index":0,"text":"\\n    if n < 2:","logprobs":null,'
+            '"finish_reason":null}]',
+            '"choices":[{"index":0,"text":"","logprobs":null,"finish_reason":"stop"}]',
         ),
-        **UNSUPPORTED,
-    },
+    ),
+    errors=UNSUPPORTED,
 )
 
-embeddings_create = extend_schema(
+embeddings_create = operation(
     tags=TAGS,
     summary="Create embeddings (OpenAI)",
     description=(
@@ -148,8 +144,6 @@ embeddings_create = extend_schema(
         "Token arrays are refused with `400` (LangChain: `check_embedding_ctx_length=False`)."
     ),
     request=OpenAIEmbeddingInputSerializer,
-    responses={
-        200: OpenApiResponse(EmbeddingListSerializer, "The vectors, in input order."),
-        **UNSUPPORTED,
-    },
+    answer=OpenApiResponse(EmbeddingListSerializer, "The vectors, in input order."),
+    errors=UNSUPPORTED,
 )

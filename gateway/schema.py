@@ -209,6 +209,13 @@ def ollama_errors(*statuses: int) -> dict[int, OpenApiResponse]:
 # --- answers and examples ----------------------------------------------------------
 
 
+def operation(*, answer: Any, errors: dict[int, OpenApiResponse], **schema: Any) -> Any:
+    """`extend_schema(**schema)` for one operation: `answer` (its `200`, or its responses by
+    status and media type, e.g. `answer_or_stream(...)`), then its documented `errors`."""
+    answers = answer if isinstance(answer, dict) else {200: answer}
+    return extend_schema(responses={**answers, **errors}, **schema)
+
+
 def answer(serializer: Any, description: str, example_name: str, example: Any) -> OpenApiResponse:
     """A documented answer: its schema, what it is, and one example of it."""
     return OpenApiResponse(
@@ -659,14 +666,14 @@ def benchmark_table(path: Path) -> str:
 CHAT_OPERATIONS = ("v1_chat_completions_create",)
 
 
-def _operations(result: dict[str, Any]) -> Iterable[dict[str, Any]]:
+def _each_operation(result: dict[str, Any]) -> Iterable[dict[str, Any]]:
     for path_item in result.get("paths", {}).values():
         yield from (operation for operation in path_item.values() if isinstance(operation, dict))
 
 
 def _stream_examples_unwrapped(result: dict[str, Any]) -> None:
     """An NDJSON example is the list of its lines; drf-spectacular wraps it in one more list."""
-    for operation in _operations(result):
+    for operation in _each_operation(result):
         for response in operation.get("responses", {}).values():
             content = response.get("content", {}).get("application/x-ndjson", {})
             for example in content.get("examples", {}).values():
@@ -691,7 +698,7 @@ def finish_schema(
         others = [server for server in result.get("servers", []) if server.get("url") != origin]
         result["servers"] = [{"url": origin, "description": "This server"}, *others]
     table = benchmark_table(Path(settings.BENCHMARK_RESULTS_FILE))
-    for operation in _operations(result):
+    for operation in _each_operation(result):
         if table and operation.get("operationId") in CHAT_OPERATIONS:
             operation["description"] = f"{operation.get('description', '')}\n\n{table}"
     return result
