@@ -9,13 +9,10 @@ Streamed answers are `application/x-ndjson`: one JSON object per line.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
-from drf_spectacular.utils import (
-    OpenApiParameter,
-    OpenApiResponse,
-    PolymorphicProxySerializer,
-)
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, PolymorphicProxySerializer
 from rest_framework import serializers
 
 from compat.ollama_serializers import (
@@ -51,12 +48,11 @@ from gateway.schema import (
 )
 from gateway.validation import ModelNameField
 
-TAGS = ["ollama"]
+# One view's docs: `operation(...)` under the `ollama` tag, with `ollama_errors(...)`.
+ollama_operation = functools.partial(operation, tags=["ollama"])
 # A body naming a model; Ollama answers bad input with 400 (no 415, no 422).
 MODEL_BODY_ERRORS = (*MODEL_ERRORS, 400, 413)
 RUN_ERRORS = (*MODEL_BODY_ERRORS, 507)
-
-# --- operations ---------------------------------------------------------------------
 
 STREAM_NOTE = (
     "Streams `application/x-ndjson` (documented as the array of its lines) unless `stream` "
@@ -76,26 +72,6 @@ def _model_required(serializer: type[serializers.Serializer]) -> type[serializer
     one is refused all the same."""
     name = serializer.__name__.removesuffix("Serializer")
     return type(name, (serializer,), {"model": ModelNameField()})
-
-
-def _operation(
-    summary: str,
-    description: str,
-    answer: OpenApiResponse | dict[Any, OpenApiResponse],
-    errors: tuple[int, ...],
-    request: type[serializers.Serializer] | None = None,
-    parameters: list[OpenApiParameter] | None = None,
-) -> Any:
-    """One view's docs: `answer` (its `200`, or the JSON answer and the stream) and `errors`."""
-    return operation(
-        tags=TAGS,
-        summary=summary,
-        description=description,
-        request=request,
-        parameters=parameters,
-        answer=answer,
-        errors=ollama_errors(*errors),
-    )
 
 
 def _answer_or_lines(
@@ -119,56 +95,60 @@ def _answer_or_lines(
 
 
 chat, generate = (
-    _operation(
-        f"{name} (Ollama)",
-        f"Ollama's `/api/{name.lower()}` through the gateway.\n\n" + STREAM_NOTE,
-        _answer_or_lines(answer, [line("Rayleigh"), line(" scattering."), line("", **DONE)]),
-        RUN_ERRORS,
-        _model_required(request),
+    ollama_operation(
+        summary=f"{name} (Ollama)",
+        description=f"Ollama's `/api/{name.lower()}` through the gateway.\n\n" + STREAM_NOTE,
+        request=_model_required(request),
+        answer=_answer_or_lines(answer, [line("Rayleigh"), line(" scattering."), line("", **DONE)]),
+        errors=ollama_errors(*RUN_ERRORS),
     )
     for name, request, answer, line in (
         ("Chat", OllamaChatSerializer, OllamaChatResponseSerializer, chat_line),
         ("Generate", OllamaGenerateSerializer, OllamaGenerateResponseSerializer, generate_line),
     )
 )
-embed = _operation(
-    "Embed (Ollama)",
-    "Ollama's `/api/embed`: one vector per input, every input in one backend call.",
-    OpenApiResponse(OllamaEmbedResponseSerializer, "The vectors, in input order."),
-    RUN_ERRORS,
-    _model_required(OllamaEmbedSerializer),
+embed = ollama_operation(
+    summary="Embed (Ollama)",
+    description="Ollama's `/api/embed`: one vector per input, every input in one backend call.",
+    request=_model_required(OllamaEmbedSerializer),
+    answer=OpenApiResponse(OllamaEmbedResponseSerializer, "The vectors, in input order."),
+    errors=ollama_errors(*RUN_ERRORS),
 )
-embeddings = _operation(
-    "Embeddings (Ollama, legacy)",
-    "Ollama's legacy `/api/embeddings`: one raw (not normalized) vector for `prompt`.",
-    OpenApiResponse(OllamaEmbeddingResponseSerializer, "The vector (empty for an empty prompt)."),
-    RUN_ERRORS,
-    _model_required(OllamaEmbeddingsSerializer),
+embeddings = ollama_operation(
+    summary="Embeddings (Ollama, legacy)",
+    description="Ollama's legacy `/api/embeddings`: one raw (not normalized) vector for `prompt`.",
+    request=_model_required(OllamaEmbeddingsSerializer),
+    answer=OpenApiResponse(
+        OllamaEmbeddingResponseSerializer, "The vector (empty for an empty prompt)."
+    ),
+    errors=ollama_errors(*RUN_ERRORS),
 )
-tags = _operation(
-    "List models (Ollama)",
-    "Ollama's `/api/tags`: the models the backend has.",
-    OpenApiResponse(OllamaTagsSerializer, "The models."),
-    LIST_ERRORS,
+tags = ollama_operation(
+    summary="List models (Ollama)",
+    description="Ollama's `/api/tags`: the models the backend has.",
+    answer=OpenApiResponse(OllamaTagsSerializer, "The models."),
+    errors=ollama_errors(*LIST_ERRORS),
 )
-show = _operation(
-    "Show a model (Ollama)",
-    "Ollama's `/api/show`: one model's details (`name`: the old spelling of `model`).",
-    OpenApiResponse(OllamaShowResponseSerializer, "Model details, `model_info` always present."),
-    MODEL_BODY_ERRORS,
-    OllamaShowSerializer,
+show = ollama_operation(
+    summary="Show a model (Ollama)",
+    description="Ollama's `/api/show`: one model's details (`name`: the old spelling of `model`).",
+    request=OllamaShowSerializer,
+    answer=OpenApiResponse(
+        OllamaShowResponseSerializer, "Model details, `model_info` always present."
+    ),
+    errors=ollama_errors(*MODEL_BODY_ERRORS),
 )
-ps = _operation(
-    "Running models (Ollama)",
-    "Ollama's `/api/ps`: the models loaded in memory.",
-    OpenApiResponse(OllamaPsSerializer, "The loaded models."),
-    LIST_ERRORS,
+ps = ollama_operation(
+    summary="Running models (Ollama)",
+    description="Ollama's `/api/ps`: the models loaded in memory.",
+    answer=OpenApiResponse(OllamaPsSerializer, "The loaded models."),
+    errors=ollama_errors(*LIST_ERRORS),
 )
-version = _operation(
-    "Backend version (Ollama)",
-    "Ollama's `/api/version`: clients gate features on it.",
-    OpenApiResponse(OllamaVersionSerializer, "The backend's version."),
-    LIST_ERRORS,
+version = ollama_operation(
+    summary="Backend version (Ollama)",
+    description="Ollama's `/api/version`: clients gate features on it.",
+    answer=OpenApiResponse(OllamaVersionSerializer, "The backend's version."),
+    errors=ollama_errors(*LIST_ERRORS),
 )
 PROGRESS = [
     {"status": "pulling manifest"},
@@ -195,36 +175,35 @@ PROGRESS_ANSWER = "The last status (`stream: false`), or every progress line."
 PROGRESS_NOTE = f"\n\n{ADMIN_NOTE}\n\n" + STREAM_NOTE.replace("`done: true`", "status")
 
 pull, push, create = (
-    _operation(
-        f"{verb} a model (Ollama; needs ollama_admin)",
-        f"Ollama's `/api/{route}`: {what}" + PROGRESS_NOTE,
-        _answer_or_lines(OllamaProgressSerializer, PROGRESS, PROGRESS_ANSWER, "progress"),
-        RUN_ERRORS,
-        request,
-        [BACKEND_HEADER],
+    ollama_operation(
+        summary=f"{verb} a model (Ollama; needs ollama_admin)",
+        description=f"Ollama's `/api/{verb.lower()}`: {what}" + PROGRESS_NOTE,
+        request=request,
+        parameters=[BACKEND_HEADER],
+        answer=_answer_or_lines(OllamaProgressSerializer, PROGRESS, PROGRESS_ANSWER, "progress"),
+        errors=ollama_errors(*RUN_ERRORS),
     )
-    for verb, route, what, request in (
-        ("Pull", "pull", "download a model from its registry.", OllamaModelOperationSerializer),
-        ("Push", "push", "upload a model to its registry.", OllamaModelOperationSerializer),
+    for verb, what, request in (
+        ("Pull", "download a model from its registry.", OllamaModelOperationSerializer),
+        ("Push", "upload a model to its registry.", OllamaModelOperationSerializer),
         (
             "Create",
-            "create",
             "build a model from another (`from`, `system`, `parameters`, ...).",
             OllamaCreateSerializer,
         ),
     )
 )
 delete, copy = (
-    _operation(
-        f"{verb} a model (Ollama; needs ollama_admin)",
-        f"Ollama's `/api/{route}`: {what}\n\n{ADMIN_NOTE}",
-        OpenApiResponse(description="Done; empty body."),
-        MODEL_BODY_ERRORS,
-        request,
-        [BACKEND_HEADER],
+    ollama_operation(
+        summary=f"{verb} a model (Ollama; needs ollama_admin)",
+        description=f"Ollama's `/api/{verb.lower()}`: {what}\n\n{ADMIN_NOTE}",
+        request=request,
+        parameters=[BACKEND_HEADER],
+        answer=OpenApiResponse(description="Done; empty body."),
+        errors=ollama_errors(*MODEL_BODY_ERRORS),
     )
-    for verb, route, what, request in (
-        ("Delete", "delete", "remove a model from the backend.", OllamaModelOperationSerializer),
-        ("Copy", "copy", "the same model under a second name.", OllamaCopySerializer),
+    for verb, what, request in (
+        ("Delete", "remove a model from the backend.", OllamaModelOperationSerializer),
+        ("Copy", "the same model under a second name.", OllamaCopySerializer),
     )
 )

@@ -9,6 +9,8 @@ carry their JSON schema.
 
 from __future__ import annotations
 
+import functools
+
 from drf_spectacular.utils import OpenApiResponse
 
 from compat.openai_serializers import (
@@ -35,7 +37,8 @@ from gateway.schema import (
     sse_event_serializer,
 )
 
-TAGS = ["openai"]
+# One action's docs: `operation(...)` under the `openai` tag.
+openai_operation = functools.partial(operation, tags=["openai"])
 
 STREAM_NOTE = (
     "With `stream: true` the answer is `text/event-stream`: one `data: <chunk>` event per "
@@ -58,8 +61,7 @@ def _events(chunk_id: str, kind: str, *events: str) -> str:
     return "".join(f"data: {{{head}{event}}}\n\n" for event in events) + "data: [DONE]\n\n"
 
 
-models_list = operation(
-    tags=TAGS,
+models_list = openai_operation(
     summary="List models (OpenAI)",
     description=(
         "The backend's models as OpenAI's `list` object (what `client.models.list()` reads)."
@@ -68,8 +70,7 @@ models_list = operation(
     errors=errors(*LIST_ERRORS),
 )
 
-models_retrieve = operation(
-    tags=TAGS,
+models_retrieve = openai_operation(
     summary="Retrieve a model (OpenAI)",
     description="One model as OpenAI's `model` object; `404 model_not_found` if there is none.",
     parameters=[MODEL_ID],
@@ -77,8 +78,7 @@ models_retrieve = operation(
     errors=errors(*MODEL_ERRORS),
 )
 
-chat_create = operation(
-    tags=TAGS,
+chat_create = openai_operation(
     summary="Create a chat completion (OpenAI)",
     description=(
         "OpenAI's chat completions over the local backend. Passed through: `temperature`, "
@@ -110,8 +110,7 @@ chat_create = operation(
     errors=UNSUPPORTED,
 )
 
-completions_create = operation(
-    tags=TAGS,
+completions_create = openai_operation(
     summary="Create a (legacy) text completion (OpenAI)",
     description=(
         "OpenAI's legacy completions: one prompt string (or a list holding one), optional "
@@ -135,8 +134,7 @@ completions_create = operation(
     errors=UNSUPPORTED,
 )
 
-embeddings_create = operation(
-    tags=TAGS,
+embeddings_create = openai_operation(
     summary="Create embeddings (OpenAI)",
     description=(
         "One vector per input from one backend call. `encoding_format: base64` returns each "
