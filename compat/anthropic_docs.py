@@ -252,7 +252,6 @@ messages_create = extend_schema(
             'event: message_delta\ndata: {"type":"message_delta","delta":'
             '{"stop_reason":"end_turn","stop_sequence":null},"usage":{"output_tokens":3}}\n\n'
             'event: message_stop\ndata: {"type":"message_stop"}\n\n',
-            stream_name="events",
             whole_example=("message", EXAMPLE_MESSAGE),
         ),
         **anthropic_errors(*INFERENCE_ERRORS),

@@ -216,11 +216,12 @@ def operation(*, answer: Any, errors: dict[int, OpenApiResponse], **schema: Any)
     return extend_schema(responses={**answers, **errors}, **schema)
 
 
-def answer(serializer: Any, description: str, example_name: str, example: Any) -> OpenApiResponse:
-    """A documented answer: its schema, what it is, and one example of it."""
-    return OpenApiResponse(
-        serializer, description=description, examples=[OpenApiExample(example_name, value=example)]
-    )
+def answer(
+    serializer: Any, description: str, name: str = "", example: Any = None
+) -> OpenApiResponse:
+    """A documented answer: its schema, what it is, and (if `name`d) one example of it."""
+    examples = [OpenApiExample(name, value=example)] if name else []
+    return OpenApiResponse(serializer, description=description, examples=examples)
 
 
 def answer_or_stream(
@@ -236,9 +237,7 @@ def answer_or_stream(
     """`200` as one JSON answer (`stream: false`, the serializer's own example unless
     `whole_example` names one) or as a stream (`stream_example`), under one description."""
     return {
-        (200, "application/json"): answer(whole, description, *whole_example)
-        if whole_example
-        else OpenApiResponse(whole, description),
+        (200, "application/json"): answer(whole, description, *(whole_example or ())),
         (200, stream_type): answer(stream, description, stream_name, stream_example),
     }
 

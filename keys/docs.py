@@ -50,16 +50,15 @@ STAFF_ERRORS = {
 }
 
 
-def staff_operation(
-    answer: Any, statuses: tuple[int, ...] = (), by_prefix: bool = False, **schema: Any
-) -> Any:
+def staff_operation(answer: Any, *statuses: int, by_prefix: bool = False, **schema: Any) -> Any:
     """One staff action's docs: `answer`; 401, 403, 406, 429 (as for an API key) and `statuses`
-    with the staff examples; the staff headers, and the key's `prefix` if `by_prefix`."""
+    with the staff examples; the staff headers. `by_prefix`: the path names a key by its
+    prefix, and no such key is a 404."""
     return operation(
         tags=["keys"],
         parameters=[PREFIX, *STAFF_HEADERS] if by_prefix else STAFF_HEADERS,
         answer=answer,
-        errors=errors(*KEY_ERRORS, *statuses, **STAFF_ERRORS),
+        errors=errors(*KEY_ERRORS, *statuses, *([404] if by_prefix else []), **STAFF_ERRORS),
         **schema,
     )
 
@@ -77,7 +76,9 @@ keys_create = staff_operation(
             ApiKeyCreatedSerializer, "The new key; `api_key` is shown only in this answer."
         )
     },
-    (400, 415, 422),
+    400,
+    415,
+    422,
     summary="Create an API key",
     description=(
         "Creates a key and answers with the raw key **once** (`api_key`); only its hash is "
@@ -89,7 +90,6 @@ keys_create = staff_operation(
 
 keys_retrieve = staff_operation(
     OpenApiResponse(ApiKeyOutputSerializer, "The key."),
-    (404,),
     by_prefix=True,
     operation_id="admin_api_keys_retrieve",
     summary="Get an API key",
@@ -98,7 +98,6 @@ keys_retrieve = staff_operation(
 
 keys_revoke = staff_operation(
     OpenApiResponse(ApiKeyOutputSerializer, "The revoked key."),
-    (404,),
     by_prefix=True,
     operation_id="admin_api_keys_revoke",
     summary="Revoke an API key",
