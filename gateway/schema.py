@@ -43,25 +43,8 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from gateway.errors import (
-    APIError,
-    AuthenticationError,
-    BackendBusyError,
-    BackendError,
-    BackendTimeoutError,
-    BackendUnavailableError,
-    BadRequestError,
-    InsufficientResourcesError,
-    ModelNotFoundError,
-    NotAcceptableError,
-    PermissionDeniedError,
-    RateLimitedError,
-    RequestTooLargeError,
-    ServerShuttingDownError,
-    UnsupportedMediaTypeError,
-    error_body,
-    validation_error,
-)
+from gateway import errors as api_errors
+from gateway.errors import APIError, error_body, validation_error
 from gateway.probes import not_ready_body
 
 logger = logging.getLogger(__name__)
@@ -106,32 +89,34 @@ class OllamaErrorSerializer(serializers.Serializer):
 # Every error the gateway gives, one or more real instances per status. The
 # documented description is the docstring of the error's class.
 ERROR_EXAMPLES: dict[str, APIError] = {
-    "malformed_json": BadRequestError(
+    "malformed_json": api_errors.BadRequestError(
         "Malformed JSON body: JSON parse error - Expecting value: line 1 column 1"
     ),
-    "invalid_api_key": AuthenticationError(),
-    "endpoint_not_allowed": PermissionDeniedError(
+    "invalid_api_key": api_errors.AuthenticationError(),
+    "endpoint_not_allowed": api_errors.PermissionDeniedError(
         "This API key may not use the 'chat' endpoints.", code="endpoint_not_allowed"
     ),
-    "model_not_allowed": PermissionDeniedError(
+    "model_not_allowed": api_errors.PermissionDeniedError(
         f"This API key may not use the model '{EXAMPLE_MODEL}'.",
         code="model_not_allowed",
         param="model",
     ),
-    "model_not_found": ModelNotFoundError(EXAMPLE_MODEL),
-    "not_acceptable": NotAcceptableError(),
-    "request_too_large": RequestTooLargeError(),
-    "unsupported": UnsupportedMediaTypeError('Unsupported media type "text/plain" in request.'),
+    "model_not_found": api_errors.ModelNotFoundError(EXAMPLE_MODEL),
+    "not_acceptable": api_errors.NotAcceptableError(),
+    "request_too_large": api_errors.RequestTooLargeError(),
+    "unsupported": api_errors.UnsupportedMediaTypeError(
+        'Unsupported media type "text/plain" in request.'
+    ),
     "validation_error": validation_error(
         {"messages": [ErrorDetail("This field is required.", code="required")]}
     ),
-    "rate_limit_exceeded": RateLimitedError(17),
-    "backend_error": BackendError(),
-    "backend_unavailable": BackendUnavailableError(),
-    "backend_busy": BackendBusyError(2),
-    "server_shutting_down": ServerShuttingDownError(),
-    "backend_timeout": BackendTimeoutError(),
-    "insufficient_resources": InsufficientResourcesError(),
+    "rate_limit_exceeded": api_errors.RateLimitedError(17),
+    "backend_error": api_errors.BackendError(),
+    "backend_unavailable": api_errors.BackendUnavailableError(),
+    "backend_busy": api_errors.BackendBusyError(2),
+    "server_shutting_down": api_errors.ServerShuttingDownError(),
+    "backend_timeout": api_errors.BackendTimeoutError(),
+    "insufficient_resources": api_errors.InsufficientResourcesError(),
 }
 
 # The errors of every operation behind an API key, and of those calling the backend.
@@ -527,7 +512,7 @@ PLAIN_VIEWS: tuple[type[_DocumentedPlainView], ...] = (
                 "backend_down",
                 _example_timestamp(
                     not_ready_body(
-                        [("backend", BackendUnavailableError.default_message)],
+                        [("backend", api_errors.BackendUnavailableError.default_message)],
                         {"database": "ok", "cache": "ok", "backend": "failing"},
                     )
                 ),
