@@ -49,7 +49,6 @@ models_retrieve = operation(
     errors=errors(*MODEL_ERRORS),
 )
 
-
 CHAT_STREAM_EXAMPLE = (
     'data: {"id":"6f1c...","model":"qwen2.5:14b","created":"2026-01-15T10:30:00Z",'
     '"message":{"role":"assistant","content":"List"},"done":false}\n\n'
@@ -80,7 +79,7 @@ chat_create = operation(
     answer=answer_or_stream(
         "The answer (`stream: false`), or its events (`stream: true`).",
         ChatOutputSerializer,
-        sse_event_serializer("ChatStreamSSEEvent", ChatStreamEventSerializer),
+        sse_event_serializer(ChatStreamEventSerializer),
         CHAT_STREAM_EXAMPLE,
     ),
     errors=errors(

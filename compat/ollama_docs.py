@@ -1,10 +1,9 @@
 """OpenAPI documentation of the Ollama-compatible API (`/ollama/api/...`).
 
-Each name is an `extend_schema` decorator for one view of
-`compat.ollama_views`; shapes, rules and examples come with the serializers
-(`compat.ollama_serializers`). Errors on this surface are Ollama's own
-`{"error": "<message>"}` (bad input is a 400, as Ollama answers it).
-Streamed answers are `application/x-ndjson`: one JSON object per line.
+Each name is an `extend_schema` decorator for one view of `compat.ollama_views`; shapes,
+rules and examples come with the serializers (`compat.ollama_serializers`). Errors are
+Ollama's own `{"error": "<message>"}` (bad input is a 400, as Ollama answers it), and
+streamed answers are `application/x-ndjson`: one JSON object per line.
 """
 
 from __future__ import annotations

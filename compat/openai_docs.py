@@ -1,10 +1,8 @@
 """OpenAPI documentation of the OpenAI-compatible API (`/openai/v1/`, mirrored at `/ollama/v1/`).
 
-Each name is an `extend_schema` decorator for one action of
-`compat.openai_views`. Request rules and examples come with the serializers
-(`compat.openai_serializers`); the streamed variants (`chat.completion.chunk`,
-`text_completion` events) are `text/event-stream` responses whose events
-carry their JSON schema.
+Each name is an `extend_schema` decorator for one action of `compat.openai_views`; request
+rules and examples come with the serializers (`compat.openai_serializers`), and streamed
+answers are `text/event-stream` events that carry their JSON schema.
 """
 
 from __future__ import annotations
@@ -96,7 +94,7 @@ chat_create = openai_operation(
     answer=answer_or_stream(
         "A `chat.completion`, or (`stream: true`) its `chat.completion.chunk` events.",
         ChatCompletionSerializer,
-        sse_event_serializer("ChatCompletionSSEEvent", ChatCompletionChunkSerializer),
+        sse_event_serializer(ChatCompletionChunkSerializer),
         _events(
             "chatcmpl-8f2c1e",
             "chat.completion.chunk",
@@ -122,7 +120,7 @@ completions_create = openai_operation(
     answer=answer_or_stream(
         "A `text_completion`, or (`stream: true`) its events.",
         CompletionSerializer,
-        sse_event_serializer("CompletionSSEEvent", CompletionChunkSerializer),
+        sse_event_serializer(CompletionChunkSerializer),
         _events(
             "cmpl-3b9a7d",
             "text_completion",

@@ -132,13 +132,9 @@ BAD_INPUT = "Malformed JSON, or a field with a wrong type or value."
 
 
 def error_responses(
-    statuses: Iterable[int],
-    body: Any,
-    serializer: Any,
-    bad_input_400: bool = False,
-    **named: APIError,
+    statuses: Iterable[int], body: Any, schema: Any, bad_input_400: bool = False, **named: APIError
 ) -> dict[int, OpenApiResponse]:
-    """Documented error responses for `statuses`: `serializer`, and as examples `body(exc)`
+    """Documented error responses for `statuses`: `schema`, and as examples `body(exc)`
     of the `named` errors of a status, or else of the gateway's usual ones (`ERROR_EXAMPLES`),
     described by their classes' docstrings. With `bad_input_400` a field error is a 400
     (as Ollama and Anthropic answer it), documented as such."""
@@ -151,7 +147,7 @@ def error_responses(
         }
         classes = " ".join(dict.fromkeys(str(type(exc).__doc__) for exc in chosen.values()))
         responses[status] = OpenApiResponse(
-            serializer,
+            schema,
             description=BAD_INPUT if bad_input_400 and status == 400 else classes,
             examples=[
                 OpenApiExample(name, value=body(exc), response_only=True, status_codes=[status])
@@ -392,11 +388,8 @@ class SSEDataFieldExtension(OpenApiSerializerFieldExtension):
         return {"anyOf": [payload, done]}
 
 
-def sse_event_serializer(
-    name: str, payload: type[serializers.Serializer]
-) -> type[serializers.Serializer]:
-    """A serializer, component `name`, documenting one `text/event-stream` event: `payload`
-    or an error."""
+def sse_event_serializer(payload: type[serializers.Serializer]) -> type[serializers.Serializer]:
+    """A serializer documenting one `text/event-stream` event: `payload` or an error."""
 
     class Event(serializers.Serializer):
         """One Server-Sent Event: `data: <json>` (the stream ends `data: [DONE]`)."""
@@ -404,7 +397,9 @@ def sse_event_serializer(
         data = SSEDataField(payload)
         event = serializers.CharField(required=False, help_text="Always the default, `message`.")
 
-    Event.__name__ = Event.__qualname__ = name
+    # The component is named after the payload: `ChatStreamEvent...` → `ChatStreamSSEEvent`.
+    name = payload.__name__.removesuffix("Serializer").removesuffix("Event").removesuffix("Chunk")
+    Event.__name__ = Event.__qualname__ = f"{name}SSEEvent"
     return Event
 
 
@@ -616,11 +611,9 @@ def _cell(value: Any) -> str:
 def benchmark_table(path: Path) -> str:
     """A markdown performance table from the project's own benchmark results, or "".
 
-    The file is JSON: `{"results": [{"model", "endpoint", "concurrency",
-    "requests_per_second", "tokens_per_second", "ttft_p50_ms", "ttft_p99_ms",
-    "latency_p50_ms", "latency_p95_ms", "latency_p99_ms"}, ...], "backend": "...",
-    "date": "..."}` (bench/report.py writes it); unknown keys are ignored, a
-    column shows when some row has it, "-" where a row has not.
+    The file is JSON, `{"results": [{<keys of _COLUMNS>}, ...], "backend": "...", "date":
+    "..."}` (bench/report.py writes it): unknown keys are ignored, a column shows when
+    some row has it, "-" where a row has not.
     """
     try:
         data = json.loads(path.read_text())
@@ -633,21 +626,17 @@ def benchmark_table(path: Path) -> str:
     rows = [row for row in results if isinstance(row, dict)] if isinstance(results, list) else []
     if not rows:
         return ""
-    source = ", ".join(
-        str(data[key]) for key in ("backend", "date") if isinstance(data.get(key), str)
-    )
+    parts = [str(data[key]) for key in ("backend", "date") if isinstance(data.get(key), str)]
+    source = f" ({', '.join(parts)})" if parts else ""
     columns = [(key, title) for key, title in _COLUMNS if any(key in row for row in rows)]
     lines = [
         f"### Performance\n\nMeasured by this project's benchmark suite (`make bench`, "
-        f"BENCHMARKS.md){f' ({source})' if source else ''}.\n",
+        f"BENCHMARKS.md){source}.\n",
         "| " + " | ".join(title for _, title in columns) + " |",
         "|" + "|".join(" --- " for _ in columns) + "|",
     ]
     lines += ["| " + " | ".join(_cell(row.get(key)) for key, _ in columns) + " |" for row in rows]
     return "\n".join(lines)
-
-
-CHAT_OPERATIONS = ("v1_chat_completions_create",)
 
 
 def _each_operation(result: dict[str, Any]) -> Iterable[dict[str, Any]]:
@@ -683,6 +672,6 @@ def finish_schema(
         result["servers"] = [{"url": origin, "description": "This server"}, *others]
     table = benchmark_table(Path(settings.BENCHMARK_RESULTS_FILE))
     for operation in _each_operation(result):
-        if table and operation.get("operationId") in CHAT_OPERATIONS:
+        if table and operation.get("operationId") == "v1_chat_completions_create":
             operation["description"] = f"{operation.get('description', '')}\n\n{table}"
     return result

@@ -1,8 +1,7 @@
 """OpenAPI documentation of the key-management API (`/admin/api-keys`), applied in `keys.views`.
 
-Staff only: HTTP basic auth (`BasicAuth`) or a logged-in admin session
-(its cookie, with the CSRF token for changes; not a scheme in the docs, see
-AUTHENTICATION_WHITELIST in SPECTACULAR_SETTINGS). Not an API key.
+Staff only, by HTTP basic auth (`BasicAuth`) or a logged-in admin session (its cookie, with
+the CSRF token for changes; not a scheme in the docs: see SPECTACULAR_SETTINGS). No API key.
 """
 
 from __future__ import annotations
