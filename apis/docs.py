@@ -1,13 +1,12 @@
 """OpenAPI documentation of the native API's actions (`/v1/`), applied in `apis.views`.
 
-Each name is an `extend_schema` decorator for one action: summary,
-description, tags, request and response serializers (which carry their
-examples), and every error the action can answer with (`gateway.schema.errors`).
+Each name is an `extend_schema` decorator for one action (`gateway.schema.operation`):
+what it does, its serializers (which carry their examples) and every error it can give.
 """
 
 from __future__ import annotations
 
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiResponse
 from rest_framework.exceptions import ErrorDetail
 
 from apis.serializers import (
@@ -26,32 +25,29 @@ from gateway.schema import (
     MODEL_ID,
     answer_or_stream,
     errors,
+    operation,
     sse_event_serializer,
 )
 
-models_list = extend_schema(
-    operation_id="v1_models_list",
+models_list = operation(
     tags=["models"],
     summary="List models",
     description=(
         "The models the backend has, as a JSON **array**. A key limited to some models "
         "sees only those."
     ),
-    responses={
-        200: OpenApiResponse(ModelSerializer(many=True), "The models."),
-        **errors(*LIST_ERRORS),
-    },
+    answer=OpenApiResponse(ModelSerializer(many=True), "The models."),
+    errors=errors(*LIST_ERRORS),
 )
 
-models_retrieve = extend_schema(
-    operation_id="v1_models_retrieve",
+models_retrieve = operation(
     tags=["models"],
     summary="Get one model",
     description="One model's details; `404 model_not_found` when the backend has no such model.",
     parameters=[MODEL_ID],
-    responses={200: OpenApiResponse(ModelSerializer, "The model."), **errors(*MODEL_ERRORS)},
+    answer=OpenApiResponse(ModelSerializer, "The model."),
+    errors=errors(*MODEL_ERRORS),
 )
-
 
 CHAT_STREAM_EXAMPLE = (
     'data: {"id":"6f1c...","model":"qwen2.5:14b","created":"2026-01-15T10:30:00Z",'
@@ -64,7 +60,7 @@ CHAT_STREAM_EXAMPLE = (
     "data: [DONE]\n\n"
 )
 
-chat_create = extend_schema(
+chat_create = operation(
     operation_id="v1_chat_completions_create",
     tags=["chat"],
     summary="Create a chat completion",
@@ -80,22 +76,19 @@ chat_create = extend_schema(
         "Token counts in `usage` are the backend's own."
     ),
     request=ChatInputSerializer,
-    responses={
-        **answer_or_stream(
-            "The answer (`stream: false`), or its events (`stream: true`).",
-            ChatOutputSerializer,
-            sse_event_serializer("ChatStreamSSEEvent", ChatStreamEventSerializer),
-            CHAT_STREAM_EXAMPLE,
-        ),
-        **errors(
-            *INFERENCE_ERRORS,
-            backend_refused=BadRequestError("The backend refused the request: invalid options"),
-        ),
-    },
+    answer=answer_or_stream(
+        "The answer (`stream: false`), or its events (`stream: true`).",
+        ChatOutputSerializer,
+        sse_event_serializer(ChatStreamEventSerializer),
+        CHAT_STREAM_EXAMPLE,
+    ),
+    errors=errors(
+        *INFERENCE_ERRORS,
+        backend_refused=BadRequestError("The backend refused the request: invalid options"),
+    ),
 )
 
-embeddings_create = extend_schema(
-    operation_id="v1_embeddings_create",
+embeddings_create = operation(
     tags=["embeddings"],
     summary="Create embeddings",
     description=(
@@ -104,13 +97,11 @@ embeddings_create = extend_schema(
         "MAX_EMBEDDING_INPUT_CHARS characters); empty strings are refused with `422`."
     ),
     request=EmbeddingInputSerializer,
-    responses={
-        200: OpenApiResponse(EmbeddingOutputSerializer, "The vectors."),
-        **errors(
-            *INFERENCE_ERRORS,
-            empty_item=validation_error(
-                {"input": [ErrorDetail("Item 1 is an empty string.", "empty_item")]}
-            ),
+    answer=OpenApiResponse(EmbeddingOutputSerializer, "The vectors."),
+    errors=errors(
+        *INFERENCE_ERRORS,
+        empty_item=validation_error(
+            {"input": [ErrorDetail("Item 1 is an empty string.", "empty_item")]}
         ),
-    },
+    ),
 )

@@ -184,11 +184,10 @@ class MessagesInput(MessagesInputSerializer):
 def anthropic_errors(*statuses: int) -> dict[int, OpenApiResponse]:
     """Documented error responses in Anthropic's shape (a field error is a 400, not a 422)."""
     return error_responses(
-        {400 if status == 422 else status for status in statuses},
-        {},
+        statuses,
         lambda exc: translate.error_object(exc, exc.status),
         AnthropicErrorSerializer,
-        s400="Malformed JSON, or a field with a wrong type or value.",
+        bad_input_400=True,
     )
 
 
@@ -253,7 +252,6 @@ messages_create = extend_schema(
             'event: message_delta\ndata: {"type":"message_delta","delta":'
             '{"stop_reason":"end_turn","stop_sequence":null},"usage":{"output_tokens":3}}\n\n'
             'event: message_stop\ndata: {"type":"message_stop"}\n\n',
-            stream_name="events",
             whole_example=("message", EXAMPLE_MESSAGE),
         ),
         **anthropic_errors(*INFERENCE_ERRORS),

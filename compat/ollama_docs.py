@@ -1,22 +1,17 @@
 """OpenAPI documentation of the Ollama-compatible API (`/ollama/api/...`).
 
-Each name is an `extend_schema` decorator for one view of
-`compat.ollama_views`; shapes, rules and examples come with the serializers
-(`compat.ollama_serializers`). Errors on this surface are Ollama's own
-`{"error": "<message>"}` (bad input is a 400, as Ollama answers it).
-Streamed answers are `application/x-ndjson`: one JSON object per line.
+Each name is an `extend_schema` decorator for one view of `compat.ollama_views`; shapes,
+rules and examples come with the serializers (`compat.ollama_serializers`). Errors are
+Ollama's own `{"error": "<message>"}` (bad input is a 400, as Ollama answers it), and
+streamed answers are `application/x-ndjson`: one JSON object per line.
 """
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
-from drf_spectacular.utils import (
-    OpenApiParameter,
-    OpenApiResponse,
-    PolymorphicProxySerializer,
-    extend_schema,
-)
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, PolymorphicProxySerializer
 from rest_framework import serializers
 
 from compat.ollama_serializers import (
@@ -48,36 +43,15 @@ from gateway.schema import (
     OllamaErrorSerializer,
     answer_or_stream,
     ollama_errors,
+    operation,
 )
 from gateway.validation import ModelNameField
 
-TAGS = ["ollama"]
+# One view's docs: `operation(...)` under the `ollama` tag, with `ollama_errors(...)`.
+ollama_operation = functools.partial(operation, tags=["ollama"])
 # A body naming a model; Ollama answers bad input with 400 (no 415, no 422).
 MODEL_BODY_ERRORS = (*MODEL_ERRORS, 400, 413)
 RUN_ERRORS = (*MODEL_BODY_ERRORS, 507)
-
-# --- requests: `model` is required ----------------------------------------------------
-# It is optional for the serializers, so that its absence gets Ollama's own
-# answer (400 or 404, by endpoint); a request without one is refused all the same.
-
-
-class OllamaChat(OllamaChatSerializer):
-    model = ModelNameField()
-
-
-class OllamaGenerate(OllamaGenerateSerializer):
-    model = ModelNameField()
-
-
-class OllamaEmbed(OllamaEmbedSerializer):
-    model = ModelNameField()
-
-
-class OllamaEmbeddings(OllamaEmbeddingsSerializer):
-    model = ModelNameField()
-
-
-# --- operations ---------------------------------------------------------------------
 
 STREAM_NOTE = (
     "Streams `application/x-ndjson` (documented as the array of its lines) unless `stream` "
@@ -91,28 +65,19 @@ ADMIN_NOTE = (
 )
 
 
-def _operation(
-    summary: str,
-    description: str,
-    answer: OpenApiResponse | dict[Any, OpenApiResponse],
-    errors: tuple[int, ...],
-    request: type[serializers.Serializer] | None = None,
-    parameters: list[OpenApiParameter] | None = None,
-) -> Any:
-    """One view's docs: `answer` (its `200`, or the JSON answer and the stream) and `errors`."""
-    responses = answer if isinstance(answer, dict) else {200: answer}
-    return extend_schema(
-        tags=TAGS,
-        summary=summary,
-        description=description,
-        request=request,
-        responses={**responses, **ollama_errors(*errors)},
-        parameters=parameters,
-    )
+def _model_required(serializer: type[serializers.Serializer]) -> type[serializers.Serializer]:
+    """`serializer` as documented, `model` required. It is optional for the serializers, so
+    that its absence gets Ollama's own answer (400 or 404, by endpoint); a request without
+    one is refused all the same."""
+    name = serializer.__name__.removesuffix("Serializer")
+    return type(name, (serializer,), {"model": ModelNameField()})
 
 
 def _answer_or_lines(
-    serializer: type[serializers.Serializer], description: str, name: str, lines: list[Any]
+    serializer: type[serializers.Serializer],
+    lines: list[Any],
+    description: str = "The answer, or (by default) its NDJSON lines.",
+    name: str = "lines",
 ) -> dict[Any, OpenApiResponse]:
     """A JSON answer (`stream: false`) and, by default, its NDJSON lines (an array of them,
     each a `serializer` or a last error)."""
@@ -128,70 +93,61 @@ def _answer_or_lines(
     )
 
 
-ANSWER = "The answer, or (by default) its NDJSON lines."
-
-chat = _operation(
-    "Chat (Ollama)",
-    "Ollama's `/api/chat` through the gateway.\n\n" + STREAM_NOTE,
-    _answer_or_lines(
-        OllamaChatResponseSerializer,
-        ANSWER,
-        "lines",
-        [chat_line("Rayleigh"), chat_line(" scattering."), chat_line("", **DONE)],
+chat, generate = (
+    ollama_operation(
+        summary=f"{name} (Ollama)",
+        description=f"Ollama's `/api/{name.lower()}` through the gateway.\n\n" + STREAM_NOTE,
+        request=_model_required(request),
+        answer=_answer_or_lines(answer, [line("Rayleigh"), line(" scattering."), line("", **DONE)]),
+        errors=ollama_errors(*RUN_ERRORS),
+    )
+    for name, request, answer, line in (
+        ("Chat", OllamaChatSerializer, OllamaChatResponseSerializer, chat_line),
+        ("Generate", OllamaGenerateSerializer, OllamaGenerateResponseSerializer, generate_line),
+    )
+)
+embed = ollama_operation(
+    summary="Embed (Ollama)",
+    description="Ollama's `/api/embed`: one vector per input, every input in one backend call.",
+    request=_model_required(OllamaEmbedSerializer),
+    answer=OpenApiResponse(OllamaEmbedResponseSerializer, "The vectors, in input order."),
+    errors=ollama_errors(*RUN_ERRORS),
+)
+embeddings = ollama_operation(
+    summary="Embeddings (Ollama, legacy)",
+    description="Ollama's legacy `/api/embeddings`: one raw (not normalized) vector for `prompt`.",
+    request=_model_required(OllamaEmbeddingsSerializer),
+    answer=OpenApiResponse(
+        OllamaEmbeddingResponseSerializer, "The vector (empty for an empty prompt)."
     ),
-    RUN_ERRORS,
-    OllamaChat,
+    errors=ollama_errors(*RUN_ERRORS),
 )
-generate = _operation(
-    "Generate (Ollama)",
-    "Ollama's `/api/generate` through the gateway.\n\n" + STREAM_NOTE,
-    _answer_or_lines(
-        OllamaGenerateResponseSerializer,
-        ANSWER,
-        "lines",
-        [generate_line("Rayleigh"), generate_line(" scattering."), generate_line("", **DONE)],
+tags = ollama_operation(
+    summary="List models (Ollama)",
+    description="Ollama's `/api/tags`: the models the backend has.",
+    answer=OpenApiResponse(OllamaTagsSerializer, "The models."),
+    errors=ollama_errors(*LIST_ERRORS),
+)
+show = ollama_operation(
+    summary="Show a model (Ollama)",
+    description="Ollama's `/api/show`: one model's details (`name`: the old spelling of `model`).",
+    request=OllamaShowSerializer,
+    answer=OpenApiResponse(
+        OllamaShowResponseSerializer, "Model details, `model_info` always present."
     ),
-    RUN_ERRORS,
-    OllamaGenerate,
+    errors=ollama_errors(*MODEL_BODY_ERRORS),
 )
-embed = _operation(
-    "Embed (Ollama)",
-    "Ollama's `/api/embed`: one vector per input, every input in one backend call.",
-    OpenApiResponse(OllamaEmbedResponseSerializer, "The vectors, in input order."),
-    RUN_ERRORS,
-    OllamaEmbed,
+ps = ollama_operation(
+    summary="Running models (Ollama)",
+    description="Ollama's `/api/ps`: the models loaded in memory.",
+    answer=OpenApiResponse(OllamaPsSerializer, "The loaded models."),
+    errors=ollama_errors(*LIST_ERRORS),
 )
-embeddings = _operation(
-    "Embeddings (Ollama, legacy)",
-    "Ollama's legacy `/api/embeddings`: one raw (not normalized) vector for `prompt`.",
-    OpenApiResponse(OllamaEmbeddingResponseSerializer, "The vector (empty for an empty prompt)."),
-    RUN_ERRORS,
-    OllamaEmbeddings,
-)
-tags = _operation(
-    "List models (Ollama)",
-    "Ollama's `/api/tags`: the models the backend has.",
-    OpenApiResponse(OllamaTagsSerializer, "The models."),
-    LIST_ERRORS,
-)
-show = _operation(
-    "Show a model (Ollama)",
-    "Ollama's `/api/show`: one model's details (`name`: the old spelling of `model`).",
-    OpenApiResponse(OllamaShowResponseSerializer, "Model details, `model_info` always present."),
-    MODEL_BODY_ERRORS,
-    OllamaShowSerializer,
-)
-ps = _operation(
-    "Running models (Ollama)",
-    "Ollama's `/api/ps`: the models loaded in memory.",
-    OpenApiResponse(OllamaPsSerializer, "The loaded models."),
-    LIST_ERRORS,
-)
-version = _operation(
-    "Backend version (Ollama)",
-    "Ollama's `/api/version`: clients gate features on it.",
-    OpenApiResponse(OllamaVersionSerializer, "The backend's version."),
-    LIST_ERRORS,
+version = ollama_operation(
+    summary="Backend version (Ollama)",
+    description="Ollama's `/api/version`: clients gate features on it.",
+    answer=OpenApiResponse(OllamaVersionSerializer, "The backend's version."),
+    errors=ollama_errors(*LIST_ERRORS),
 )
 PROGRESS = [
     {"status": "pulling manifest"},
@@ -218,36 +174,35 @@ PROGRESS_ANSWER = "The last status (`stream: false`), or every progress line."
 PROGRESS_NOTE = f"\n\n{ADMIN_NOTE}\n\n" + STREAM_NOTE.replace("`done: true`", "status")
 
 pull, push, create = (
-    _operation(
-        f"{verb} a model (Ollama; needs ollama_admin)",
-        f"Ollama's `/api/{route}`: {what}" + PROGRESS_NOTE,
-        _answer_or_lines(OllamaProgressSerializer, PROGRESS_ANSWER, "progress", PROGRESS),
-        RUN_ERRORS,
-        request,
-        [BACKEND_HEADER],
+    ollama_operation(
+        summary=f"{verb} a model (Ollama; needs ollama_admin)",
+        description=f"Ollama's `/api/{verb.lower()}`: {what}" + PROGRESS_NOTE,
+        request=request,
+        parameters=[BACKEND_HEADER],
+        answer=_answer_or_lines(OllamaProgressSerializer, PROGRESS, PROGRESS_ANSWER, "progress"),
+        errors=ollama_errors(*RUN_ERRORS),
     )
-    for verb, route, what, request in (
-        ("Pull", "pull", "download a model from its registry.", OllamaModelOperationSerializer),
-        ("Push", "push", "upload a model to its registry.", OllamaModelOperationSerializer),
+    for verb, what, request in (
+        ("Pull", "download a model from its registry.", OllamaModelOperationSerializer),
+        ("Push", "upload a model to its registry.", OllamaModelOperationSerializer),
         (
             "Create",
-            "create",
             "build a model from another (`from`, `system`, `parameters`, ...).",
             OllamaCreateSerializer,
         ),
     )
 )
 delete, copy = (
-    _operation(
-        f"{verb} a model (Ollama; needs ollama_admin)",
-        f"Ollama's `/api/{route}`: {what}\n\n{ADMIN_NOTE}",
-        OpenApiResponse(description="Done; empty body."),
-        MODEL_BODY_ERRORS,
-        request,
-        [BACKEND_HEADER],
+    ollama_operation(
+        summary=f"{verb} a model (Ollama; needs ollama_admin)",
+        description=f"Ollama's `/api/{verb.lower()}`: {what}\n\n{ADMIN_NOTE}",
+        request=request,
+        parameters=[BACKEND_HEADER],
+        answer=OpenApiResponse(description="Done; empty body."),
+        errors=ollama_errors(*MODEL_BODY_ERRORS),
     )
-    for verb, route, what, request in (
-        ("Delete", "delete", "remove a model from the backend.", OllamaModelOperationSerializer),
-        ("Copy", "copy", "the same model under a second name.", OllamaCopySerializer),
+    for verb, what, request in (
+        ("Delete", "remove a model from the backend.", OllamaModelOperationSerializer),
+        ("Copy", "the same model under a second name.", OllamaCopySerializer),
     )
 )

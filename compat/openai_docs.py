@@ -1,15 +1,15 @@
 """OpenAPI documentation of the OpenAI-compatible API (`/openai/v1/`, mirrored at `/ollama/v1/`).
 
-Each name is an `extend_schema` decorator for one action of
-`compat.openai_views`. Request rules and examples come with the serializers
-(`compat.openai_serializers`); the streamed variants (`chat.completion.chunk`,
-`text_completion` events) are `text/event-stream` responses whose events
-carry their JSON schema.
+Each name is an `extend_schema` decorator for one action of `compat.openai_views`; request
+rules and examples come with the serializers (`compat.openai_serializers`), and streamed
+answers are `text/event-stream` events that carry their JSON schema.
 """
 
 from __future__ import annotations
 
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+import functools
+
+from drf_spectacular.utils import OpenApiResponse
 
 from compat.openai_serializers import (
     ChatCompletionChunkSerializer,
@@ -31,10 +31,12 @@ from gateway.schema import (
     MODEL_ID,
     answer_or_stream,
     errors,
+    operation,
     sse_event_serializer,
 )
 
-TAGS = ["openai"]
+# One action's docs: `operation(...)` under the `openai` tag.
+openai_operation = functools.partial(operation, tags=["openai"])
 
 STREAM_NOTE = (
     "With `stream: true` the answer is `text/event-stream`: one `data: <chunk>` event per "
@@ -57,28 +59,24 @@ def _events(chunk_id: str, kind: str, *events: str) -> str:
     return "".join(f"data: {{{head}{event}}}\n\n" for event in events) + "data: [DONE]\n\n"
 
 
-models_list = extend_schema(
-    tags=TAGS,
+models_list = openai_operation(
     summary="List models (OpenAI)",
     description=(
         "The backend's models as OpenAI's `list` object (what `client.models.list()` reads)."
     ),
-    responses={
-        200: OpenApiResponse(OpenAIModelListSerializer, "The models."),
-        **errors(*LIST_ERRORS),
-    },
+    answer=OpenApiResponse(OpenAIModelListSerializer, "The models."),
+    errors=errors(*LIST_ERRORS),
 )
 
-models_retrieve = extend_schema(
-    tags=TAGS,
+models_retrieve = openai_operation(
     summary="Retrieve a model (OpenAI)",
     description="One model as OpenAI's `model` object; `404 model_not_found` if there is none.",
     parameters=[MODEL_ID],
-    responses={200: OpenApiResponse(OpenAIModelSerializer, "The model."), **errors(*MODEL_ERRORS)},
+    answer=OpenApiResponse(OpenAIModelSerializer, "The model."),
+    errors=errors(*MODEL_ERRORS),
 )
 
-chat_create = extend_schema(
-    tags=TAGS,
+chat_create = openai_operation(
     summary="Create a chat completion (OpenAI)",
     description=(
         "OpenAI's chat completions over the local backend. Passed through: `temperature`, "
@@ -93,27 +91,24 @@ chat_create = extend_schema(
         "### Streaming\n\n" + STREAM_NOTE
     ),
     request=ChatCompletionInputSerializer,
-    responses={
-        **answer_or_stream(
-            "A `chat.completion`, or (`stream: true`) its `chat.completion.chunk` events.",
-            ChatCompletionSerializer,
-            sse_event_serializer("ChatCompletionSSEEvent", ChatCompletionChunkSerializer),
-            _events(
-                "chatcmpl-8f2c1e",
-                "chat.completion.chunk",
-                '"choices":[{"index":0,"delta":{"role":"assistant","content":""},'
-                '"logprobs":null,"finish_reason":null}]',
-                '"choices":[{"index":0,"delta":{"content":"Bonjour"},'
-                '"logprobs":null,"finish_reason":null}]',
-                '"choices":[{"index":0,"delta":{},"logprobs":null,"finish_reason":"stop"}]',
-            ),
+    answer=answer_or_stream(
+        "A `chat.completion`, or (`stream: true`) its `chat.completion.chunk` events.",
+        ChatCompletionSerializer,
+        sse_event_serializer(ChatCompletionChunkSerializer),
+        _events(
+            "chatcmpl-8f2c1e",
+            "chat.completion.chunk",
+            '"choices":[{"index":0,"delta":{"role":"assistant","content":""},'
+            '"logprobs":null,"finish_reason":null}]',
+            '"choices":[{"index":0,"delta":{"content":"Bonjour"},'
+            '"logprobs":null,"finish_reason":null}]',
+            '"choices":[{"index":0,"delta":{},"logprobs":null,"finish_reason":"stop"}]',
         ),
-        **UNSUPPORTED,
-    },
+    ),
+    errors=UNSUPPORTED,
 )
 
-completions_create = extend_schema(
-    tags=TAGS,
+completions_create = openai_operation(
     summary="Create a (legacy) text completion (OpenAI)",
     description=(
         "OpenAI's legacy completions: one prompt string (or a list holding one), optional "
@@ -122,25 +117,22 @@ completions_create = extend_schema(
         "`best_of` > 1, `echo`.\n\n### Streaming\n\n" + STREAM_NOTE
     ),
     request=CompletionInputSerializer,
-    responses={
-        **answer_or_stream(
-            "A `text_completion`, or (`stream: true`) its events.",
-            CompletionSerializer,
-            sse_event_serializer("CompletionSSEEvent", CompletionChunkSerializer),
-            _events(
-                "cmpl-3b9a7d",
-                "text_completion",
-                '"choices":[{"index":0,"text":"\\n    if n < 2:","logprobs":null,'
-                '"finish_reason":null}]',
-                '"choices":[{"index":0,"text":"","logprobs":null,"finish_reason":"stop"}]',
-            ),
+    answer=answer_or_stream(
+        "A `text_completion`, or (`stream: true`) its events.",
+        CompletionSerializer,
+        sse_event_serializer(CompletionChunkSerializer),
+        _events(
+            "cmpl-3b9a7d",
+            "text_completion",
+            '"choices":[{"index":0,"text":"\\n    if n < 2:","logprobs":null,'
+            '"finish_reason":null}]',
+            '"choices":[{"index":0,"text":"","logprobs":null,"finish_reason":"stop"}]',
         ),
-        **UNSUPPORTED,
-    },
+    ),
+    errors=UNSUPPORTED,
 )
 
-embeddings_create = extend_schema(
-    tags=TAGS,
+embeddings_create = openai_operation(
     summary="Create embeddings (OpenAI)",
     description=(
         "One vector per input from one backend call. `encoding_format: base64` returns each "
@@ -148,8 +140,6 @@ embeddings_create = extend_schema(
         "Token arrays are refused with `400` (LangChain: `check_embedding_ctx_length=False`)."
     ),
     request=OpenAIEmbeddingInputSerializer,
-    responses={
-        200: OpenApiResponse(EmbeddingListSerializer, "The vectors, in input order."),
-        **UNSUPPORTED,
-    },
+    answer=OpenApiResponse(EmbeddingListSerializer, "The vectors, in input order."),
+    errors=UNSUPPORTED,
 )

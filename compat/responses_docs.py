@@ -245,7 +245,6 @@ responses_create = extend_schema(
             '"delta":"Bonjour","logprobs":[]}\n\n'
             "event: response.completed\n"
             'data: {"type":"response.completed","sequence_number":9,"response":{...}}\n\n',
-            stream_name="events",
             whole_example=("response", EXAMPLE_RESPONSE),
         ),
         **errors(*INFERENCE_ERRORS),

@@ -1,18 +1,15 @@
 """Reusable pieces of the OpenAPI document (drf-spectacular).
 
-- The error envelope as serializers, and `errors(...)`: the documented error
-  responses of an operation, each with the envelope schema, examples that are
-  real `APIError` instances and the docstrings of their classes as description.
-- `ollama_errors(...)`: the same for Ollama's own error shape.
+- The error envelope as serializers; `errors(...)` and `ollama_errors(...)`: an
+  operation's documented errors in the gateway's or Ollama's shape, the examples
+  real `APIError` instances described by the docstrings of their classes.
 - `example(...)`: a serializer's example, given once for every operation.
-- Security schemes: `BearerAuth` for `keys.authentication.ApiKeyAuthentication`,
-  `BasicAuth` for the staff key-management API.
+- Security schemes: `BearerAuth` (API keys), `BasicAuth` (the staff key-management API).
 - `sse_event_serializer(...)`: a `text/event-stream` event whose `data` is a
   JSON payload (OpenAPI 3.1 `contentSchema`) or the closing `[DONE]`.
-- Hooks: `add_plain_django_views` documents the routes that are plain Django
-  views (probes, `GET /ollama/`); `finish_schema` turns a serializer's
-  `x-any-of` into `anyOf`, lists the serving origin first in `servers` and
-  adds the benchmark table to the chat operation.
+- Hooks: `add_plain_django_views` documents the plain Django views (probes,
+  `GET /ollama/`); `finish_schema` turns a serializer's `x-any-of` into `anyOf`,
+  lists the serving origin first in `servers` and adds the benchmark table to chat.
 """
 
 from __future__ import annotations
@@ -32,7 +29,6 @@ from drf_spectacular.extensions import (
     OpenApiSerializerFieldExtension,
 )
 from drf_spectacular.openapi import AutoSchema
-from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
     OpenApiExample,
     OpenApiParameter,
@@ -47,25 +43,8 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from gateway.errors import (
-    APIError,
-    AuthenticationError,
-    BackendBusyError,
-    BackendError,
-    BackendTimeoutError,
-    BackendUnavailableError,
-    BadRequestError,
-    InsufficientResourcesError,
-    ModelNotFoundError,
-    NotAcceptableError,
-    PermissionDeniedError,
-    RateLimitedError,
-    RequestTooLargeError,
-    ServerShuttingDownError,
-    UnsupportedMediaTypeError,
-    error_body,
-    validation_error,
-)
+from gateway import errors as api_errors
+from gateway.errors import APIError, error_body, validation_error
 from gateway.probes import not_ready_body
 
 logger = logging.getLogger(__name__)
@@ -110,32 +89,34 @@ class OllamaErrorSerializer(serializers.Serializer):
 # Every error the gateway gives, one or more real instances per status. The
 # documented description is the docstring of the error's class.
 ERROR_EXAMPLES: dict[str, APIError] = {
-    "malformed_json": BadRequestError(
+    "malformed_json": api_errors.BadRequestError(
         "Malformed JSON body: JSON parse error - Expecting value: line 1 column 1"
     ),
-    "invalid_api_key": AuthenticationError(),
-    "endpoint_not_allowed": PermissionDeniedError(
+    "invalid_api_key": api_errors.AuthenticationError(),
+    "endpoint_not_allowed": api_errors.PermissionDeniedError(
         "This API key may not use the 'chat' endpoints.", code="endpoint_not_allowed"
     ),
-    "model_not_allowed": PermissionDeniedError(
+    "model_not_allowed": api_errors.PermissionDeniedError(
         f"This API key may not use the model '{EXAMPLE_MODEL}'.",
         code="model_not_allowed",
         param="model",
     ),
-    "model_not_found": ModelNotFoundError(EXAMPLE_MODEL),
-    "not_acceptable": NotAcceptableError(),
-    "request_too_large": RequestTooLargeError(),
-    "unsupported": UnsupportedMediaTypeError('Unsupported media type "text/plain" in request.'),
+    "model_not_found": api_errors.ModelNotFoundError(EXAMPLE_MODEL),
+    "not_acceptable": api_errors.NotAcceptableError(),
+    "request_too_large": api_errors.RequestTooLargeError(),
+    "unsupported": api_errors.UnsupportedMediaTypeError(
+        'Unsupported media type "text/plain" in request.'
+    ),
     "validation_error": validation_error(
         {"messages": [ErrorDetail("This field is required.", code="required")]}
     ),
-    "rate_limit_exceeded": RateLimitedError(17),
-    "backend_error": BackendError(),
-    "backend_unavailable": BackendUnavailableError(),
-    "backend_busy": BackendBusyError(2),
-    "server_shutting_down": ServerShuttingDownError(),
-    "backend_timeout": BackendTimeoutError(),
-    "insufficient_resources": InsufficientResourcesError(),
+    "rate_limit_exceeded": api_errors.RateLimitedError(17),
+    "backend_error": api_errors.BackendError(),
+    "backend_unavailable": api_errors.BackendUnavailableError(),
+    "backend_busy": api_errors.BackendBusyError(2),
+    "server_shutting_down": api_errors.ServerShuttingDownError(),
+    "backend_timeout": api_errors.BackendTimeoutError(),
+    "insufficient_resources": api_errors.InsufficientResourcesError(),
 }
 
 # The errors of every operation behind an API key, and of those calling the backend.
@@ -147,20 +128,27 @@ BODY_ERRORS = (400, 413, 415, 422)
 LIST_ERRORS = (*KEY_ERRORS, *BACKEND_ERRORS)
 MODEL_ERRORS = (*LIST_ERRORS, 404)
 INFERENCE_ERRORS = (*MODEL_ERRORS, *BODY_ERRORS, 507)
+BAD_INPUT = "Malformed JSON, or a field with a wrong type or value."
 
 
 def error_responses(
-    statuses: Iterable[int], named: dict[str, APIError], body: Any, serializer: Any, **doc: str
+    statuses: Iterable[int], body: Any, schema: Any, bad_input_400: bool = False, **named: APIError
 ) -> dict[int, OpenApiResponse]:
+    """Documented error responses for `statuses`: `schema`, and as examples `body(exc)`
+    of the `named` errors of a status, or else of the gateway's usual ones (`ERROR_EXAMPLES`),
+    described by their classes' docstrings. With `bad_input_400` a field error is a 400
+    (as Ollama and Anthropic answer it), documented as such."""
+    if bad_input_400:
+        statuses = {400 if status == 422 else status for status in statuses}
     responses: dict[int, OpenApiResponse] = {}
     for status in sorted(set(statuses)):
         chosen = {name: exc for name, exc in named.items() if exc.status == status} or {
             name: exc for name, exc in ERROR_EXAMPLES.items() if exc.status == status
         }
+        classes = " ".join(dict.fromkeys(str(type(exc).__doc__) for exc in chosen.values()))
         responses[status] = OpenApiResponse(
-            serializer,
-            description=doc.get(f"s{status}")
-            or " ".join(dict.fromkeys(str(type(exc).__doc__) for exc in chosen.values())),
+            schema,
+            description=BAD_INPUT if bad_input_400 and status == 400 else classes,
             examples=[
                 OpenApiExample(name, value=body(exc), response_only=True, status_codes=[status])
                 for name, exc in chosen.items()
@@ -175,10 +163,6 @@ def _example_timestamp(body: dict[str, Any]) -> dict[str, Any]:
     return body
 
 
-def _envelope(exc: APIError) -> dict[str, Any]:
-    return _example_timestamp(error_body(exc))
-
-
 def schema_field(schema: dict[str, Any], **kwargs: Any) -> serializers.Field:
     """A documentation-only field whose JSON schema is `schema` (say `null` in it if allowed).
 
@@ -190,30 +174,35 @@ def schema_field(schema: dict[str, Any], **kwargs: Any) -> serializers.Field:
 
 
 def errors(*statuses: int, **named: APIError) -> dict[int, OpenApiResponse]:
-    """Documented error responses for `statuses`: the envelope, and as examples the
-    `named` errors of a status, or else the gateway's usual ones (`ERROR_EXAMPLES`)."""
-    return error_responses(statuses, named, _envelope, ErrorEnvelopeSerializer)
+    """An operation's documented errors in the gateway's envelope (see `error_responses`)."""
+    return error_responses(
+        statuses, lambda exc: _example_timestamp(error_body(exc)), ErrorEnvelopeSerializer, **named
+    )
 
 
 def ollama_errors(*statuses: int) -> dict[int, OpenApiResponse]:
     """The same in Ollama's shape (`{"error": "..."}`), bad input being a 400."""
     return error_responses(
-        statuses,
-        {},
-        lambda exc: {"error": exc.message},
-        OllamaErrorSerializer,
-        s400="Malformed JSON, or a field with a wrong type or value.",
+        statuses, lambda exc: {"error": exc.message}, OllamaErrorSerializer, bad_input_400=True
     )
 
 
 # --- answers and examples ----------------------------------------------------------
 
 
-def answer(serializer: Any, description: str, example_name: str, example: Any) -> OpenApiResponse:
-    """A documented answer: its schema, what it is, and one example of it."""
-    return OpenApiResponse(
-        serializer, description=description, examples=[OpenApiExample(example_name, value=example)]
-    )
+def operation(*, answer: Any, errors: dict[int, OpenApiResponse], **schema: Any) -> Any:
+    """`extend_schema(**schema)` for one operation: `answer` (its `200`, or its responses by
+    status and media type, e.g. `answer_or_stream(...)`), then its documented `errors`."""
+    answers = answer if isinstance(answer, dict) else {200: answer}
+    return extend_schema(responses={**answers, **errors}, **schema)
+
+
+def answer(
+    serializer: Any, description: str, name: str = "", example: Any = None
+) -> OpenApiResponse:
+    """A documented answer: its schema, what it is, and (if `name`d) one example of it."""
+    examples = [OpenApiExample(name, value=example)] if name else []
+    return OpenApiResponse(serializer, description=description, examples=examples)
 
 
 def answer_or_stream(
@@ -229,9 +218,7 @@ def answer_or_stream(
     """`200` as one JSON answer (`stream: false`, the serializer's own example unless
     `whole_example` names one) or as a stream (`stream_example`), under one description."""
     return {
-        (200, "application/json"): answer(whole, description, *whole_example)
-        if whole_example
-        else OpenApiResponse(whole, description),
+        (200, "application/json"): answer(whole, description, *(whole_example or ())),
         (200, stream_type): answer(stream, description, stream_name, stream_example),
     }
 
@@ -249,10 +236,8 @@ def example(name: str, value: Any) -> Any:
 # --- headers --------------------------------------------------------------------
 
 
-def response_header(
-    name: str, kind: OpenApiTypes, status: int, description: str
-) -> OpenApiParameter:
-    """A header the gateway always sends with `status` answers."""
+def response_header(name: str, kind: type, status: int, description: str) -> OpenApiParameter:
+    """A header the gateway always sends with `status` answers (`kind`: `int` or `str`)."""
     return OpenApiParameter(
         name,
         kind,
@@ -264,44 +249,29 @@ def response_header(
 
 
 KEY_HEADERS = [
-    response_header(name, kind, status, description)
-    for name, kind, status, description in (
+    response_header(*header)
+    for header in (
         (
             "x-ratelimit-limit-requests",
-            OpenApiTypes.INT,
+            int,
             200,
             "Requests per minute this key may make to this endpoint group.",
         ),
-        (
-            "x-ratelimit-remaining-requests",
-            OpenApiTypes.INT,
-            200,
-            "Requests left in the current window.",
-        ),
+        ("x-ratelimit-remaining-requests", int, 200, "Requests left in the current window."),
         (
             "x-ratelimit-reset-requests",
-            OpenApiTypes.STR,
+            str,
             200,
             'Time until the budget is whole again, e.g. "17s".',
         ),
-        (
-            "Retry-After",
-            OpenApiTypes.INT,
-            429,
-            "Whole seconds to wait before retrying (at least 1).",
-        ),
-        (
-            "WWW-Authenticate",
-            OpenApiTypes.STR,
-            401,
-            'The scheme to authenticate with: `Bearer realm="api"`.',
-        ),
+        ("Retry-After", int, 429, "Whole seconds to wait before retrying (at least 1)."),
+        ("WWW-Authenticate", str, 401, 'The scheme to authenticate with: `Bearer realm="api"`.'),
     )
 ]
 
 MODEL_ID = OpenApiParameter(
     "model_id",
-    OpenApiTypes.STR,
+    str,
     OpenApiParameter.PATH,
     description="The model's id, as the backend names it. Ids may hold `:`, `.`, `/` and `-` "
     "(`hf.co/org/name:Q4_K_M`).",
@@ -340,26 +310,6 @@ class StaffBasicAuthenticationScheme(OpenApiAuthenticationExtension):
         }
 
 
-class AdminSessionScheme(OpenApiAuthenticationExtension):
-    """A signed-in admin session: accepted by the staff routes, not offered in the docs.
-
-    Swagger's Authorize dialog cannot set a cookie, so a `cookieAuth
-    (sessionid)` entry there only confused people. A browser signed in to
-    `/admin/` sends its session cookie by itself on "Try it out" (changes also
-    need the CSRF token); the `keys` tag says so.
-    """
-
-    target_class = "rest_framework.authentication.SessionAuthentication"
-    name: list[str] = []
-    priority = 1  # over drf-spectacular's own cookieAuth
-
-    def get_security_requirement(self, auto_schema: Any) -> None:
-        return None
-
-    def get_security_definition(self, auto_schema: Any) -> list[dict[str, Any]]:
-        return []
-
-
 # --- request schemas as strict as the validation ----------------------------------
 
 
@@ -380,16 +330,15 @@ class GatewayAutoSchema(AutoSchema):
 
     def _get_request_body(self, direction: Any = "request") -> Any:
         # Every body the gateway takes is required (Ollama's views refuse an empty one).
-        if self.method == "DELETE" and self.get_request_serializer() is not None:
+        method = self.method
+        if method == "DELETE" and self.get_request_serializer() is not None:
             # Ollama's DELETE /api/delete takes a JSON body (OpenAPI 3.1 allows it);
             # drf-spectacular documents bodies for POST, PUT and PATCH only.
             self.method = "POST"
-            try:
-                body = super()._get_request_body(direction)
-            finally:
-                self.method = "DELETE"
-        else:
+        try:
             body = super()._get_request_body(direction)
+        finally:
+            self.method = method
         if body:
             body["required"] = True
         return body
@@ -439,22 +388,19 @@ class SSEDataFieldExtension(OpenApiSerializerFieldExtension):
         return {"anyOf": [payload, done]}
 
 
-def sse_event_serializer(
-    name: str, payload: type[serializers.Serializer]
-) -> type[serializers.Serializer]:
+def sse_event_serializer(payload: type[serializers.Serializer]) -> type[serializers.Serializer]:
     """A serializer documenting one `text/event-stream` event: `payload` or an error."""
-    return type(
-        name,
-        (serializers.Serializer,),
-        {
-            "__doc__": "One Server-Sent Event: `data: <json>` (the stream ends `data: [DONE]`).",
-            "__module__": __name__,
-            "data": SSEDataField(payload),
-            "event": serializers.CharField(
-                required=False, help_text="Always the default, `message`."
-            ),
-        },
-    )
+
+    class Event(serializers.Serializer):
+        """One Server-Sent Event: `data: <json>` (the stream ends `data: [DONE]`)."""
+
+        data = SSEDataField(payload)
+        event = serializers.CharField(required=False, help_text="Always the default, `message`.")
+
+    # The component is named after the payload: `ChatStreamEvent...` → `ChatStreamSSEEvent`.
+    name = payload.__name__.removesuffix("Serializer").removesuffix("Event").removesuffix("Chunk")
+    Event.__name__ = Event.__qualname__ = f"{name}SSEEvent"
+    return Event
 
 
 # --- plain Django views (probes, GET /ollama/) ----------------------------------
@@ -561,7 +507,7 @@ PLAIN_VIEWS: tuple[type[_DocumentedPlainView], ...] = (
                 "backend_down",
                 _example_timestamp(
                     not_ready_body(
-                        [("backend", BackendUnavailableError.default_message)],
+                        [("backend", api_errors.BackendUnavailableError.default_message)],
                         {"database": "ok", "cache": "ok", "backend": "failing"},
                     )
                 ),
@@ -590,14 +536,6 @@ PLAIN_VIEWS: tuple[type[_DocumentedPlainView], ...] = (
 )
 
 
-def _route_name(path: str) -> str | None:
-    try:
-        match = resolve(path)
-    except Resolver404:
-        return None
-    return match.view_name
-
-
 def add_plain_django_views(
     endpoints: list[tuple[Any, ...]], **kwargs: Any
 ) -> list[tuple[Any, ...]]:
@@ -608,7 +546,11 @@ def add_plain_django_views(
     """
     documented = list(endpoints)
     for view in PLAIN_VIEWS:
-        if _route_name(view.route) != view.view_name:
+        try:
+            routed = resolve(view.route).view_name == view.view_name
+        except Resolver404:
+            routed = False
+        if not routed:
             logger.warning(
                 "Not documenting %s: it no longer routes to %s", view.route, view.view_name
             )
@@ -644,31 +586,6 @@ def local_only(view: Any) -> Any:
 # --- the finished document --------------------------------------------------------
 
 
-def benchmark_table(path: Path) -> str:
-    """A markdown performance table from the project's own benchmark results, or "".
-
-    The file is JSON: `{"results": [{"model", "endpoint", "concurrency",
-    "requests_per_second", "tokens_per_second", "ttft_p50_ms", "ttft_p99_ms",
-    "latency_p50_ms", "latency_p95_ms", "latency_p99_ms"}, ...], "backend": "...",
-    "date": "..."}` (bench/report.py writes it); unknown keys are ignored, a
-    column shows when some row has it, "-" where a row has not.
-    """
-    try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError:
-        return ""
-    except (OSError, ValueError) as exc:
-        logger.warning("Ignoring unreadable benchmark results %s: %s", path, exc)
-        return ""
-    if not isinstance(data, dict) or not isinstance(data.get("results"), list):
-        return ""
-    rows = [row for row in data["results"] if isinstance(row, dict)]
-    if not rows:
-        return ""
-    parts = [str(data[key]) for key in ("backend", "date") if isinstance(data.get(key), str)]
-    return render_benchmark_table(rows, source=f" ({', '.join(parts)})" if parts else "")
-
-
 _COLUMNS: tuple[tuple[str, str], ...] = (
     ("model", "Model"),
     ("endpoint", "Endpoint"),
@@ -691,7 +608,26 @@ def _cell(value: Any) -> str:
     return str(value).replace("|", "\\|")
 
 
-def render_benchmark_table(rows: list[dict[str, Any]], *, source: str = "") -> str:
+def benchmark_table(path: Path) -> str:
+    """A markdown performance table from the project's own benchmark results, or "".
+
+    The file is JSON, `{"results": [{<keys of _COLUMNS>}, ...], "backend": "...", "date":
+    "..."}` (bench/report.py writes it): unknown keys are ignored, a column shows when
+    some row has it, "-" where a row has not.
+    """
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        return ""
+    except (OSError, ValueError) as exc:
+        logger.warning("Ignoring unreadable benchmark results %s: %s", path, exc)
+        return ""
+    results = data.get("results") if isinstance(data, dict) else None
+    rows = [row for row in results if isinstance(row, dict)] if isinstance(results, list) else []
+    if not rows:
+        return ""
+    parts = [str(data[key]) for key in ("backend", "date") if isinstance(data.get(key), str)]
+    source = f" ({', '.join(parts)})" if parts else ""
     columns = [(key, title) for key, title in _COLUMNS if any(key in row for row in rows)]
     lines = [
         f"### Performance\n\nMeasured by this project's benchmark suite (`make bench`, "
@@ -703,21 +639,20 @@ def render_benchmark_table(rows: list[dict[str, Any]], *, source: str = "") -> s
     return "\n".join(lines)
 
 
-CHAT_OPERATIONS = ("v1_chat_completions_create",)
+def _each_operation(result: dict[str, Any]) -> Iterable[dict[str, Any]]:
+    for path_item in result.get("paths", {}).values():
+        yield from (operation for operation in path_item.values() if isinstance(operation, dict))
 
 
 def _stream_examples_unwrapped(result: dict[str, Any]) -> None:
     """An NDJSON example is the list of its lines; drf-spectacular wraps it in one more list."""
-    for path_item in result.get("paths", {}).values():
-        for operation in path_item.values():
-            if not isinstance(operation, dict):
-                continue
-            for response in operation.get("responses", {}).values():
-                content = response.get("content", {}).get("application/x-ndjson", {})
-                for example in content.get("examples", {}).values():
-                    value = example.get("value")
-                    if isinstance(value, list) and len(value) == 1 and isinstance(value[0], list):
-                        example["value"] = value[0]
+    for operation in _each_operation(result):
+        for response in operation.get("responses", {}).values():
+            content = response.get("content", {}).get("application/x-ndjson", {})
+            for example in content.get("examples", {}).values():
+                value = example.get("value")
+                if isinstance(value, list) and len(value) == 1 and isinstance(value[0], list):
+                    example["value"] = value[0]
 
 
 def finish_schema(
@@ -736,9 +671,7 @@ def finish_schema(
         others = [server for server in result.get("servers", []) if server.get("url") != origin]
         result["servers"] = [{"url": origin, "description": "This server"}, *others]
     table = benchmark_table(Path(settings.BENCHMARK_RESULTS_FILE))
-    if table:
-        for path_item in result.get("paths", {}).values():
-            for operation in path_item.values():
-                if isinstance(operation, dict) and operation.get("operationId") in CHAT_OPERATIONS:
-                    operation["description"] = f"{operation.get('description', '')}\n\n{table}"
+    for operation in _each_operation(result):
+        if table and operation.get("operationId") == "v1_chat_completions_create":
+            operation["description"] = f"{operation.get('description', '')}\n\n{table}"
     return result

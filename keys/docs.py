@@ -1,17 +1,17 @@
 """OpenAPI documentation of the key-management API (`/admin/api-keys`), applied in `keys.views`.
 
-Staff only: HTTP basic auth (`BasicAuth`) or a logged-in admin session
-(its cookie, with the CSRF token for changes; not a scheme in the docs, see
-`gateway.schema.AdminSessionScheme`). Not an API key.
+Staff only, by HTTP basic auth (`BasicAuth`) or a logged-in admin session (its cookie, with
+the CSRF token for changes; not a scheme in the docs: see SPECTACULAR_SETTINGS). No API key.
 """
 
 from __future__ import annotations
 
-from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema
+from typing import Any
+
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse
 
 from gateway.errors import AuthenticationError, NotFoundError, PermissionDeniedError
-from gateway.schema import KEY_ERRORS, errors, response_header
+from gateway.schema import KEY_ERRORS, errors, operation, response_header
 from keys.serializers import (
     EXAMPLE_KEY,
     ApiKeyCreatedSerializer,
@@ -19,21 +19,19 @@ from keys.serializers import (
     ApiKeyOutputSerializer,
 )
 
-TAGS = ["keys"]
-
 PREFIX = OpenApiParameter(
     "prefix",
-    OpenApiTypes.STR,
+    str,
     OpenApiParameter.PATH,
     description="The key's 8-character prefix (`lai_<prefix>_...`), as the admin shows it.",
     examples=[OpenApiExample("prefix", value="Ab3dE5gH")],
 )
 
 STAFF_HEADERS = [
-    response_header("WWW-Authenticate", OpenApiTypes.STR, 401, '`Basic realm="admin"`.'),
+    response_header("WWW-Authenticate", str, 401, '`Basic realm="admin"`.'),
     response_header(
         "Retry-After",
-        OpenApiTypes.INT,
+        int,
         429,
         "Whole seconds to wait: failed sign-ins are limited per client address, and after "
         "LOGIN_FAILURE_LIMIT failures per address or username every sign-in there is "
@@ -41,37 +39,45 @@ STAFF_HEADERS = [
     ),
 ]
 
+STAFF_ERRORS = {
+    "not_authenticated": AuthenticationError(
+        "Staff credentials required: HTTP basic auth or a logged-in admin session.",
+        code="not_authenticated",
+    ),
+    "staff_only": PermissionDeniedError("Only staff users may manage API keys.", code="staff_only"),
+    "not_found": NotFoundError("No API key with prefix 'Ab3dE5gH'."),
+}
 
-def staff_errors(*statuses: int) -> dict[int, OpenApiResponse]:
-    """401, 403, 406, 429 (as for an API key) and `statuses`, with the staff examples."""
-    return errors(
-        *KEY_ERRORS,
-        *statuses,
-        not_authenticated=AuthenticationError(
-            "Staff credentials required: HTTP basic auth or a logged-in admin session.",
-            code="not_authenticated",
-        ),
-        staff_only=PermissionDeniedError(
-            "Only staff users may manage API keys.", code="staff_only"
-        ),
-        not_found=NotFoundError("No API key with prefix 'Ab3dE5gH'."),
+
+def staff_operation(answer: Any, *statuses: int, by_prefix: bool = False, **schema: Any) -> Any:
+    """One staff action's docs: `answer`; 401, 403, 406, 429 (as for an API key) and `statuses`
+    with the staff examples; the staff headers. `by_prefix`: the path names a key by its
+    prefix, and no such key is a 404."""
+    return operation(
+        tags=["keys"],
+        parameters=[PREFIX, *STAFF_HEADERS] if by_prefix else STAFF_HEADERS,
+        answer=answer,
+        errors=errors(*KEY_ERRORS, *statuses, *([404] if by_prefix else []), **STAFF_ERRORS),
+        **schema,
     )
 
 
-keys_list = extend_schema(
+keys_list = staff_operation(
+    OpenApiResponse(ApiKeyOutputSerializer(many=True), "The keys."),
     operation_id="admin_api_keys_list",
-    tags=TAGS,
     summary="List API keys",
     description="Every key, newest first: prefix, status, limits, usage. Never the raw key.",
-    parameters=STAFF_HEADERS,
-    responses={
-        200: OpenApiResponse(ApiKeyOutputSerializer(many=True), "The keys."),
-        **staff_errors(),
-    },
 )
 
-keys_create = extend_schema(
-    tags=TAGS,
+keys_create = staff_operation(
+    {
+        201: OpenApiResponse(
+            ApiKeyCreatedSerializer, "The new key; `api_key` is shown only in this answer."
+        )
+    },
+    400,
+    415,
+    422,
     summary="Create an API key",
     description=(
         "Creates a key and answers with the raw key **once** (`api_key`); only its hash is "
@@ -79,34 +85,26 @@ keys_create = extend_schema(
         "which must be named); `allowed_models` empty = every model."
     ),
     request=ApiKeyCreateInputSerializer,
-    parameters=STAFF_HEADERS,
-    responses={
-        201: OpenApiResponse(
-            ApiKeyCreatedSerializer, "The new key; `api_key` is shown only in this answer."
-        ),
-        **staff_errors(400, 415, 422),
-    },
 )
 
-keys_retrieve = extend_schema(
+keys_retrieve = staff_operation(
+    OpenApiResponse(ApiKeyOutputSerializer, "The key."),
+    by_prefix=True,
     operation_id="admin_api_keys_retrieve",
-    tags=TAGS,
     summary="Get an API key",
     description="One key by its prefix.",
-    parameters=[PREFIX, *STAFF_HEADERS],
-    responses={200: OpenApiResponse(ApiKeyOutputSerializer, "The key."), **staff_errors(404)},
 )
 
-keys_revoke = extend_schema(
+keys_revoke = staff_operation(
+    OpenApiResponse(ApiKeyOutputSerializer, "The revoked key."),
+    by_prefix=True,
     operation_id="admin_api_keys_revoke",
-    tags=TAGS,
     summary="Revoke an API key",
     description=(
         "Revokes the key: refused from the next request on, on every worker. Idempotent: "
         "revoking a revoked key answers the same."
     ),
     request=None,
-    parameters=[PREFIX, *STAFF_HEADERS],
     # This operation's own example, in place of the serializer's (an active key).
     examples=[
         OpenApiExample(
@@ -115,8 +113,4 @@ keys_revoke = extend_schema(
             response_only=True,
         )
     ],
-    responses={
-        200: OpenApiResponse(ApiKeyOutputSerializer, "The revoked key."),
-        **staff_errors(404),
-    },
 )

@@ -548,6 +548,14 @@ SPECTACULAR_SETTINGS = {
     # The docs stay open: no API key needed to read them.
     "SERVE_AUTHENTICATION": [],
     "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
+    # The schemes the docs offer (gateway.schema). Not the admin session the staff routes
+    # also accept: Swagger's Authorize dialog cannot set a cookie, so a `cookieAuth` entry
+    # only confused people, and a browser signed in to `/admin/` sends its session cookie
+    # by itself on "Try it out" (changes also need the CSRF token; the `keys` tag says so).
+    "AUTHENTICATION_WHITELIST": [
+        "keys.authentication.ApiKeyAuthentication",
+        "keys.views.StaffBasicAuthentication",
+    ],
     "ENUM_NAME_OVERRIDES": {
         "CheckStateEnum": "gateway.schema.CHECK_STATES",
         "ChatFinishReasonEnum": ["stop", "length", "tool_calls"],
