@@ -75,11 +75,6 @@ class ApiKeyAuthentication(BaseAuthentication):
     """`Authorization: Bearer <key>`, or `x-api-key: <key>` (how Anthropic's SDKs
     send it); every failure is a 401 `invalid_api_key`."""
 
-    @property
-    def runs_in_event_loop(self) -> bool:
-        """`gateway.viewsets`: no network behind it with the default stores."""
-        return policy.checks_are_local()
-
     def authenticate(self, request: Request) -> tuple[Any, policy.Caller]:
         header = get_authorization_header(request)
         raw_key = policy.parse_bearer(header.decode("latin-1") if header else None)
@@ -105,8 +100,6 @@ class CallerAdmitted(BasePermission):
     """The policy admits the request: counted against the caller's limit for the
     view's endpoint group (the one call site of HTTP counting), then allowed by
     the key's endpoint allow-list. The budget is left for the headers."""
-
-    runs_in_event_loop = ApiKeyAuthentication.runs_in_event_loop
 
     def has_permission(self, request: Request, view: Any) -> bool:
         caller = getattr(django_request(request), "caller", None)

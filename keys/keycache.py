@@ -217,11 +217,6 @@ def generation() -> str | None:
     return _store().read()
 
 
-def generation_is_local() -> bool:
-    """Whether reading the generation needs no network: a file's `stat()` or this process."""
-    return isinstance(_store(), (_FileGeneration, _ProcessGeneration))
-
-
 def generation_bump() -> None:
     """Something about a key changed: every process drops what it kept.
 

@@ -35,7 +35,7 @@ from gateway import metrics
 from gateway.backends.base import normalize_model_name
 from gateway.errors import AuthenticationError, PermissionDeniedError, RateLimitedError
 from gateway.metering import UsageMeter
-from keys import keycache, ratelimit, usage
+from keys import ratelimit, usage
 from keys.models import EXPLICIT_ONLY_GROUPS, ApiKey
 from keys.ratelimit import RateLimitStatus
 from keys.services import KeyNotUsableError, api_key_authenticate
@@ -152,20 +152,6 @@ def auth_failure_count(*, error: AuthenticationError, client_addr: str) -> RateL
         if isinstance(error, KeyNotUsableError):
             return limited.rate_limit_status  # type: ignore[attr-defined]
         raise
-
-
-def checks_are_local() -> bool:
-    """Whether authenticating a kept key and counting its request need no network.
-
-    True with the default stores (SQLite's keys-generation file, counters in
-    process memory): the HTTP checks then run in the event loop, with no
-    thread switch (`gateway.viewsets`). A key not kept yet still needs the
-    database; Django refuses that from the loop (`SynchronousOnlyOperation`)
-    before anything is counted, and the view runs its checks again in a
-    thread. With Redis (or PostgreSQL without a shared cache) every check
-    runs in a thread, so no round trip ever blocks the loop.
-    """
-    return keycache.generation_is_local() and ratelimit.store_is_local()
 
 
 def caller_recheck(*, caller: Caller, raw_key: str | None) -> None:

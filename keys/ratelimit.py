@@ -91,11 +91,6 @@ def limiters() -> _Limiters:
     return _limiters
 
 
-def store_is_local() -> bool:
-    """Whether the counters live in this process (no `REDIS_URL`): counting needs no network."""
-    return not settings.REDIS_URL
-
-
 def _cache_key_prefix() -> str:
     """The cache's KEY_PREFIX (CACHE_KEY_PREFIX), so one Redis serves several deployments."""
     return str(settings.CACHES["default"].get("KEY_PREFIX") or "localai")

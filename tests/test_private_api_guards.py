@@ -47,7 +47,6 @@ ROOT = Path(__file__).resolve().parent.parent
 
 # The libraries whose private API the gateway uses, and where.
 GUARDED = {
-    "adrf": "gateway/viewsets.py (async_dispatch, mirrored with initial in the loop)",
     "Django": "gateway/streaming.py, localai_site/handlers.py, localai_site/middleware.py",
     "djangorestframework": "keys/authentication.py, gateway/metering.py (Request._request)",
     "httpx-aiohttp": "gateway/backends/ollama.py (_Transport, _ResponseStream)",
@@ -235,28 +234,6 @@ def test_adrf_dispatches_a_gateway_viewset_without_listing_its_members() -> None
         assert inspect.iscoroutinefunction(view)
         response = asyncio.run(view(APIRequestFactory().get("/")))
     assert response.status_code == 200
-
-
-# adrf 0.1.14's `APIView.async_dispatch`, its code lines stripped, hashed.
-ADRF_ASYNC_DISPATCH = "e5c4986164dd53d2"
-
-
-def test_adrfs_async_dispatch_is_still_the_one_the_gateway_mirrors() -> None:
-    # gateway.viewsets.ViewSet.async_dispatch is adrf's, step for step, with
-    # `initial` in the event loop when it may be. A new step in adrf's must be
-    # copied over (or the override dropped): this fails when adrf's changes.
-    import hashlib
-
-    from adrf.views import APIView as AdrfAPIView
-
-    source = inspect.getsource(AdrfAPIView.async_dispatch)
-    assert "await sync_to_async(self.initial)(request, *args, **kwargs)" in source
-    code = "\n".join(
-        line.strip()
-        for line in source.splitlines()
-        if line.strip() and not line.strip().startswith(("#", '"""', "`"))
-    )
-    assert hashlib.sha256(code.encode()).hexdigest()[:16] == ADRF_ASYNC_DISPATCH
 
 
 # --- Django: GatewayASGIHandler (localai_site/handlers.py) --------------------------
