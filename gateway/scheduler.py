@@ -97,19 +97,39 @@ class QueueStats:
 
 
 class Lease:
-    """One slot held; `release()` gives it back (idempotent)."""
+    """One slot held; `release()` gives it back (idempotent).
 
-    __slots__ = ("_release", "queued_seconds", "released")
+    `handed_over`: in one process, whether releasing it gave the slot to a
+    waiting request (set by the release).
+    """
+
+    __slots__ = ("_release", "handed_over", "queued_seconds", "released")
 
     def __init__(self, release: Callable[[], Awaitable[None] | None], queued_seconds: float):
         self._release = release
         self.queued_seconds = queued_seconds
         self.released = False
+        self.handed_over = False
 
     async def release(self) -> None:
         outcome = self.release_now()
         if outcome is not None:
             await outcome
+
+    async def handover(self) -> None:
+        """After `release_now()` in one process: when a waiting request got the
+        slot, let it reach its backend before this request goes on.
+
+        The waiter resumes in the loop's next step, and its request reaches
+        the backend's socket in the step after (aiohttp writes a body in a
+        task of its own before Python 3.12). The releasing request's own
+        answer can wait those two steps; the backend should not wait for that
+        answer to be built (traced in the flood benchmark: the backend idle
+        6.5 -> 4.9 ms, median, between requests). Without a waiter: at once.
+        """
+        if self.handed_over:
+            await asyncio.sleep(0)
+            await asyncio.sleep(0)
 
     def release_now(self) -> Awaitable[None] | None:
         """Give the slot back now; what is left to await (with Redis), or None.
@@ -248,13 +268,14 @@ class LocalScheduler:
         started = time.monotonic()
 
         def release() -> None:
-            self._release(r, resource, caller, started)
+            lease.handed_over = self._release(r, resource, caller, started)
 
-        return Lease(release, queued_seconds)
+        lease = Lease(release, queued_seconds)
+        return lease
 
     def _release(
         self, r: _Resource, resource: str, caller: SchedulingCaller, started: float
-    ) -> None:
+    ) -> bool:
         held = time.monotonic() - started
         r.service_ewma = held if not r.service_ewma else 0.8 * r.service_ewma + 0.2 * held
         r.in_use -= 1
@@ -263,7 +284,7 @@ class LocalScheduler:
             r.running[caller.id] = left
         else:
             r.running.pop(caller.id, None)
-        self._dispatch(r)
+        return self._dispatch(r)
 
     def _unqueue(self, r: _Resource, caller_id: str, waiter: _Waiter) -> None:
         queue = r.queues.get(caller_id)
@@ -273,8 +294,10 @@ class LocalScheduler:
             if not queue:
                 del r.queues[caller_id]
 
-    def _dispatch(self, r: _Resource) -> None:
-        """Hand free slots to waiting callers, the lowest virtual time first."""
+    def _dispatch(self, r: _Resource) -> bool:
+        """Hand free slots to waiting callers, the lowest virtual time first;
+        whether any got one."""
+        woken = False
         while r.in_use < r.slots and r.waiting:
             eligible = [
                 (r.vtime.get(caller_id, r.clock), caller_id)
@@ -282,7 +305,7 @@ class LocalScheduler:
                 if queue and r.running.get(caller_id, 0) < queue[0].caller.max_concurrent
             ]
             if not eligible:
-                return
+                break
             vtime, caller_id = min(eligible)
             r.clock = max(r.clock, vtime)
             queue = r.queues[caller_id]
@@ -297,6 +320,8 @@ class LocalScheduler:
             r.running[caller_id] = r.running.get(caller_id, 0) + 1
             r.vtime[caller_id] = max(vtime, r.clock) + 1 / max(1, caller.weight)
             waiter.future.set_result(None)
+            woken = True
+        return woken
 
 
 def _busy(retry_after: float, message: str) -> BackendBusyError:

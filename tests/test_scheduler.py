@@ -150,3 +150,47 @@ async def test_a_lease_is_released_once_whatever_happens() -> None:
     await lease.release()
 
     assert scheduler.stats()[0].in_use == 0
+
+
+async def test_a_handed_over_slot_lets_the_next_request_reach_its_backend_first() -> None:
+    scheduler = LocalScheduler()
+    holder = await scheduler.acquire(resource="r", slots=1, caller=A)
+    events: list[str] = []
+
+    async def next_request() -> None:
+        await scheduler.acquire(resource="r", slots=1, caller=B)
+        events.append("next request resumed")
+        await asyncio.sleep(0)  # aiohttp's body writer: one loop step later
+        events.append("next request on the wire")
+
+    waiting = asyncio.create_task(next_request())
+    await _queued(scheduler, 1)
+    holder.release_now()
+    await holder.handover()
+    events.append("the releasing request goes on")
+    await waiting
+
+    assert holder.handed_over
+    assert events == [
+        "next request resumed",
+        "next request on the wire",
+        "the releasing request goes on",
+    ]
+
+
+async def test_a_slot_nobody_waits_for_is_given_back_without_yielding() -> None:
+    scheduler = LocalScheduler()
+    lease = await scheduler.acquire(resource="r", slots=1, caller=A)
+    events: list[str] = []
+
+    async def other() -> None:
+        events.append("other work")
+
+    task = asyncio.create_task(other())
+    lease.release_now()
+    await lease.handover()
+    events.append("the releasing request goes on")
+    await task
+
+    assert not lease.handed_over
+    assert events == ["the releasing request goes on", "other work"]
