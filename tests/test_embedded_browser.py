@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterator
 
 import pytest
@@ -71,10 +72,15 @@ def test_a_question_typed_into_the_page_gets_a_streamed_answer_from_smollm2(
     page.press("#message-input", "Enter")
 
     reply = page.locator(".message-assistant").last
-    # The meta line is written when the answer ends.
-    # A bound, not a wait: SmolLM2 on one thread of a busy machine takes its time.
-    expect(reply.locator(".message-meta")).to_contain_text("completion tokens", timeout=90_000)
-    expect(reply.locator(".message-meta")).to_contain_text("smollm2:135m")
+    # The page sends no temperature, so the answer is sampled and its length
+    # varies; on one thread of a busy machine a long one takes minutes. What
+    # matters is that real tokens stream in: once several pieces have
+    # arrived, Cancel ends the answer if it has not ended by itself.
+    page.wait_for_function("window.replySnapshots.filter(Boolean).length >= 3", timeout=90_000)
+    page.click("#cancel-button", force=True)  # disabled (a no-op) if the answer has ended
+    meta = reply.locator(".message-meta")
+    expect(meta).to_contain_text(re.compile("completion tokens|cancelled"), timeout=30_000)
+    expect(meta).to_contain_text("smollm2:135m")
     expect(reply).not_to_have_class("streaming")
     text = reply.locator(".message-content").text_content() or ""
     pieces = [piece for piece in page.evaluate("window.replySnapshots") if piece]
