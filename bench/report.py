@@ -349,7 +349,7 @@ def _engine_rows(engine: dict[str, Any], t: dict[str, float]) -> list[tuple[str,
         return []
     ratio, added = engine["tokens_per_s_ratio"], engine["ttft_added_ms"]
     direct, gateway = engine["direct"], engine["gateway"]
-    if "ttft_pairs" in engine:  # paired one-token rounds (bench/engine.py)
+    if "ttft_pairs" in engine:  # paired short answers (bench/engine.py)
         low, high = engine["ttft_added_p10_p90_ms"]
         ttft = (
             f"{added:+.1f} ms, median of {engine['ttft_pairs']} paired "
