@@ -181,6 +181,59 @@ def test_a_pasted_key_chats_and_cancel_stops_the_answer(
     expect(page.locator("#empty-state")).to_be_visible()
 
 
+def test_the_answer_settings_reach_the_backend_and_a_value_out_of_range_is_said(
+    api_key: str, fake_ollama: FakeOllama, browser_page
+):  # type: ignore[no-untyped-def]
+    from playwright.sync_api import expect
+
+    page = browser_page
+    fake_ollama.reply = [f" word{i}" for i in range(50)]
+
+    page.goto("/")
+    page.fill("#key-input", api_key)
+    page.click("#key-form button[type=submit]")
+    expect(page.locator("#connection-state")).to_have_text("Connected")
+
+    # Left empty: nothing is sent, and the backend uses its own defaults.
+    page.fill("#message-input", "first")
+    page.click("#send-button")
+    reply = page.locator(".message-assistant").last
+    expect(reply.locator(".message-meta")).to_contain_text("+ 50 completion tokens")
+    first = fake_ollama.requests_to("/api/chat")[-1].json
+    assert "num_predict" not in (first.get("options") or {})
+    assert "temperature" not in (first.get("options") or {})
+
+    # Set: the answer stops at 3 tokens, and both reach the backend.
+    page.fill("#max-tokens-input", "3")
+    page.fill("#temperature-input", "0")
+    page.fill("#message-input", "second")
+    page.click("#send-button")
+    reply = page.locator(".message-assistant").last
+    expect(reply.locator(".message-content")).to_have_text(" word0 word1 word2")
+    expect(reply.locator(".message-meta")).to_contain_text("+ 3 completion tokens")
+    options = fake_ollama.requests_to("/api/chat")[-1].json["options"]
+    assert options["num_predict"] == 3
+    assert options["temperature"] == 0
+
+    # Out of the field's range: said on the page, nothing sent, the text kept.
+    sent = len(fake_ollama.requests_to("/api/chat"))
+    page.fill("#temperature-input", "5")
+    page.fill("#message-input", "third")
+    page.click("#send-button")
+    expect(page.locator("#error-banner")).to_be_visible()
+    expect(page.locator("#error-text")).to_contain_text("Temperature")
+    expect(page.locator("#message-input")).to_have_value("third")
+    expect(page.locator(".message-user")).to_have_count(2)
+    assert len(fake_ollama.requests_to("/api/chat")) == sent
+
+    # The settings survive a reload.
+    page.fill("#temperature-input", "0.7")
+    page.locator("#temperature-input").dispatch_event("change")
+    page.reload()
+    expect(page.locator("#max-tokens-input")).to_have_value("3")
+    expect(page.locator("#temperature-input")).to_have_value("0.7")
+
+
 def test_after_an_idle_close_the_next_message_reconnects_and_is_answered(
     api_key: str, fake_ollama: FakeOllama, settings, browser_page
 ):  # type: ignore[no-untyped-def]

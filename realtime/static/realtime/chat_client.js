@@ -108,8 +108,14 @@ export class ChatSocket {
     }
   }
 
-  sendChat(message, model) {
-    this.send(model ? { type: "chat", message, model } : { type: "chat", message });
+  // `options`: { max_tokens, temperature }; a field left out is the model's default.
+  sendChat(message, model, options = {}) {
+    const frame = { type: "chat", message };
+    if (model) frame.model = model;
+    for (const name of ["max_tokens", "temperature"]) {
+      if (options[name] !== undefined) frame[name] = options[name];
+    }
+    this.send(frame);
   }
 
   cancel() { this.send({ type: "cancel" }); }

@@ -19,6 +19,8 @@ const els = {
   cancel: $("cancel-button"),
   clear: $("clear-button"),
   model: $("model-select"),
+  maxTokens: $("max-tokens-input"),
+  temperature: $("temperature-input"),
   keyForm: $("key-form"),
   keyInput: $("key-input"),
   forgetKey: $("forget-key"),
@@ -229,12 +231,37 @@ function updateKeyStatus() {
   els.forgetKey.hidden = !apiKey;
 }
 
+// The answer's settings: an empty field is the model's default. A value the
+// field's own range refuses is said here, before anything is sent; the server
+// checks the same ranges.
+function answerOptions() {
+  const options = {};
+  for (const [name, input] of [["max_tokens", els.maxTokens], ["temperature", els.temperature]]) {
+    if (input.value.trim() === "" && input.validity.valid) continue;
+    if (!input.checkValidity()) {
+      showError(`${input.labels[0].textContent}: ${input.validationMessage}`);
+      input.focus();
+      return null;
+    }
+    options[name] = Number(input.value);
+  }
+  return options;
+}
+
+for (const input of [els.maxTokens, els.temperature]) {
+  const key = `localai.chat.${input.id}`;  // localStorage: the settings survive reloads
+  input.value = localStorage.getItem(key) || "";
+  input.addEventListener("change", () => localStorage.setItem(key, input.value));
+}
+
 els.form.addEventListener("submit", (event) => {
   event.preventDefault();
   const text = els.input.value;
   if (!text.trim() || generating || !socket) return;
   hideError();
-  socket.sendChat(text, els.model.value || undefined);
+  const options = answerOptions();
+  if (options === null) return;
+  socket.sendChat(text, els.model.value || undefined, options);
   els.input.value = "";
 });
 
