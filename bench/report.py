@@ -694,11 +694,16 @@ def render(results: dict[str, Any], meta: dict[str, Any], analysis: str) -> str:
                 f"{engine['max_tokens']}-token streamed answer, greedy, {engine['threads']} "
                 "threads, alternating llama.cpp called in this process (direct) and "
                 "`POST /v1/chat/completions` through a `make run`-style gateway (unpinned, "
-                "no Ollama); medians. The added time to first token: the median of "
-                f"{engine.get('ttft_pairs', 0)} paired differences of "
-                f"{engine.get('ttft_pair_tokens', 0)}-token answers, direct then gateway, "
-                "after those rounds (the direct path's own first token moves by several "
-                "ms between rounds, which two medians of a few rounds do not cancel).",
+                "no Ollama); medians."
+                + (
+                    " The added time to first token: the median of "
+                    f"{engine['ttft_pairs']} paired differences of "
+                    f"{engine['ttft_pair_tokens']}-token answers, direct then gateway, after "
+                    "those rounds (the direct path's own first token moves by several ms "
+                    "between rounds, which two medians of a few rounds do not cancel)."
+                    if "ttft_pairs" in engine
+                    else ""
+                ),
                 "",
                 _table(
                     ["path", "time to first token", "tokens/s", "tokens"],

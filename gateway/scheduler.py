@@ -97,7 +97,7 @@ class QueueStats:
 
 
 class Lease:
-    """One slot held; `release()` gives it back (idempotent).
+    """One slot held; `release()` gives it back (idempotent), on every path.
 
     `handed_over`: in one process, whether releasing it gave the slot to a
     waiting request (set by the release).
@@ -112,11 +112,16 @@ class Lease:
         self.handed_over = False
 
     async def release(self) -> None:
+        """Give the slot back, at once: a cancelled caller still gives it back
+        (with Redis, what is left to await is shielded), and in one process a
+        waiting request that got the slot goes first (`_handover`)."""
         outcome = self.release_now()
         if outcome is not None:
-            await outcome
+            await asyncio.shield(outcome)
+        else:
+            await self._handover()
 
-    async def handover(self) -> None:
+    async def _handover(self) -> None:
         """After `release_now()` in one process: when a waiting request got the
         slot, let it reach its backend before this request goes on.
 

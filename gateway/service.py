@@ -360,11 +360,7 @@ async def _release(name: str, lease: Lease | None) -> None:
     backend_get().finished(name)
     if lease is not None:
         # At once, not in a task of its own: the next waiter's turn starts now.
-        pending = lease.release_now()
-        if pending is not None:
-            await asyncio.shield(pending)
-        else:
-            await lease.handover()
+        await lease.release()
 
 
 async def default_model(*, kind: ModelKind) -> str:

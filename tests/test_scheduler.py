@@ -165,8 +165,7 @@ async def test_a_handed_over_slot_lets_the_next_request_reach_its_backend_first(
 
     waiting = asyncio.create_task(next_request())
     await _queued(scheduler, 1)
-    holder.release_now()
-    await holder.handover()
+    await holder.release()
     events.append("the releasing request goes on")
     await waiting
 
@@ -187,8 +186,7 @@ async def test_a_slot_nobody_waits_for_is_given_back_without_yielding() -> None:
         events.append("other work")
 
     task = asyncio.create_task(other())
-    lease.release_now()
-    await lease.handover()
+    await lease.release()
     events.append("the releasing request goes on")
     await task
 

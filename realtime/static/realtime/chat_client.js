@@ -108,14 +108,10 @@ export class ChatSocket {
     }
   }
 
-  // `options`: { max_tokens, temperature }; a field left out is the model's default.
+  // `options`: the frame's optional fields that are set ({ max_tokens, temperature });
+  // one left out is the model's default.
   sendChat(message, model, options = {}) {
-    const frame = { type: "chat", message };
-    if (model) frame.model = model;
-    for (const name of ["max_tokens", "temperature"]) {
-      if (options[name] !== undefined) frame[name] = options[name];
-    }
-    this.send(frame);
+    this.send({ type: "chat", message, ...(model ? { model } : {}), ...options });
   }
 
   cancel() { this.send({ type: "cancel" }); }
